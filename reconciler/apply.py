@@ -1,0 +1,109 @@
+"""Run a plan against a backend, customer by customer.
+
+For each customer: take its session (the lock), read its state again, refuse if the state no
+longer has the fingerprint the plan was computed from, write the changes, record them in the
+audit log. A customer with problems, an unsafe plan without --force, or a stale state is
+skipped; the other customers proceed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from reconciler.backends.base import AuditEntry, Backend
+from reconciler.errors import ReconcilerError
+from reconciler.model import Change
+from reconciler.plan import CustomerPlan, fingerprint
+from reconciler.runner import Plan
+
+APPLIED, NOTHING, SKIPPED, STALE, UNSAFE, FAILED = (
+    "applied", "no changes", "skipped", "stale", "unsafe", "failed",
+)
+
+
+@dataclass
+class ApplyOutcome:
+    customer: int
+    status: str
+    message: str = ""
+    done: list[Change] = field(default_factory=list)
+    planned: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (APPLIED, NOTHING)
+
+
+def git_commit(paths: list[str]) -> str | None:
+    """The commit the specs come from: GITHUB_SHA in CI, else HEAD of the specs' repository."""
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    folder = paths[0] if paths else "."
+    if not os.path.isdir(folder):
+        folder = os.path.dirname(folder) or "."
+    try:
+        result = subprocess.run(
+            ["git", "-C", folder, "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def apply_plan(
+    plan: Plan, backend: Backend, *, force: bool = False, commit: str | None = None
+) -> list[ApplyOutcome]:
+    catalogue = backend.catalogue()
+    return [_apply_customer(c, backend, catalogue, force, commit) for c in plan.customers]
+
+
+def _apply_customer(
+    customer_plan: CustomerPlan, backend: Backend, catalogue: object, force: bool, commit: str | None
+) -> ApplyOutcome:
+    cid = customer_plan.customer
+    planned = len(customer_plan.changes)
+    if customer_plan.errors:
+        return ApplyOutcome(cid, SKIPPED, f"{len(customer_plan.errors)} problem(s) in the plan", planned=planned)
+    if customer_plan.unsafe and not force:
+        return ApplyOutcome(cid, UNSAFE, f"{customer_plan.unsafe_reason}", planned=planned)
+    if not customer_plan.changes:
+        return ApplyOutcome(cid, NOTHING)
+    try:
+        with backend.customer_session(cid, catalogue) as session:  # type: ignore[arg-type]
+            state = session.read()
+            if state is None or fingerprint(state) != customer_plan.fingerprint:
+                return ApplyOutcome(
+                    cid,
+                    STALE,
+                    "billing state changed since the plan was made; plan again",
+                    planned=planned,
+                )
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            try:
+                session.execute(customer_plan.changes)
+            except ReconcilerError as exc:
+                if backend.transactional:
+                    raise  # the session rolls the whole customer back
+                done = session.done
+                _record(session, done, cid, customer_plan.fingerprint, now, commit)
+                return ApplyOutcome(cid, FAILED, str(exc), done=done, planned=planned)
+            _record(session, customer_plan.changes, cid, customer_plan.fingerprint, now, commit)
+            return ApplyOutcome(cid, APPLIED, done=list(customer_plan.changes), planned=planned)
+    except ReconcilerError as exc:
+        suffix = "; nothing was changed for this customer" if backend.transactional else ""
+        return ApplyOutcome(cid, FAILED, f"{exc}{suffix}", planned=planned)
+
+
+def _record(session, changes: list[Change], cid: int, fp: str | None, now: str, commit: str | None) -> None:  # type: ignore[no-untyped-def]
+    if not changes:
+        return
+    session.record(
+        [
+            AuditEntry(now, cid, c.op, c.account, c.to_dict(), fp or "", commit)
+            for c in changes
+        ]
+    )

@@ -1,0 +1,100 @@
+"""The backend interface: what the planner reads and what apply writes.
+
+A backend reads one customer at a time (a plan over a thousand customers never holds them all)
+and applies one customer's changes inside ``customer_session``, which excludes every other
+apply on the same customer for as long as it is held.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.model import Catalogue, Change, CustomerState
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    time: str
+    customer: int
+    op: str
+    account: str
+    change: dict[str, Any]
+    fingerprint: str
+    git_commit: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "customer": self.customer,
+            "op": self.op,
+            "account": self.account,
+            "change": self.change,
+            "fingerprint": self.fingerprint,
+            "git_commit": self.git_commit,
+        }
+
+
+class CustomerSession(abc.ABC):
+    """Exclusive access to one customer while its changes are written."""
+
+    @abc.abstractmethod
+    def read(self) -> CustomerState | None:
+        """The customer's state, read fresh inside the session."""
+
+    @abc.abstractmethod
+    def execute(self, changes: list[Change]) -> None:
+        """Write ``changes`` in order. On failure raise; ``done`` tells what was written."""
+
+    @property
+    @abc.abstractmethod
+    def done(self) -> list[Change]:
+        """The changes written so far in this session (all or none for a transactional backend)."""
+
+    @abc.abstractmethod
+    def record(self, entries: list[AuditEntry]) -> None:
+        """Append to the audit log (in the same transaction as the changes where possible)."""
+
+
+class Backend(abc.ABC):
+    """A billing system the reconciler reads and changes."""
+
+    url: str
+    transactional: bool = False
+
+    @abc.abstractmethod
+    def catalogue(self) -> Catalogue:
+        """The product catalogue."""
+
+    @abc.abstractmethod
+    def read_customer(self, customer_id: int, catalogue: Catalogue) -> CustomerState | None:
+        """One customer's state, or None if billing has no such customer."""
+
+    def read_customers(
+        self, customer_ids: Iterable[int], catalogue: Catalogue
+    ) -> Iterator[tuple[int, CustomerState | None]]:
+        """States of many customers, in the order given. Backends may read concurrently."""
+        for customer_id in customer_ids:
+            yield customer_id, self.read_customer(customer_id, catalogue)
+
+    @abc.abstractmethod
+    def customer_session(
+        self, customer_id: int, catalogue: Catalogue
+    ) -> AbstractContextManager[CustomerSession]:
+        """Exclusive access to one customer for apply (waits for, or refuses, a concurrent apply)."""
+
+    @abc.abstractmethod
+    def history(self, customer_id: int | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

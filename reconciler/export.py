@@ -1,0 +1,68 @@
+"""Adoption: the spec that describes a customer's current managed accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from reconciler.model import CustomerState, managed_kind, managed_key
+
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../../schemas/customer-spec.schema.json\n"
+
+
+def export_spec(state: CustomerState) -> str:
+    """YAML whose plan against ``state`` shows no changes (blocked: true only where blocked)."""
+    customer = state.customer
+    extensions: list[dict[str, Any]] = []
+    attendants: list[dict[str, Any]] = []
+    unmanaged: list[str] = []
+    for account in sorted(state.accounts, key=lambda a: a.id):
+        if not account.is_open:
+            continue
+        kind = managed_kind(account.id, customer.id)
+        if kind is None:
+            unmanaged.append(account.id)
+            continue
+        key = managed_key(account.id)
+        assert key is not None
+        entry: dict[str, Any] = {}
+        if kind == "extension":
+            entry["extension"] = key[1]
+        else:
+            entry["number"] = int(key[1])
+        entry["name"] = account.name
+        entry["product"] = account.product
+        if account.addons:
+            entry["addons"] = list(account.addons)
+        if account.dids:
+            entry["dids"] = list(account.dids)
+        if account.blocked_by:
+            entry["blocked"] = True
+        (extensions if kind == "extension" else attendants).append(entry)
+    extensions.sort(key=lambda e: (len(e["extension"]), e["extension"]))
+    attendants.sort(key=lambda e: e["number"])
+    document: dict[str, Any] = {"version": 1, "customer": {"id": customer.id, "name": customer.name}}
+    document["prune"] = False
+    if extensions:
+        document["extensions"] = extensions
+    if attendants:
+        document["auto_attendants"] = attendants
+    header = SCHEMA_COMMENT + f"# Exported from billing: customer {customer.id} ({customer.name}).\n"
+    if unmanaged:
+        header += "# Accounts the reconciler does not manage (kept as they are, counted in quantities):\n"
+        header += "".join(f"#   {account_id}\n" for account_id in unmanaged)
+    body = yaml.dump(document, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=100)
+    return header + body
+
+
+class _QuotingDumper(yaml.SafeDumper):
+    """Quotes digit strings so extensions and DIDs read back as the same text."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = '"' if value.isdigit() else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_QuotingDumper.add_representer(str, _str_representer)

@@ -1,0 +1,271 @@
+"""The domain: products, agreements, accounts, the desired state of a spec, problems and changes.
+
+Everything here is immutable; the plan is computed from these values without side effects.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ProductType = Literal["main", "addon"]
+Kind = Literal["extension", "auto_attendant"]
+
+OPEN = "open"
+TERMINATED = "terminated"
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: int
+    name: str
+    type: ProductType
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The product catalogue, looked up by name (specs) and by id (backends)."""
+
+    products: tuple[Product, ...]
+    _by_name: dict[str, Product] = field(init=False, repr=False, compare=False)
+    _by_id: dict[int, Product] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {p.name: p for p in self.products})
+        object.__setattr__(self, "_by_id", {p.id: p for p in self.products})
+
+    def by_name(self, name: str) -> Product | None:
+        return self._by_name.get(name)
+
+    def by_id(self, product_id: int) -> Product | None:
+        return self._by_id.get(product_id)
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.products]
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: int
+    name: str
+    block_extensions: bool
+    agreement: tuple[tuple[str, int], ...]  # (product name, quantity); 0 = unlimited
+    dids: frozenset[str]
+
+    def quantity_for(self, product: str) -> int | None:
+        """The agreed quantity of ``product`` (0 = unlimited), or None if the agreement lacks it."""
+        for name, quantity in self.agreement:
+            if name == product:
+                return quantity
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    customer: int
+    name: str
+    product: str | None
+    addons: tuple[str, ...] = ()
+    dids: tuple[str, ...] = ()
+    blocked_by: str | None = None  # "admin" | "customer" | None
+    status: str = OPEN
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != TERMINATED
+
+    @property
+    def products_used(self) -> set[str]:
+        used = set(self.addons)
+        if self.product:
+            used.add(self.product)
+        return used
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    """What billing holds for one customer: all the plan needs to know, and what is fingerprinted."""
+
+    customer: Customer
+    accounts: tuple[Account, ...]
+    catalogue: Catalogue
+    # Account IDs that carry this customer's managed pattern but belong to another customer.
+    foreign_ids: frozenset[str] = frozenset()
+    # DIDs of this customer's pool held by another customer's account.
+    foreign_dids: frozenset[str] = frozenset()
+
+
+# ---- managed account IDs -------------------------------------------------------------------
+
+_MANAGED = re.compile(r"^ph(\d+)(?:x(\d{1,15})|aa([1-9]\d*))$")
+
+
+def extension_account_id(customer_id: int, extension: str) -> str:
+    return f"ph{customer_id}x{extension}"
+
+
+def auto_attendant_account_id(customer_id: int, number: int) -> str:
+    return f"ph{customer_id}aa{number}"
+
+
+def managed_kind(account_id: str, customer_id: int) -> Kind | None:
+    """The kind of a managed account of ``customer_id``, or None when the ID is not managed by it."""
+    match = _MANAGED.match(account_id)
+    if match is None or match.group(1) != str(customer_id):
+        return None
+    return "extension" if match.group(2) is not None else "auto_attendant"
+
+
+def managed_key(account_id: str) -> tuple[Kind, str] | None:
+    """(kind, extension-or-number) of a managed-looking account ID, whatever its customer."""
+    match = _MANAGED.match(account_id)
+    if match is None:
+        return None
+    if match.group(2) is not None:
+        return "extension", match.group(2)
+    return "auto_attendant", match.group(3)
+
+
+# ---- the desired state ------------------------------------------------------------------------
+
+Path = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredAccount:
+    """One extension or auto attendant of a spec, with the spec paths of its values."""
+
+    id: str
+    kind: Kind
+    key: str  # extension digits, or the auto attendant number as text
+    name: str
+    product: str
+    addons: tuple[str, ...]
+    dids: tuple[str, ...]
+    blocked: bool | None
+    path: Path  # e.g. ("extensions", 3)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSpec:
+    file: str
+    customer_id: int
+    customer_name: str
+    prune: bool
+    accounts: tuple[DesiredAccount, ...]
+
+
+# ---- problems -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    code: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Problem:
+        return cls(
+            code=data["code"],
+            message=data["message"],
+            file=data.get("file"),
+            line=data.get("line"),
+            column=data.get("column"),
+        )
+
+    def where(self) -> str:
+        if self.file is None:
+            return ""
+        if self.line is None:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column or 1}"
+
+
+# ---- changes ------------------------------------------------------------------------------------
+
+OP_ORDER: tuple[str, ...] = (
+    "remove_alias",
+    "remove_addon",
+    "terminate_account",
+    "set_product",
+    "set_name",
+    "unblock",
+    "block",
+    "create_account",
+    "add_addon",
+    "add_alias",
+)
+_OP_RANK = {op: rank for rank, op in enumerate(OP_ORDER)}
+
+# The fields each op carries besides "op" and "account", in JSON order.
+OP_FIELDS: dict[str, tuple[str, ...]] = {
+    "create_account": ("kind", "name", "product", "addons", "blocked"),
+    "set_product": ("from", "to"),
+    "set_name": ("from", "to"),
+    "add_addon": ("product",),
+    "remove_addon": ("product",),
+    "add_alias": ("did",),
+    "remove_alias": ("did",),
+    "block": (),
+    "unblock": (),
+    "terminate_account": (),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One step of a plan. ``fields`` holds the op's own fields (see OP_FIELDS)."""
+
+    op: str
+    account: str
+    fields: tuple[tuple[str, Any], ...] = field(default=())
+
+    def get(self, name: str) -> Any:
+        for key, value in self.fields:
+            if key == name:
+                return value
+        raise KeyError(name)
+
+    def sort_key(self) -> tuple[int, str, str]:
+        detail = ""
+        if self.op in ("add_alias", "remove_alias"):
+            detail = self.get("did")
+        elif self.op in ("add_addon", "remove_addon"):
+            detail = self.get("product")
+        return (_OP_RANK[self.op], self.account, detail)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"op": self.op, "account": self.account}
+        for key, value in self.fields:
+            data[key] = list(value) if isinstance(value, tuple) else value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Change:
+        op = data["op"]
+        fields = tuple(
+            (key, tuple(data[key]) if isinstance(data[key], list) else data[key])
+            for key in OP_FIELDS[op]
+        )
+        return cls(op=op, account=data["account"], fields=fields)
+
+
+def change(op: str, account: str, **fields: Any) -> Change:
+    names = OP_FIELDS[op]
+    # "from" is a keyword in Python; callers pass it as from_.
+    values = {("from" if k == "from_" else k): v for k, v in fields.items()}
+    return Change(op=op, account=account, fields=tuple((n, values[n]) for n in names))

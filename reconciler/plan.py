@@ -1,0 +1,440 @@
+"""Diff one customer's spec against its billing state: changes, problems, safety and fingerprint.
+
+A purely computational function: it reads values, returns values, and touches nothing else.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.model import (
+    Account,
+    Change,
+    CustomerState,
+    DesiredAccount,
+    Problem,
+    change,
+    managed_kind,
+)
+from reconciler.spec import LoadedSpec
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """When a plan is unsafe: it terminates or blocks more than ``unsafe_share`` of a customer's
+    open managed accounts, and the customer has at least ``unsafe_min_accounts`` of them."""
+
+    unsafe_share: float = 0.25
+    unsafe_min_accounts: int = 8
+
+
+@dataclass
+class CustomerPlan:
+    customer: int
+    file: str
+    name: str | None = None
+    fingerprint: str | None = None
+    changes: list[Change] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    unsafe: bool = False
+    unsafe_reason: str | None = None
+    usage: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "customer": self.customer,
+            "name": self.name,
+            "file": self.file,
+            "fingerprint": self.fingerprint,
+            "changes": [c.to_dict() for c in self.changes],
+            "errors": [p.to_dict() for p in self.errors],
+            "warnings": [p.to_dict() for p in self.warnings],
+            "unsafe": self.unsafe,
+            "unsafe_reason": self.unsafe_reason,
+            "usage": self.usage,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CustomerPlan:
+        return cls(
+            customer=data["customer"],
+            file=data["file"],
+            name=data.get("name"),
+            fingerprint=data.get("fingerprint"),
+            changes=[Change.from_dict(c) for c in data["changes"]],
+            errors=[Problem.from_dict(p) for p in data["errors"]],
+            warnings=[Problem.from_dict(p) for p in data.get("warnings", [])],
+            unsafe=bool(data.get("unsafe", False)),
+            unsafe_reason=data.get("unsafe_reason"),
+            usage=list(data.get("usage", [])),
+        )
+
+
+# ---- fingerprint ----------------------------------------------------------------------------------
+
+
+def fingerprint(state: CustomerState) -> str:
+    """Digest of everything a customer's plan is computed from."""
+    customer = state.customer
+    document = {
+        "customer": [customer.id, customer.name, customer.block_extensions],
+        "agreement": sorted(customer.agreement),
+        "pool": sorted(customer.dids),
+        "accounts": [
+            [a.id, a.name, a.product, sorted(a.addons), sorted(a.dids), a.blocked_by, a.status]
+            for a in sorted(state.accounts, key=lambda a: a.id)
+        ],
+        "catalogue": sorted((p.id, p.name, p.type) for p in state.catalogue.products),
+        "foreign": [sorted(state.foreign_ids), sorted(state.foreign_dids)],
+    }
+    text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---- the plan ------------------------------------------------------------------------------------
+
+
+def plan_customer(
+    loaded: LoadedSpec, state: CustomerState | None, options: PlanOptions | None = None
+) -> CustomerPlan:
+    """The plan for one valid spec (``loaded.spec`` set) against its customer's state."""
+    spec = loaded.spec
+    assert spec is not None, "plan_customer needs a spec without load errors"
+    result = CustomerPlan(
+        customer=spec.customer_id,
+        file=loaded.file,
+        name=spec.customer_name,
+        errors=list(loaded.errors),
+        warnings=list(loaded.warnings),
+    )
+    doc = loaded.yaml
+    if state is None:
+        result.errors.append(
+            doc.problem(
+                "unknown_customer",
+                f"billing has no customer {spec.customer_id}",
+                ("customer", "id"),
+            )
+        )
+        return result
+    result.fingerprint = fingerprint(state)
+    result.name = state.customer.name
+    if state.customer.name != spec.customer_name:
+        result.errors.append(
+            doc.problem(
+                "customer_mismatch",
+                f"customer {spec.customer_id} is {state.customer.name!r} in billing, "
+                f"not {spec.customer_name!r}: is the id right?",
+                ("customer", "name"),
+            )
+        )
+        return result
+    _Planner(loaded, state, result, options or PlanOptions()).run()
+    result.changes.sort(key=Change.sort_key)
+    return result
+
+
+class _Planner:
+    def __init__(
+        self, loaded: LoadedSpec, state: CustomerState, result: CustomerPlan, options: PlanOptions
+    ) -> None:
+        assert loaded.spec is not None
+        self.spec = loaded.spec
+        self.doc = loaded.yaml
+        self.state = state
+        self.customer = state.customer
+        self.catalogue = state.catalogue
+        self.result = result
+        self.options = options
+        self.current: dict[str, Account] = {a.id: a for a in state.accounts}
+        self.desired_ids = {d.id for d in self.spec.accounts}
+        self.holder = {did: a.id for a in state.accounts for did in a.dids}
+        self.pruned: set[str] = set()
+        self.planned: list[DesiredAccount] = []  # desired accounts that end up open
+
+    def problem(self, code: str, message: str, path: tuple[Any, ...], *, assigned: bool = True) -> None:
+        found = self.doc.problem(code, message, path)
+        (self.result.errors if assigned else self.result.warnings).append(found)
+
+    def emit(self, item: Change) -> None:
+        self.result.changes.append(item)
+
+    # -- the steps --
+
+    def run(self) -> None:
+        self.check_spec_dids()
+        self.accounts_not_in_spec()
+        for desired in self.spec.accounts:
+            self.desired_account(desired)
+        self.quantities()
+        self.safety()
+
+    def check_spec_dids(self) -> None:
+        owner: dict[str, str] = {}
+        self.duplicate_dids: set[tuple[str, str]] = set()
+        for desired in self.spec.accounts:
+            for index, did in enumerate(desired.dids):
+                if did in owner and owner[did] != desired.id:
+                    self.problem(
+                        "did_duplicate",
+                        f"DID {did} is given to both {owner[did]} and {desired.id}",
+                        desired.path + ("dids", index),
+                    )
+                    self.duplicate_dids.add((desired.id, did))
+                owner.setdefault(did, desired.id)
+
+    def accounts_not_in_spec(self) -> None:
+        for account in self.state.accounts:
+            if account.id in self.desired_ids or not account.is_open:
+                continue
+            if managed_kind(account.id, self.customer.id) is None:
+                continue  # unmanaged: never changed, but it counts and holds its DIDs
+            if not self.spec.prune:
+                self.result.warnings.append(
+                    self.doc.problem(
+                        "not_in_spec",
+                        f"{account.id} ({account.name}) is in billing but not in the spec; "
+                        "it is kept (set prune: true to terminate it)",
+                        ("customer", "id"),
+                    )
+                )
+                continue
+            if account.blocked_by == "admin":
+                self.problem(
+                    "admin_blocked",
+                    f"{account.id} is blocked by the administrator and cannot be terminated by "
+                    "the customer; list it in the spec or ask the provider",
+                    ("prune",),
+                )
+                continue
+            self.pruned.add(account.id)
+            for did in account.dids:
+                self.emit(change("remove_alias", account.id, did=did))
+            self.emit(change("terminate_account", account.id))
+
+    def desired_account(self, desired: DesiredAccount) -> None:
+        key_path = desired.path + ("extension" if desired.kind == "extension" else "number",)
+        if desired.id in self.state.foreign_ids:
+            self.problem(
+                "account_id_taken",
+                f"account ID {desired.id} belongs to another customer in billing; "
+                "it cannot be managed from this spec",
+                key_path,
+            )
+            return
+        existing = self.current.get(desired.id)
+        if existing is not None and not existing.is_open:
+            self.problem(
+                "account_terminated",
+                f"{desired.id} was terminated in billing; its ID cannot be used again",
+                key_path,
+            )
+            return
+        self.planned.append(desired)
+        before = len(self.result.changes)
+        errors_before = len(self.result.errors)
+        if existing is None:
+            self.create(desired)
+        else:
+            self.update(desired, existing)
+        made = self.result.changes[before:]
+        if existing is not None and existing.blocked_by == "admin" and made:
+            # Everything else about this account is moot: the customer cannot manage it.
+            del self.result.errors[errors_before:]
+            what = ", ".join(sorted({c.op for c in made}))
+            self.problem(
+                "admin_blocked",
+                f"{desired.id} is blocked by the administrator; the customer cannot change it "
+                f"(the spec asks for: {what})",
+                key_path,
+            )
+
+    def create(self, desired: DesiredAccount) -> None:
+        self.check_product(desired.product, "main", desired.path + ("product",), assigned=True)
+        addons = _unique(desired.addons)
+        for addon in addons:
+            index = desired.addons.index(addon)
+            self.check_product(addon, "addon", desired.path + ("addons", index), assigned=True)
+        self.emit(
+            change(
+                "create_account",
+                desired.id,
+                kind=desired.kind,
+                name=desired.name,
+                product=desired.product,
+                addons=tuple(addons),
+                blocked=bool(desired.blocked),
+            )
+        )
+        if desired.blocked:
+            self.check_block_permission(desired, "block")
+        for index, did in enumerate(desired.dids):
+            self.add_did(desired, index, did)
+
+    def update(self, desired: DesiredAccount, existing: Account) -> None:
+        path = desired.path
+        new_product = existing.product != desired.product
+        self.check_product(desired.product, "main", path + ("product",), assigned=new_product)
+        if new_product:
+            self.emit(change("set_product", desired.id, from_=existing.product, to=desired.product))
+        if existing.name != desired.name:
+            self.emit(change("set_name", desired.id, from_=existing.name, to=desired.name))
+        wanted_addons = _unique(desired.addons)
+        for addon in existing.addons:
+            if addon not in wanted_addons:
+                self.emit(change("remove_addon", desired.id, product=addon))
+        for addon in wanted_addons:
+            index = desired.addons.index(addon)
+            added = addon not in existing.addons
+            self.check_product(addon, "addon", path + ("addons", index), assigned=added)
+            if added:
+                self.emit(change("add_addon", desired.id, product=addon))
+        for did in existing.dids:
+            if did not in desired.dids:
+                self.emit(change("remove_alias", desired.id, did=did))
+        for index, did in enumerate(desired.dids):
+            if did in existing.dids:
+                if did not in self.customer.dids:
+                    self.problem(
+                        "did_not_owned",
+                        f"DID {did} of {desired.id} is no longer in the customer's DID pool "
+                        "(kept as it is)",
+                        path + ("dids", index),
+                        assigned=False,
+                    )
+                continue
+            self.add_did(desired, index, did)
+        if desired.blocked is True and existing.blocked_by is None:
+            self.emit(change("block", desired.id))
+            self.check_block_permission(desired, "block")
+        elif desired.blocked is False and existing.blocked_by is not None:
+            self.emit(change("unblock", desired.id))
+            if existing.blocked_by != "admin":
+                self.check_block_permission(desired, "unblock")
+
+    def add_did(self, desired: DesiredAccount, index: int, did: str) -> None:
+        path = desired.path + ("dids", index)
+        if (desired.id, did) in self.duplicate_dids:
+            return
+        if did not in self.customer.dids:
+            self.problem("did_not_owned", f"DID {did} is not in the customer's DID pool", path)
+            return
+        holder = self.holder.get(did)
+        if did in self.state.foreign_dids:
+            self.problem("did_in_use", f"DID {did} is held by another customer's account", path)
+            return
+        if holder is not None and holder != desired.id:
+            if holder not in self.desired_ids and holder not in self.pruned:
+                held = self.current[holder]
+                why = (
+                    "an account the reconciler does not manage"
+                    if managed_kind(holder, self.customer.id) is None
+                    else "an account the spec does not list (kept because prune is false)"
+                )
+                self.problem(
+                    "did_in_use", f"DID {did} is held by {holder} ({held.name}), {why}", path
+                )
+                return
+        self.emit(change("add_alias", desired.id, did=did))
+
+    def check_block_permission(self, desired: DesiredAccount, what: str) -> None:
+        if not self.customer.block_extensions:
+            self.problem(
+                "block_not_permitted",
+                f"the customer's self-care role does not allow it to {what} extensions ({desired.id})",
+                desired.path + ("blocked",),
+            )
+
+    def check_product(self, name: str, wanted: str, path: tuple[Any, ...], *, assigned: bool) -> None:
+        product = self.catalogue.by_name(name)
+        if product is None:
+            close = difflib.get_close_matches(name, self.catalogue.names(), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.problem("unknown_product", f"no product named {name!r}{hint}", path, assigned=assigned)
+        elif product.type != wanted:
+            message = (
+                f"{name!r} is an add-on product; `product` needs a main product"
+                if wanted == "main"
+                else f"{name!r} is a main product; `addons` takes add-on products only"
+            )
+            self.problem("wrong_product_type", message, path, assigned=assigned)
+        elif self.customer.quantity_for(name) is None:
+            allowed = sorted(
+                n for n, _ in self.customer.agreement
+                if (p := self.catalogue.by_name(n)) is not None and p.type == wanted
+            )
+            self.problem(
+                "product_not_in_agreement",
+                f"{name!r} is not in the customer's agreement"
+                + (f" (allowed: {', '.join(allowed)})" if allowed else ""),
+                path,
+                assigned=assigned,
+            )
+
+    def quantities(self) -> None:
+        in_use: dict[str, int] = {}
+        planned: dict[str, int] = {}
+        for account in self.state.accounts:
+            if not account.is_open:
+                continue
+            for product in account.products_used:
+                in_use[product] = in_use.get(product, 0) + 1
+            if account.id not in self.desired_ids and account.id not in self.pruned:
+                for product in account.products_used:
+                    planned[product] = planned.get(product, 0) + 1
+        newly: dict[str, tuple[Any, ...]] = {}
+        for desired in self.planned:
+            existing = self.current.get(desired.id)
+            before = existing.products_used if existing is not None else set()
+            used = {desired.product, *desired.addons}
+            for product in used:
+                planned[product] = planned.get(product, 0) + 1
+                if product not in before and product not in newly:
+                    newly[product] = desired.path + (
+                        ("product",) if product == desired.product
+                        else ("addons", desired.addons.index(product))
+                    )
+        usage = []
+        for product, quantity in sorted(self.customer.agreement):
+            now, then = in_use.get(product, 0), planned.get(product, 0)
+            usage.append({"product": product, "in_use": now, "planned": then, "quantity": quantity})
+            if quantity == 0 or then <= quantity:
+                continue
+            message = (
+                f"{product!r}: the spec wants {then} accounts to use it, the agreement allows "
+                f"{quantity}, {now} use it now"
+            )
+            if then > now and product in newly:
+                self.problem("quantity_exceeded", message, newly[product])
+            else:
+                self.problem("quantity_exceeded", message + " (no new use is planned)", ("customer", "id"), assigned=False)
+        self.result.usage = usage
+
+    def safety(self) -> None:
+        managed_open = sum(
+            1 for a in self.state.accounts
+            if a.is_open and managed_kind(a.id, self.customer.id) is not None
+        )
+        drastic = sum(1 for c in self.result.changes if c.op in ("terminate_account", "block"))
+        if managed_open < self.options.unsafe_min_accounts or not drastic:
+            return
+        share = drastic / managed_open
+        if share > self.options.unsafe_share:
+            self.result.unsafe = True
+            self.result.unsafe_reason = (
+                f"the plan terminates or blocks {drastic} of {managed_open} managed accounts "
+                f"({share:.0%}), over the {self.options.unsafe_share:.0%} limit; apply needs --force"
+            )
+
+
+def _unique(items: tuple[str, ...]) -> list[str]:
+    seen: list[str] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen

@@ -1,0 +1,88 @@
+"""The plan for people: one block per customer, +/-/~ per change, problems, agreement usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SYMBOL = {
+    "create_account": "+", "add_addon": "+", "add_alias": "+",
+    "remove_alias": "-", "remove_addon": "-", "terminate_account": "-",
+    "set_product": "~", "set_name": "~", "block": "~", "unblock": "~",
+}
+COLOUR = {"+": "green", "-": "red", "~": "yellow"}
+
+
+def describe(change: dict[str, Any]) -> str:
+    """One change as a short sentence-like line (without its symbol)."""
+    op, account = change["op"], change["account"]
+    if op == "create_account":
+        extra = f", add-ons: {', '.join(change['addons'])}" if change["addons"] else ""
+        blocked = ", blocked" if change["blocked"] else ""
+        kind = "auto attendant" if change["kind"] == "auto_attendant" else "extension"
+        return f"create {kind} {account} {change['name']!r} ({change['product']}{extra}{blocked})"
+    if op in ("set_product", "set_name"):
+        what = "product" if op == "set_product" else "name"
+        return f"{account}: {what} {change['from']!r} -> {change['to']!r}"
+    if op in ("add_addon", "remove_addon"):
+        verb = "add" if op == "add_addon" else "remove"
+        return f"{account}: {verb} add-on {change['product']!r}"
+    if op in ("add_alias", "remove_alias"):
+        verb = "add" if op == "add_alias" else "remove"
+        return f"{account}: {verb} DID {change['did']}"
+    if op == "terminate_account":
+        return f"terminate {account}"
+    return f"{op} {account}"
+
+
+def where(problem: dict[str, Any]) -> str:
+    if not problem.get("file"):
+        return ""
+    if problem.get("line") is None:
+        return problem["file"]
+    return f"{problem['file']}:{problem['line']}:{problem.get('column') or 1}"
+
+
+def usage_line(usage: list[dict[str, Any]]) -> str:
+    parts = []
+    for item in usage:
+        limit = "unlimited" if item["quantity"] == 0 else str(item["quantity"])
+        arrow = f"{item['in_use']}->{item['planned']}" if item["in_use"] != item["planned"] else str(item["planned"])
+        parts.append(f"{item['product']} {arrow}/{limit}")
+    return ", ".join(parts)
+
+
+def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
+    """``style(text, fg=...)`` colours a piece (click.style on a terminal); None: plain text."""
+    paint = style or (lambda text, **_: text)
+    lines: list[str] = []
+    for problem in plan.get("errors", []):
+        lines.append(paint(f"error[{problem['code']}] {where(problem)}: {problem['message']}", fg="red"))
+    for customer in plan["customers"]:
+        title = f"Customer {customer['customer']}"
+        if customer.get("name"):
+            title += f" {customer['name']}"
+        lines.append(paint(f"{title} ({customer['file']})", bold=True))
+        for change in customer["changes"]:
+            symbol = SYMBOL[change["op"]]
+            lines.append(paint(f"  {symbol} {describe(change)}", fg=COLOUR[symbol]))
+        if not customer["changes"] and not customer["errors"]:
+            lines.append("  no changes")
+        for problem in customer["errors"]:
+            lines.append(paint(f"  error[{problem['code']}] {where(problem)}: {problem['message']}", fg="red"))
+        for problem in customer["warnings"]:
+            lines.append(paint(f"  warning[{problem['code']}] {where(problem)}: {problem['message']}", fg="yellow"))
+        if customer.get("unsafe"):
+            lines.append(paint(f"  UNSAFE: {customer['unsafe_reason']}", fg="red", bold=True))
+        if customer.get("usage"):
+            lines.append(f"  agreement usage: {usage_line(customer['usage'])}")
+    for note in plan.get("notes", []):
+        lines.append(paint(f"note: {note}", fg="yellow"))
+    summary = plan["summary"]
+    lines.append(
+        paint(
+            f"Plan: {summary['changes']} change(s) for {summary['customers']} customer(s), "
+            f"{summary['errors']} error(s), {summary.get('warnings', 0)} warning(s).",
+            bold=True,
+        )
+    )
+    return "\n".join(lines)

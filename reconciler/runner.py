@@ -1,0 +1,183 @@
+"""From spec paths and a backend to a whole plan, customer by customer.
+
+Specs are loaded and planned in small batches: a batch's customers are read together (a remote
+backend reads them concurrently), planned, and dropped, so memory holds one batch of specs and
+states plus the resulting changes, never every spec and every account at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.backends.base import Backend
+from reconciler.errors import UsageError
+from reconciler.model import Catalogue, Problem
+from reconciler.plan import CustomerPlan, PlanOptions, plan_customer
+from reconciler.spec import LoadedSpec, discover, load_spec
+from reconciler.yamlload import Limits
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Plan:
+    backend: str
+    backend_resolved: str
+    customers: list[CustomerPlan] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def change_count(self) -> int:
+        return sum(len(c.changes) for c in self.customers)
+
+    @property
+    def error_count(self) -> int:
+        return len(self.errors) + sum(len(c.errors) for c in self.customers)
+
+    @property
+    def warning_count(self) -> int:
+        return sum(len(c.warnings) for c in self.customers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "backend": self.backend,
+            "backend_resolved": self.backend_resolved,
+            "customers": [c.to_dict() for c in self.customers],
+            "errors": [p.to_dict() for p in self.errors],
+            "notes": list(self.notes),
+            "summary": {
+                "customers": len(self.customers),
+                "changes": self.change_count,
+                "errors": self.error_count,
+                "warnings": self.warning_count,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            backend=data["backend"],
+            backend_resolved=data.get("backend_resolved") or resolve_backend_url(data["backend"]),
+            customers=[CustomerPlan.from_dict(c) for c in data["customers"]],
+            errors=[Problem.from_dict(p) for p in data.get("errors", [])],
+            notes=list(data.get("notes", [])),
+        )
+
+
+def resolve_backend_url(url: str) -> str:
+    """The URL with a sqlite path made absolute, so two spellings of one database compare equal."""
+    if url.startswith("sqlite:///"):
+        return "sqlite:///" + os.path.abspath(url[len("sqlite:///") :])
+    return url.rstrip("/")
+
+
+def load_specs(paths: list[str], limits: Limits | None = None) -> Iterator[LoadedSpec]:
+    for path in discover(paths):
+        yield load_spec(path, limits)
+
+
+def validate_offline(paths: list[str]) -> Plan:
+    """Schema and duplicate checks only: no billing state is read."""
+    plan = Plan(backend="offline", backend_resolved="offline")
+    seen: dict[int, CustomerPlan] = {}
+    for loaded in load_specs(paths):
+        _admit(plan, seen, loaded, lambda spec: CustomerPlan(
+            customer=spec.customer_id or 0,
+            file=spec.file,
+            name=spec.spec.customer_name if spec.spec else None,
+            errors=list(spec.errors),
+            warnings=list(spec.warnings),
+        ))
+    return plan
+
+
+def build_plan(
+    paths: list[str] | None,
+    backend: Backend,
+    *,
+    options: PlanOptions | None = None,
+    files: list[str] | None = None,
+    batch_size: int = 64,
+) -> Plan:
+    """Plan every spec under ``paths`` (or exactly ``files``) against ``backend``."""
+    options = options or PlanOptions()
+    plan = Plan(backend=backend.url, backend_resolved=resolve_backend_url(backend.url))
+    catalogue = backend.catalogue()
+    seen: dict[int, CustomerPlan] = {}
+    spec_files = files if files is not None else discover(paths or [])
+    for batch in _batches(spec_files, batch_size):
+        loaded = [load_spec(path) for path in batch]
+        wanted = sorted({s.customer_id for s in loaded if s.spec is not None and s.customer_id not in seen})
+        states = dict(backend.read_customers(wanted, catalogue)) if wanted else {}
+        for spec in loaded:
+            _admit(plan, seen, spec, lambda s: _plan_one(s, states, catalogue, options))
+    return plan
+
+
+def _plan_one(
+    loaded: LoadedSpec, states: dict[int, Any], catalogue: Catalogue, options: PlanOptions
+) -> CustomerPlan:
+    if loaded.spec is None:
+        return CustomerPlan(
+            customer=loaded.customer_id or 0,
+            file=loaded.file,
+            errors=list(loaded.errors),
+            warnings=list(loaded.warnings),
+        )
+    return plan_customer(loaded, states.get(loaded.spec.customer_id), options)
+
+
+def _admit(
+    plan: Plan, seen: dict[int, CustomerPlan], loaded: LoadedSpec, make: Any
+) -> None:
+    """Add one spec's plan, or report it: unreadable customer, or the same customer twice."""
+    customer_id = loaded.customer_id
+    if customer_id is None:
+        plan.errors.extend(loaded.errors or [Problem("schema", "customer.id is missing", loaded.file)])
+        return
+    first = seen.get(customer_id)
+    if first is not None:
+        line, column = loaded.yaml.locate(("customer", "id"))
+        first.errors.append(
+            Problem(
+                "duplicate_customer",
+                f"customer {customer_id} is already described by {first.file}; "
+                "neither file is planned until one is removed",
+                loaded.file,
+                line,
+                column,
+            )
+        )
+        first.changes.clear()
+        first.unsafe = False
+        first.unsafe_reason = None
+        return
+    customer_plan = make(loaded)
+    seen[customer_id] = customer_plan
+    plan.customers.append(customer_plan)
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def check_plan_backend(plan: Plan, backend: Backend) -> None:
+    """A saved plan applies only to the backend it was computed against."""
+    here = resolve_backend_url(backend.url)
+    if plan.backend_resolved != here:
+        raise UsageError(
+            f"the plan was made for {plan.backend} ({plan.backend_resolved}), "
+            f"not for this backend {backend.url} ({here}); refusing to apply it"
+        )
