@@ -1,0 +1,166 @@
+"""Which spec files changed since a git ref (``plan --changed-since REF``).
+
+"Changed" means what the working tree holds now compared with the point where it left
+``REF``: commits since then, staged and unstaged edits, and new files git does not
+ignore. Comparing with the merge base rather than with ``REF`` itself means that when
+``REF`` is a branch that moved on (``origin/main`` after other pull requests merged),
+the files changed only on that branch are not taken for changes made here; when ``REF``
+is an ancestor of ``HEAD`` (a tag, ``HEAD~3``, the base of a pull request's merge
+commit) the two are the same.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.errors import ReconcilerError
+
+__all__ = ["GitChangesError", "SpecChanges", "changed_spec_files"]
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+class GitChangesError(ReconcilerError):
+    """The changed files cannot be worked out: no git, not a repository, unknown ref."""
+
+
+@dataclass(frozen=True)
+class SpecChanges:
+    """Spec files under the given paths, relative to the working directory.
+
+    ``changed``: added, modified or renamed-to; ``deleted``: deleted or renamed-from.
+    Both sorted, with ``/`` separators and no ``./`` prefix.
+    """
+
+    changed: list[str]
+    deleted: list[str]
+
+
+def _git(args: list[str], cwd: str) -> str:
+    try:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="surrogateescape",
+            check=False,
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        raise GitChangesError("git is not installed (needed for --changed-since)") from None
+    except OSError as error:
+        raise GitChangesError(f"cannot run git: {error.strerror}") from None
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()
+        message = detail[-1] if detail else f"exit code {result.returncode}"
+        raise GitChangesError(f"git {args[0]} failed: {message}")
+    return result.stdout
+
+
+def _toplevel(cwd: str) -> str:
+    try:
+        return _git(["rev-parse", "--show-toplevel"], cwd).strip()
+    except GitChangesError as error:
+        if "git is not installed" in str(error):
+            raise
+        raise GitChangesError(f"not a git repository: {cwd}") from None
+
+
+def _base(ref: str, cwd: str) -> str:
+    try:
+        commit = _git(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], cwd
+        )
+    except GitChangesError:
+        hint = "in CI, fetch the history: actions/checkout with fetch-depth: 0"
+        raise GitChangesError(f"unknown git ref '{ref}' ({hint})") from None
+    commit = commit.strip()
+    try:
+        return _git(["merge-base", commit, "HEAD"], cwd).strip() or commit
+    except GitChangesError:
+        # No common history (or no HEAD yet): compare with the ref itself.
+        return commit
+
+
+def _is_spec(path: str) -> bool:
+    return path.endswith(SPEC_SUFFIXES)
+
+
+def _parse_name_status(output: str) -> tuple[set[str], set[str]]:
+    """Split ``git diff --name-status -z`` output into changed and deleted paths."""
+    fields = output.split("\0")
+    changed: set[str] = set()
+    deleted: set[str] = set()
+    index = 0
+    while index < len(fields) and fields[index]:
+        status = fields[index][0]
+        if status in ("R", "C"):
+            source, target = fields[index + 1], fields[index + 2]
+            if status == "R":
+                deleted.add(source)
+            changed.add(target)
+            index += 3
+            continue
+        path = fields[index + 1]
+        (deleted if status == "D" else changed).add(path)
+        index += 2
+    return changed, deleted
+
+
+def _relative(root_relative: set[str], toplevel: str, cwd: str) -> list[str]:
+    result = {
+        Path(os.path.relpath(os.path.join(toplevel, path), cwd)).as_posix()
+        for path in root_relative
+        if _is_spec(path)
+    }
+    return sorted(result)
+
+
+def changed_spec_files(ref: str, paths: list[str], *, cwd: str | None = None) -> SpecChanges:
+    """Spec files (``*.yaml``/``*.yml``) under ``paths`` that changed since ``ref``.
+
+    ``paths`` are files or folders, relative to ``cwd`` (default: the current
+    directory). A file that was renamed counts as deleted under its old name and changed
+    under its new one. Raises :class:`GitChangesError` when git is missing, ``cwd`` is
+    not in a git repository, or ``ref`` names no commit.
+    """
+    workdir = os.path.realpath(cwd or os.getcwd())
+    if not os.path.isdir(workdir):
+        # Checked here, or running git there would fail as if git were missing.
+        raise GitChangesError(f"not a git repository: {workdir} (no such folder)")
+    toplevel = _toplevel(workdir)
+    base = _base(ref, workdir)
+    # Pathspecs are taken as literal paths: a folder named "specs[1]" is not a glob.
+    pathspecs = [f":(literal){path}" for path in paths] or ["."]
+    diff = _git(
+        [
+            "-c",
+            "core.quotepath=off",
+            "diff",
+            "--name-status",
+            "-z",
+            "-M",
+            "--no-ext-diff",
+            base,
+            "--",
+            *pathspecs,
+        ],
+        workdir,
+    )
+    changed, deleted = _parse_name_status(diff)
+    untracked = _git(
+        ["ls-files", "--others", "--exclude-standard", "--full-name", "-z", "--", *pathspecs],
+        workdir,
+    )
+    changed.update(path for path in untracked.split("\0") if path)
+    # A path deleted and re-added (e.g. renamed away and a new file put in its place)
+    # exists now: it is a change, not a deletion.
+    deleted -= changed
+    return SpecChanges(
+        changed=_relative(changed, toplevel, workdir),
+        deleted=_relative(deleted, toplevel, workdir),
+    )
