@@ -51,17 +51,23 @@ def _equal(a: Any, b: Any) -> bool:
 def compile_schema(schema: dict[str, Any]) -> Check:
     root = schema
     cache: dict[str, Check] = {}
+    building: set[str] = set()
 
     def resolve(ref: str) -> Check:
         if not ref.startswith("#/"):
             raise UnsupportedSchema(f"only local $ref is supported, not {ref}")
+        if ref in building:
+            # A recursive reference: look the compiled check up when it runs.
+            return lambda v: cache[ref](v)
         if ref not in cache:
             target: Any = root
             for part in ref[2:].split("/"):
                 target = target[part]
-            cache[ref] = lambda v: compiled(v)  # placeholder for recursion
-            compiled = build(target)
-            cache[ref] = compiled
+            building.add(ref)
+            try:
+                cache[ref] = build(target)
+            finally:
+                building.discard(ref)
         return cache[ref]
 
     def build(node: dict[str, Any] | bool) -> Check:
@@ -78,7 +84,10 @@ def compile_schema(schema: dict[str, Any]) -> Check:
         if "type" in node:
             types = node["type"] if isinstance(node["type"], list) else [node["type"]]
             tests = [_TYPES[t] for t in types]
-            checks.append(lambda v: any(t(v) for t in tests))
+            if len(tests) == 1:
+                checks.append(tests[0])
+            else:
+                checks.append(lambda v: any(t(v) for t in tests))
         if "const" in node:
             const = node["const"]
             checks.append(lambda v: _equal(v, const))
@@ -104,15 +113,48 @@ def compile_schema(schema: dict[str, Any]) -> Check:
         if node.get("uniqueItems"):
             raise UnsupportedSchema("uniqueItems is not supported")
         if "items" in node:
-            item = build(node["items"])
-            checks.append(lambda v: not isinstance(v, list) or all(item(x) for x in v))
+            checks.append(_items_check(build(node["items"])))
         if "required" in node or "properties" in node or "additionalProperties" in node:
             checks.append(_object_check(node, build))
-        if len(checks) == 1:
-            return checks[0]
-        return lambda v: all(c(v) for c in checks)
+        return _all_of(checks)
 
     return build(schema)
+
+
+def _all_of(checks: list[Check]) -> Check:
+    # Specialised by count: this runs for every value of every spec, and a generator per call
+    # (``all(c(v) for c in checks)``) costs more than the checks themselves.
+    if not checks:
+        return lambda v: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda v: first(v) and second(v)
+    if len(checks) == 3:
+        first, second, third = checks
+        return lambda v: first(v) and second(v) and third(v)
+    every = tuple(checks)
+
+    def check(value: Any) -> bool:
+        for test in every:
+            if not test(value):
+                return False
+        return True
+
+    return check
+
+
+def _items_check(item: Check) -> Check:
+    def check(value: Any) -> bool:
+        if not isinstance(value, list):
+            return True
+        for entry in value:
+            if not item(entry):
+                return False
+        return True
+
+    return check
 
 
 def _object_check(node: dict[str, Any], build: Callable[[Any], Check]) -> Check:

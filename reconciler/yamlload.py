@@ -21,15 +21,61 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from reconciler.model import Path, Problem
 
 try:  # The C parser is an order of magnitude faster; fall back only where libyaml is missing.
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 _TAG = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL = (_TAG + t for t in ("str", "int", "float", "bool", "null"))
 _TEXT_TAGS = {_TAG + "timestamp", _TAG + "binary"}  # kept as the text written
 _MAP, _SEQ = _TAG + "map", _TAG + "seq"
 _MERGE = _TAG + "merge"
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """The safe loader with a faster tag resolver; the tags it gives are the same.
+
+    The parser asks the resolver for the tag of every node, and PyYAML's generic resolver (path
+    resolvers, a new list per call) costs more than composing the node itself. A safe loader has
+    no path resolvers, so a node's tag depends only on its kind and, for a plain scalar, on its
+    text: plain scalars repeat (keys, product names), so their tags are remembered.
+    """
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode:
+            if implicit[0]:
+                tag = _PLAIN_TAGS.get(value)
+                if tag is None:
+                    tag = _plain_tag(value)
+                    if len(_PLAIN_TAGS) >= _PLAIN_TAGS_MAX:
+                        _PLAIN_TAGS.clear()
+                    _PLAIN_TAGS[value] = tag
+                return tag
+            return STR
+        return _SEQ if kind is SequenceNode else _MAP
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+
+if _BaseLoader.yaml_path_resolvers:  # pragma: no cover - nobody registers path resolvers on it
+    _Loader = _BaseLoader  # type: ignore[misc,assignment]
+
+_PLAIN_TAGS: dict[str, str] = {}
+_PLAIN_TAGS_MAX = 50_000
+
+
+def _plain_tag(value: str) -> str:
+    """The tag PyYAML's resolver gives a plain scalar: the first implicit resolver that matches."""
+    table = _BaseLoader.yaml_implicit_resolvers
+    for tag, regexp in table.get(value[:1], []) + table.get(None, []):
+        if regexp.match(value):
+            return str(tag)
+    return STR
+
 
 # Keys whose scalar values are kept as the text written: "extension: 0466" is extension "0466",
 # never the octal number 310, and "dids: [12094555948]" is a list of DIDs, not of integers.
@@ -72,16 +118,35 @@ def _env_int(name: str, default: int) -> int:
 
 @dataclass
 class LoadedYaml:
-    """A YAML document as plain data, its node tree, and the problems met while loading it."""
+    """A YAML document as plain data, its node tree, and the problems met while loading it.
+
+    The node tree (``root``) is what gives a value its line and column. Loaded with
+    ``keep_nodes=False`` the tree is dropped once the data is built and composed again from
+    ``text`` only when a problem must be located: most specs have none, and the trees of a batch
+    of large specs cost more memory and garbage-collector time than everything else in a plan.
+    """
 
     file: str
     data: Any = None
     root: Node | None = None
     problems: list[Problem] = field(default_factory=list)
+    text: str | None = field(default=None, repr=False)
+    nodes_dropped: bool = field(default=False, repr=False)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the file holds no YAML document at all."""
+        return self.root is None and not self.nodes_dropped
+
+    def nodes(self) -> Node | None:
+        """The node tree, composed again from the text if it was dropped."""
+        if self.root is None and self.nodes_dropped and self.text is not None:
+            self.root = _compose(self.text)
+        return self.root
 
     def locate(self, path: Path, *, at_key: bool = False) -> tuple[int | None, int | None]:
         """Line and column (1-based) of the value at ``path``, or of its key when ``at_key``.
@@ -89,7 +154,7 @@ class LoadedYaml:
         Walks down the node tree as far as the path goes, so a path that does not exist points
         at its nearest existing parent.
         """
-        node = self.root
+        node = self.nodes()
         if node is None:
             return None, None
         target: Node = node
@@ -220,7 +285,7 @@ class _Constructor:
         return result
 
 
-_FLOW_OPENERS = re.compile(r"[\[{]")
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 def _flow_depth_suspicious(text: str, limit: int) -> bool:
@@ -230,17 +295,18 @@ def _flow_depth_suspicious(text: str, limit: int) -> bool:
     must be refused before it is composed. Counting brackets over-estimates (brackets in
     strings count), so a positive answer is confirmed with the event stream.
     """
-    if len(_FLOW_OPENERS.findall(text)) <= limit:
+    if text.count("[") + text.count("{") <= limit:
         return False
     depth = deepest = 0
-    for char in text:
+    # Only the brackets matter: walking them alone, not every character, keeps this cheap.
+    for char in _NOT_BRACKETS.sub("", text):
         if char in "[{":
             depth += 1
             if depth > deepest:
                 deepest = depth
                 if deepest > limit:
                     return True
-        elif char in "]}" and depth:
+        elif depth:
             depth -= 1
     return False
 
@@ -286,18 +352,34 @@ def read_text(path: str, display: str, limits: Limits) -> tuple[str | None, Prob
         )
 
 
-def load_yaml(path: str, display: str | None = None, limits: Limits | None = None) -> LoadedYaml:
-    """Load one YAML document from ``path`` safely; problems are collected, never raised."""
+def load_yaml(
+    path: str, display: str | None = None, limits: Limits | None = None, *, keep_nodes: bool = True
+) -> LoadedYaml:
+    """Load one YAML document from ``path`` safely; problems are collected, never raised.
+
+    ``keep_nodes=False`` keeps the text instead of the node tree (see LoadedYaml).
+    """
     display = display or path
     limits = limits or Limits.from_env()
     text, problem = read_text(path, display, limits)
     if text is None:
         assert problem is not None
         return LoadedYaml(display, problems=[problem])
-    return load_yaml_text(text, display, limits)
+    return load_yaml_text(text, display, limits, keep_nodes=keep_nodes)
 
 
-def load_yaml_text(text: str, display: str, limits: Limits | None = None) -> LoadedYaml:
+def _compose(text: str) -> Node | None:
+    """The first document's node tree of a text that has loaded before."""
+    loader = _Loader(text)
+    try:
+        return loader.get_node() if loader.check_node() else None
+    finally:
+        loader.dispose()
+
+
+def load_yaml_text(
+    text: str, display: str, limits: Limits | None = None, *, keep_nodes: bool = True
+) -> LoadedYaml:
     limits = limits or Limits.from_env()
     loaded = LoadedYaml(display)
     if len(text) > limits.max_bytes:
@@ -379,4 +461,6 @@ def load_yaml_text(text: str, display: str, limits: Limits | None = None) -> Loa
             )
         )
         loaded.data = None
+    if not keep_nodes and not loaded.problems and loaded.root is not None:
+        loaded.text, loaded.root, loaded.nodes_dropped = text, None, True
     return loaded

@@ -422,11 +422,16 @@ class _SqliteSession(CustomerSession):
         raise BackendError(f"unknown change {op!r}")
 
     def record(self, entries: list[AuditEntry]) -> None:
+        encode = _AUDIT_JSON.encode
         self.db.executemany(
             "INSERT INTO audit (time, customer_id, op, account, change, fingerprint, git_commit) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (e.time, e.customer, e.op, e.account, json.dumps(e.change, sort_keys=True), e.fingerprint, e.git_commit)
+                (e.time, e.customer, e.op, e.account, encode(e.change), e.fingerprint, e.git_commit)
                 for e in entries
             ],
         )
+
+
+# What json.dumps(change, sort_keys=True) writes, without building an encoder for every entry.
+_AUDIT_JSON = json.JSONEncoder(sort_keys=True)
