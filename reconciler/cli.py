@@ -39,13 +39,17 @@ def _styler(stream_is_tty: bool) -> Callable[..., str] | None:
     return lambda text, **kw: click.style(text, **kw)
 
 
-def _write_atomically(path: str, text: str) -> None:
+def _write_atomically(path: str, content: str | Callable[[Any], None]) -> None:
+    """Write a file whole or not at all: ``content`` is text, or a function writing to a stream."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=folder, prefix=".reconciler-", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+            if callable(content):
+                content(out)
+            else:
+                out.write(content)
         os.replace(temp, path)
     except BaseException:
         if os.path.exists(temp):
@@ -63,9 +67,15 @@ def _annotate(plan_dict: dict[str, Any]) -> None:
         _err(line)
 
 
+def _dump_json(data: Any, stream: Any) -> None:
+    # Streamed, not built as one string: a plan creating 100,000 accounts is a big document.
+    json.dump(data, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+
+
 def _emit_plan(plan_dict: dict[str, Any], fmt: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps(plan_dict, indent=2, ensure_ascii=False))
+        _dump_json(plan_dict, sys.stdout)
     elif fmt == "markdown":
         from reconciler.render.markdown import render_markdown_parts
 
@@ -236,7 +246,7 @@ def plan(obj: Context, paths: tuple[str, ...], fmt: str, out: str | None, detail
         result = _compute_plan(obj, backend, paths, changed_since, unsafe_share, unsafe_min_accounts)
     data = result.to_dict()
     if out:
-        _write_atomically(out, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        _write_atomically(out, lambda stream: _dump_json(data, stream))
         _err(f"plan saved to {out}")
     _emit_plan(data, fmt)
     _annotate(data)
@@ -383,7 +393,7 @@ def state_dump(obj: Context, fmt: str) -> None:
     with _embedded(obj) as backend:
         data = state_to_dict(backend.dump_state())
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        _dump_json(data, sys.stdout)
     else:
         import yaml
 
