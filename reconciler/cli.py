@@ -71,6 +71,7 @@ def _dump_json(data: Any, stream: Any) -> None:
     # Streamed, not built as one string: a plan creating 100,000 accounts is a big document.
     json.dump(data, stream, indent=2, ensure_ascii=False)
     stream.write("\n")
+    stream.flush()
 
 
 def _emit_plan(plan_dict: dict[str, Any], fmt: str) -> None:
