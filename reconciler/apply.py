@@ -15,12 +15,12 @@ from datetime import datetime, timezone
 
 from reconciler.backends.base import AuditEntry, Backend
 from reconciler.errors import ReconcilerError
-from reconciler.model import Change
+from reconciler.model import Change, CustomerState, managed_kind
 from reconciler.plan import CustomerPlan, fingerprint
 from reconciler.runner import Plan
 
-APPLIED, NOTHING, SKIPPED, STALE, UNSAFE, FAILED = (
-    "applied", "no changes", "skipped", "stale", "unsafe", "failed",
+APPLIED, NOTHING, SKIPPED, STALE, UNSAFE, FAILED, REFUSED = (
+    "applied", "no changes", "skipped", "stale", "unsafe", "failed", "refused",
 )
 
 
@@ -82,6 +82,14 @@ def _apply_customer(
                     "billing state changed since the plan was made; plan again",
                     planned=planned,
                 )
+            refused = out_of_bounds(customer_plan.changes, state)
+            if refused:
+                return ApplyOutcome(
+                    cid,
+                    REFUSED,
+                    "the plan holds changes this customer may not make: " + "; ".join(refused[:5]),
+                    planned=planned,
+                )
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
             try:
                 session.execute(customer_plan.changes)
@@ -96,6 +104,41 @@ def _apply_customer(
     except ReconcilerError as exc:
         suffix = "; nothing was changed for this customer" if backend.transactional else ""
         return ApplyOutcome(cid, FAILED, f"{exc}{suffix}", planned=planned)
+
+
+def out_of_bounds(changes: list[Change], state: CustomerState) -> list[str]:
+    """Changes a customer's plan may never hold, whatever file it was read from.
+
+    A plan made by ``plan`` never holds them; a saved plan is a file anyone could edit, so apply
+    checks, against the state read under the lock, that every change stays on this customer's
+    managed accounts and DID pool, off administrator-blocked accounts, and within its self-care
+    role.
+    """
+    customer = state.customer
+    accounts = {a.id: a for a in state.accounts}
+    created: set[str] = set()
+    found: list[str] = []
+    for item in changes:
+        kind = managed_kind(item.account, customer.id)
+        existing = accounts.get(item.account)
+        where = f"{item.op} {item.account}"
+        if kind is None or item.account in state.foreign_ids:
+            found.append(f"{where}: not a managed account of customer {customer.id}")
+            continue
+        if item.op == "create_account":
+            if existing is not None or item.get("kind") != kind:
+                found.append(f"{where}: the account exists already or its kind is not {kind}")
+            created.add(item.account)
+        elif existing is None and item.account not in created:
+            found.append(f"{where}: no such account of customer {customer.id}")
+        elif existing is not None and existing.blocked_by == "admin":
+            found.append(f"{where}: blocked by the administrator")
+        if item.op == "add_alias" and item.get("did") not in customer.dids:
+            found.append(f"{where}: DID {item.get('did')} is not in the customer's pool")
+        blocks = item.op in ("block", "unblock") or (item.op == "create_account" and item.get("blocked"))
+        if blocks and not customer.block_extensions:
+            found.append(f"{where}: the self-care role does not allow blocking")
+    return found
 
 
 def _record(session, changes: list[Change], cid: int, fp: str | None, now: str, commit: str | None) -> None:  # type: ignore[no-untyped-def]

@@ -34,7 +34,9 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
-    "integer": lambda v: _is_int(v) or (isinstance(v, float) and v.is_integer()),
+    # Stricter than JSON Schema's "1.0 is an integer": an id or number written 1.0 is a typo, and
+    # spec.py's jsonschema validator is given the same rule, so the two checkers agree.
+    "integer": _is_int,
     "number": lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)),
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,

@@ -99,7 +99,8 @@ class CustomerState:
 
 # ---- managed account IDs -------------------------------------------------------------------
 
-_MANAGED = re.compile(r"^ph(\d+)(?:x(\d{1,15})|aa([1-9]\d*))$")
+# ASCII digits only and nothing after them: "ph100x٥" or "ph100x5\n" only look managed.
+_MANAGED = re.compile(r"ph([0-9]+)(?:x([0-9]{1,15})|aa([1-9][0-9]*))")
 
 
 def extension_account_id(customer_id: int, extension: str) -> str:
@@ -112,7 +113,7 @@ def auto_attendant_account_id(customer_id: int, number: int) -> str:
 
 def managed_kind(account_id: str, customer_id: int) -> Kind | None:
     """The kind of a managed account of ``customer_id``, or None when the ID is not managed by it."""
-    match = _MANAGED.match(account_id)
+    match = _MANAGED.fullmatch(account_id)
     if match is None or match.group(1) != str(customer_id):
         return None
     return "extension" if match.group(2) is not None else "auto_attendant"
@@ -120,7 +121,7 @@ def managed_kind(account_id: str, customer_id: int) -> Kind | None:
 
 def managed_key(account_id: str) -> tuple[Kind, str] | None:
     """(kind, extension-or-number) of a managed-looking account ID, whatever its customer."""
-    match = _MANAGED.match(account_id)
+    match = _MANAGED.fullmatch(account_id)
     if match is None:
         return None
     if match.group(2) is not None:
@@ -160,6 +161,9 @@ class CustomerSpec:
 # ---- problems -----------------------------------------------------------------------------------
 
 
+MAX_MESSAGE = 500
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     code: str
@@ -167,6 +171,12 @@ class Problem:
     file: str | None = None
     line: int | None = None
     column: int | None = None
+
+    def __post_init__(self) -> None:
+        # A message quotes the offending value; a 1 MB value must not make a 1 MB message.
+        if len(self.message) > MAX_MESSAGE:
+            cut = len(self.message) - MAX_MESSAGE
+            object.__setattr__(self, "message", f"{self.message[:MAX_MESSAGE]}… ({cut} more characters)")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -47,8 +47,14 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     import jsonschema
 
     schema = load_schema(name)
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)  # type: ignore[no-any-return]
+    base = jsonschema.validators.validator_for(schema)
+    strict = jsonschema.validators.extend(
+        base,
+        type_checker=base.TYPE_CHECKER.redefine(
+            "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+        ),
+    )
+    return strict(schema)  # type: ignore[no-any-return]
 
 
 # ---- discovery ----------------------------------------------------------------------------------
@@ -87,6 +93,8 @@ def discover(paths: list[str]) -> list[str]:
 # ---- loading -------------------------------------------------------------------------------------
 
 _DID_SEPARATORS = re.compile(r"[ ().-]")
+_DID = re.compile(r"[0-9]{7,15}")
+_EXTENSION = re.compile(r"[0-9]{1,15}")
 
 
 def normalise_did(written: str) -> str:
@@ -225,6 +233,16 @@ def _desired_state(loaded: LoadedYaml) -> tuple[CustomerSpec, list[Problem], lis
         for index, entry in enumerate(data.get(section) or []):
             path = (section, index)
             key = str(entry[key_field])
+            if kind == "extension" and not _EXTENSION.fullmatch(key):
+                # The schema's pattern lets "7\n" through ($ matches before a final newline).
+                errors.append(
+                    loaded.problem(
+                        "schema",
+                        f"{_breadcrumb(path + (key_field,))}: {key!r} is not an extension (1-15 digits)",
+                        path + (key_field,),
+                    )
+                )
+                continue
             if key in seen:
                 label = "extension" if kind == "extension" else "auto attendant number"
                 errors.append(
@@ -240,7 +258,7 @@ def _desired_state(loaded: LoadedYaml) -> tuple[CustomerSpec, list[Problem], lis
             for did_index, written in enumerate(entry.get("dids") or []):
                 did = normalise_did(written)
                 did_path = path + ("dids", did_index)
-                if not (did.isdigit() and 7 <= len(did) <= 15):
+                if not _DID.fullmatch(did):
                     errors.append(
                         loaded.problem(
                             "schema",

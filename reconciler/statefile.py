@@ -58,7 +58,18 @@ def _build(loaded: LoadedYaml) -> tuple[BillingState, list[Problem]]:
             problems.append(loaded.problem("schema", f"customer {entry['id']} is listed twice", path + ("id",)))
             continue
         agreement = []
+        agreed: set[str] = set()
         for item_index, item in enumerate(entry.get("agreement") or []):
+            if item["product"] in agreed:
+                problems.append(
+                    loaded.problem(
+                        "schema",
+                        f"the agreement lists product {item['product']!r} twice",
+                        path + ("agreement", item_index, "product"),
+                    )
+                )
+                continue
+            agreed.add(item["product"])
             if item["product"] not in products:
                 problems.append(
                     loaded.problem(

@@ -417,10 +417,11 @@ def load_yaml_text(
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+        too_deep = "nesting depth" in what
         loaded.problems.append(
             Problem(
-                "yaml_syntax",
-                f"invalid YAML: {what}",
+                "yaml_refused" if too_deep else "yaml_syntax",
+                f"nesting is deeper than {limits.max_depth} levels" if too_deep else f"invalid YAML: {what}",
                 display,
                 mark.line + 1 if mark else None,
                 mark.column + 1 if mark else None,
