@@ -357,11 +357,11 @@ class Store:
         count_sql: str,
         page_sql: str,
         args: tuple[Any, ...],
-        shape: Callable[[tuple[Any, ...]], dict[str, Any]],
+        shape: Callable[[list[tuple[Any, ...]]], list[dict[str, Any]]],
     ) -> dict[str, Any]:
         limit, offset = self._page(params)
         rows = self.db.execute(page_sql + " LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
-        answer: dict[str, Any] = {key: [shape(r) for r in rows]}
+        answer: dict[str, Any] = {key: shape(rows)}
         if params.get("get_total"):
             answer["total"] = self.db.execute(count_sql, args).fetchone()[0]
         return answer
@@ -374,7 +374,7 @@ class Store:
             "SELECT COUNT(*) FROM numbers WHERE i_customer = ?",
             "SELECT i_did_number, number FROM numbers WHERE i_customer = ? ORDER BY i_did_number",
             (i_customer,),
-            lambda r: {"i_did_number": r[0], "number": r[1]},
+            lambda rows: [{"i_did_number": r[0], "number": r[1]} for r in rows],
         )
 
     def get_extensions_list(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -385,7 +385,9 @@ class Store:
             "SELECT COUNT(*) FROM extensions WHERE i_customer = ?",
             "SELECT i_c_ext, id, name, i_account FROM extensions WHERE i_customer = ? ORDER BY i_c_ext",
             (i_customer,),
-            lambda r: {"i_c_ext": r[0], "id": r[1], "name": r[2], "i_account": r[3]},
+            lambda rows: [
+                {"i_c_ext": r[0], "id": r[1], "name": r[2], "i_account": r[3]} for r in rows
+            ],
         )
 
     _ACCOUNT_COLUMNS = (
@@ -393,8 +395,22 @@ class Store:
         "e.id, e.name FROM accounts a LEFT JOIN extensions e ON e.i_account = a.i_account"
     )
 
-    def _account_info(self, row: tuple[Any, ...], *, with_aliases: bool) -> dict[str, Any]:
-        (
+    def _account_infos(
+        self, rows: list[tuple[Any, ...]], *, with_aliases: bool
+    ) -> list[dict[str, Any]]:
+        """The accounts of ``rows`` as the API shows them; add-ons and aliases are read for all
+        of them at once (two queries a page, not two an account)."""
+        ids = [row[0] for row in rows]
+        addons = self._grouped("SELECT i_account, i_product FROM addons", "i_account", ids)
+        aliases = (
+            self._grouped(
+                "SELECT i_master_account, i_account, id FROM accounts", "i_master_account", ids
+            )
+            if with_aliases
+            else {}
+        )
+        infos = []
+        for (
             i_account,
             account_id,
             i_customer,
@@ -405,30 +421,41 @@ class Store:
             bill_status,
             ext_id,
             ext_name,
-        ) = row
-        info: dict[str, Any] = {
-            "i_account": i_account,
-            "id": account_id,
-            "i_customer": i_customer,
-            "i_product": i_product,
-            "assigned_addons": [
-                {"i_product": r[0]}
-                for r in self.db.execute(
-                    "SELECT i_product FROM addons WHERE i_account = ? ORDER BY i_product",
-                    (i_account,),
-                )
-            ],
-            "blocked": blocked,
-            "bill_status": bill_status,
-            "firstname": firstname,
-            "extension_id": ext_id,
-            "extension_name": ext_name,
-        }
-        if blocked_by:
-            info[pb_fields.BLOCKED_BY] = blocked_by
-        if with_aliases:
-            info[pb_fields.ALIAS_LIST] = self._aliases(i_account)
-        return info
+        ) in rows:
+            info: dict[str, Any] = {
+                "i_account": i_account,
+                "id": account_id,
+                "i_customer": i_customer,
+                "i_product": i_product,
+                "assigned_addons": [{"i_product": r[0]} for r in addons.get(i_account, ())],
+                "blocked": blocked,
+                "bill_status": bill_status,
+                "firstname": firstname,
+                "extension_id": ext_id,
+                "extension_name": ext_name,
+            }
+            if blocked_by:
+                info[pb_fields.BLOCKED_BY] = blocked_by
+            if with_aliases:
+                info[pb_fields.ALIAS_LIST] = [
+                    {pb_fields.ALIAS_I_ACCOUNT: r[0], pb_fields.ALIAS_ID: r[1]}
+                    for r in aliases.get(i_account, ())
+                ]
+            infos.append(info)
+        return infos
+
+    def _grouped(self, select: str, key: str, ids: list[int]) -> dict[int, list[tuple[Any, ...]]]:
+        """Rows of ``select`` whose ``key`` is one of ``ids``, by key, each group in the order of
+        the remaining columns. ``ids`` go in chunks: SQLite caps the parameters of a query."""
+        groups: dict[int, list[tuple[Any, ...]]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                f"{select} WHERE {key} IN ({marks}) ORDER BY {key}, 2", chunk
+            ):
+                groups.setdefault(row[0], []).append(row[1:])
+        return groups
 
     def _aliases(self, i_account: int) -> list[dict[str, Any]]:
         return [
@@ -449,7 +476,7 @@ class Store:
             f"SELECT {self._ACCOUNT_COLUMNS} WHERE a.i_customer = ? AND a.i_master_account IS NULL "
             "ORDER BY a.i_account",
             (i_customer,),
-            lambda r: self._account_info(r, with_aliases=with_aliases),
+            lambda rows: self._account_infos(rows, with_aliases=with_aliases),
         )
 
     def get_account_info(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -460,7 +487,9 @@ class Store:
         row = self.db.execute(
             f"SELECT {self._ACCOUNT_COLUMNS} WHERE {where} AND a.i_master_account IS NULL", (arg,)
         ).fetchone()
-        return {} if row is None else {"account_info": self._account_info(row, with_aliases=True)}
+        if row is None:
+            return {}
+        return {"account_info": self._account_infos([tuple(row)], with_aliases=True)[0]}
 
     def get_alias_list(self, params: dict[str, Any]) -> dict[str, Any]:
         master = self._open_account(_require(params, pb_fields.ALIAS_LIST_PARAM), allow_closed=True)
