@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from reconciler.backends.base import AuditEntry, Backend
 from reconciler.errors import ReconcilerError
@@ -90,7 +90,7 @@ def _apply_customer(
                     "the plan holds changes this customer may not make: " + "; ".join(refused[:5]),
                     planned=planned,
                 )
-            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            now = datetime.now(UTC).isoformat(timespec="seconds")
             try:
                 session.execute(customer_plan.changes)
             except ReconcilerError as exc:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import click
@@ -466,7 +466,7 @@ def emulator(state_file: str, host: str, port: int, latency_ms: float, fault_rat
 
 def _crash(exc: BaseException) -> NoReturn:
     """An unexpected failure: one line on screen, the traceback in a log file."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     text = "".join(traceback.format_exception(exc))
     log_path = None
     for folder in (os.path.join(".reconciler", "logs"), tempfile.gettempdir()):

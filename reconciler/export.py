@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.model import CustomerState, managed_kind, managed_key
+from reconciler.model import CustomerState, managed_key, managed_kind
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../../schemas/customer-spec.schema.json\n"
 

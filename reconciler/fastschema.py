@@ -99,16 +99,18 @@ def compile_schema(schema: dict[str, Any]) -> Check:
         if "pattern" in node:
             regex = re.compile(node["pattern"])
             checks.append(lambda v: not isinstance(v, str) or regex.search(v) is not None)
-        for key, test in (("minLength", lambda v, n: len(v) >= n), ("maxLength", lambda v, n: len(v) <= n)):
-            if key in node:
-                limit = node[key]
-                checks.append(lambda v, t=test, n=limit: not isinstance(v, str) or t(v, n))
-        for key, test in (("minimum", lambda v, n: v >= n), ("maximum", lambda v, n: v <= n)):
-            if key in node:
-                limit = node[key]
-                checks.append(
-                    lambda v, t=test, n=limit: not _TYPES["number"](v) or t(v, n)
-                )
+        if "minLength" in node:
+            shortest: int = node["minLength"]
+            checks.append(lambda v: not isinstance(v, str) or len(v) >= shortest)
+        if "maxLength" in node:
+            longest: int = node["maxLength"]
+            checks.append(lambda v: not isinstance(v, str) or len(v) <= longest)
+        if "minimum" in node:
+            least: float = node["minimum"]
+            checks.append(lambda v: not _TYPES["number"](v) or v >= least)
+        if "maximum" in node:
+            most: float = node["maximum"]
+            checks.append(lambda v: not _TYPES["number"](v) or v <= most)
         if "minItems" in node:
             least = node["minItems"]
             checks.append(lambda v: not isinstance(v, list) or len(v) >= least)

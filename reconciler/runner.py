@@ -117,11 +117,15 @@ def build_plan(
     with few_collections():
         for loaded in _loaded_batches(spec_files, batch_size, _reads_concurrently(backend)):
             wanted = sorted(
-                {s.customer_id for s in loaded if s.spec is not None and s.customer_id not in seen}
+                {s.spec.customer_id for s in loaded if s.spec is not None and s.spec.customer_id not in seen}
             )
             states = dict(backend.read_customers(wanted, catalogue)) if wanted else {}
+
+            def plan_one(spec: LoadedSpec, states: dict[int, Any] = states) -> CustomerPlan:
+                return _plan_one(spec, states, catalogue, options)
+
             for spec in loaded:
-                _admit(plan, seen, spec, lambda s: _plan_one(s, states, catalogue, options))
+                _admit(plan, seen, spec, plan_one)
     return plan
 
 

@@ -185,7 +185,11 @@ def schema_check(loaded: LoadedYaml, schema_name: str) -> list[Problem]:
         path = tuple(error.absolute_path)
         at_key = False
         message = error.message
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        if (
+            error.validator == "additionalProperties"
+            and isinstance(error.instance, dict)
+            and isinstance(error.schema, dict)
+        ):
             allowed = set(error.schema.get("properties", {}))
             extra = sorted(k for k in error.instance if k not in allowed)
             for key in extra:

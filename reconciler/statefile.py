@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import StateFileError
-from reconciler.model import OPEN, Account, Customer, Product, Problem
+from reconciler.model import OPEN, Account, Customer, Problem, Product
 from reconciler.spec import schema_check
 from reconciler.yamlload import STATE_LIMITS, LoadedYaml, load_yaml
 

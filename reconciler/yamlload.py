@@ -227,6 +227,7 @@ class _Constructor:
         try:
             if isinstance(node, MappingNode):
                 return self._mapping(node, depth)
+            assert isinstance(node, SequenceNode)
             return self._sequence(node, depth, raw)
         finally:
             self.active.discard(key)
