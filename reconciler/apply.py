@@ -138,7 +138,54 @@ def out_of_bounds(changes: list[Change], state: CustomerState) -> list[str]:
         blocks = item.op in ("block", "unblock") or (item.op == "create_account" and item.get("blocked"))
         if blocks and not customer.block_extensions:
             found.append(f"{where}: the self-care role does not allow blocking")
+        for product, wanted in _assigned_products(item):
+            known = state.catalogue.by_name(product)
+            if known is None or known.type != wanted or customer.quantity_for(product) is None:
+                found.append(f"{where}: {product!r} is not a {wanted} product of the agreement")
+    found.extend(_over_quantity(changes, state))
     return found
+
+
+def _assigned_products(item: Change) -> list[tuple[str, str]]:
+    """(product, "main" | "addon") that a change newly assigns."""
+    if item.op == "create_account":
+        return [(item.get("product"), "main")] + [(a, "addon") for a in item.get("addons")]
+    if item.op == "set_product":
+        return [(item.get("to"), "main")]
+    if item.op == "add_addon":
+        return [(item.get("product"), "addon")]
+    return []
+
+
+def _over_quantity(changes: list[Change], state: CustomerState) -> list[str]:
+    """Products whose use after the changes exceeds the agreement and grows (the plan's rule)."""
+    products = {a.id: ({a.product} if a.product else set()) | set(a.addons) for a in state.accounts if a.is_open}
+    before: dict[str, int] = {}
+    for used in products.values():
+        for product in used:
+            before[product] = before.get(product, 0) + 1
+    for item in changes:
+        used = products.setdefault(item.account, set())
+        if item.op == "terminate_account":
+            products.pop(item.account, None)
+        elif item.op == "create_account":
+            used |= {item.get("product"), *item.get("addons")}
+        elif item.op == "set_product":
+            used.discard(item.get("from"))
+            used.add(item.get("to"))
+        elif item.op == "add_addon":
+            used.add(item.get("product"))
+        elif item.op == "remove_addon":
+            used.discard(item.get("product"))
+    after: dict[str, int] = {}
+    for used in products.values():
+        for product in used:
+            after[product] = after.get(product, 0) + 1
+    return [
+        f"{product!r} would be used by {after.get(product, 0)} accounts; the agreement allows {quantity}"
+        for product, quantity in state.customer.agreement
+        if quantity and after.get(product, 0) > quantity and after.get(product, 0) > before.get(product, 0)
+    ]
 
 
 def _record(session, changes: list[Change], cid: int, fp: str | None, now: str, commit: str | None) -> None:  # type: ignore[no-untyped-def]

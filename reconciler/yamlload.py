@@ -241,11 +241,14 @@ class _Constructor:
         if tag in (INT, FLOAT):
             if raw and not node.style:  # plain (C parser: '', Python parser: None)
                 return node.value
-            return (
-                self.scalars.construct_yaml_int(node)
-                if tag == INT
-                else self.scalars.construct_yaml_float(node)
-            )
+            try:
+                return (
+                    self.scalars.construct_yaml_int(node)
+                    if tag == INT
+                    else self.scalars.construct_yaml_float(node)
+                )
+            except ValueError:  # Python refuses int() of more than 4,300 digits
+                raise Refused(f"a number of {len(node.value)} characters is too long", node) from None
         if tag == BOOL:
             return self.scalars.construct_yaml_bool(node)
         if tag == NULL:

@@ -89,6 +89,9 @@ CREATE INDEX IF NOT EXISTS audit_by_customer ON audit (customer_id, seq);
 """
 
 DEFAULT_LOCK_TIMEOUT = 30.0
+_TABLES = frozenset(
+    {"meta", "products", "customers", "agreement", "did_pool", "accounts", "account_addons", "aliases", "audit"}
+)
 
 
 def sqlite_path(url: str) -> str:
@@ -138,6 +141,13 @@ class SqliteBackend(Backend):
         ).fetchone()
         if row is None or int(row[0]) != SCHEMA_VERSION:
             raise BackendError(f"{self.path}: not a billing database of this version")
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = sorted(_TABLES - tables)
+        if missing:
+            raise BackendError(
+                f"{self.path}: not a usable billing database (missing tables: {', '.join(missing)}); "
+                "load a state with `reconciler state load FILE`"
+            )
 
     @property
     def absolute_url(self) -> str:
