@@ -104,3 +104,15 @@ def test_state_dump_loads_back_to_the_same_state(workdir: Path) -> None:
     second = run_cli("--backend", "sqlite:///copy.db", "state", "dump")
     assert second.out == first.out
     assert "status: open" in first.out and "blocked_by: admin" in first.out
+
+
+def test_portabilling_credentials_are_needed_to_plan_but_not_to_read_history(workdir: Path) -> None:
+    from tests.helpers import run_cli
+
+    url = "portabilling+http://127.0.0.1:9"
+    blank = {"PORTABILLING_LOGIN": None, "PORTABILLING_PASSWORD": None, "PORTABILLING_TOKEN": None}
+    history = run_cli("--backend", url, "history", env=blank)
+    assert history.code == 0 and "No changes applied yet." in history.out
+    plan = run_cli("--backend", url, "plan", "specs/customers", env=blank)
+    assert plan.code == 1
+    assert "PORTABILLING_LOGIN" in plan.err and "Traceback" not in plan.err

@@ -23,7 +23,7 @@ from typing import Any
 
 from reconciler.backends import pb_fields
 from reconciler.backends.base import AuditEntry, Backend, CustomerSession
-from reconciler.errors import BackendError, LockTimeout
+from reconciler.errors import BackendError, LockTimeout, UsageError
 from reconciler.model import (
     OPEN,
     TERMINATED,
@@ -51,6 +51,23 @@ ENV_AUDIT_LOG = "RECONCILER_AUDIT_LOG"
 LOCK_DIR = os.path.join(".reconciler", "locks")
 
 
+class _EnvCredentials:
+    """Credentials read from the environment when first needed, not when the backend opens:
+    ``history`` reads only the local audit log and needs none."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def login_params(self) -> dict[str, str]:
+        return Credentials.from_env(self.env).login_params()
+
+    def secrets(self) -> list[str]:
+        try:
+            return Credentials.from_env(self.env).secrets()
+        except UsageError:
+            return []
+
+
 class PortaBillingBackend(Backend):
     transactional = False
 
@@ -71,7 +88,7 @@ class PortaBillingBackend(Backend):
         self.endpoint: Endpoint = parse_backend_url(url)
         self.client = PortaBillingClient(
             self.endpoint,
-            credentials or Credentials.from_env(env),
+            credentials or _EnvCredentials(env),  # type: ignore[arg-type]
             settings or ClientSettings.from_env(env),
         )
         self.parallelism = max(1, parallelism)
