@@ -273,15 +273,13 @@ class _Constructor:
                 raise Refused(f"the tag {key_node.tag!r} is not allowed", key_node)
             name = key_node.value
             if name in result:
-                mark = key_node.start_mark
                 self.loaded.problems.append(
-                    Problem(
+                    _at(
                         "duplicate_key",
                         f"the key {name!r} appears twice in the same mapping "
                         "(YAML keeps only one; say it once)",
                         self.loaded.file,
-                        mark.line + 1,
-                        mark.column + 1,
+                        key_node.start_mark,
                     )
                 )
                 continue
@@ -325,6 +323,13 @@ def _event_depth_exceeds(text: str, limit: int) -> bool:
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
     return False
+
+
+def _at(code: str, message: str, display: str, mark: Any) -> Problem:
+    """A problem at a libyaml mark (0-based line and column), or at the file when there is none."""
+    if mark is None:
+        return Problem(code, message, display)
+    return Problem(code, message, display, mark.line + 1, mark.column + 1)
 
 
 def read_text(path: str, display: str, limits: Limits) -> tuple[str | None, Problem | None]:
@@ -405,15 +410,8 @@ def load_yaml_text(
                 documents += 1
                 if documents > limits.max_documents:
                     mark = node.start_mark if node is not None else None
-                    loaded.problems.append(
-                        Problem(
-                            "yaml_refused",
-                            f"more than {limits.max_documents} YAML document in one file",
-                            display,
-                            mark.line + 1 if mark else None,
-                            mark.column + 1 if mark else None,
-                        )
-                    )
+                    message = f"more than {limits.max_documents} YAML document in one file"
+                    loaded.problems.append(_at("yaml_refused", message, display, mark))
                     return loaded
                 loaded.root = node
         finally:
@@ -422,15 +420,11 @@ def load_yaml_text(
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
         too_deep = "nesting depth" in what
-        loaded.problems.append(
-            Problem(
-                "yaml_refused" if too_deep else "yaml_syntax",
-                f"nesting is deeper than {limits.max_depth} levels" if too_deep else f"invalid YAML: {what}",
-                display,
-                mark.line + 1 if mark else None,
-                mark.column + 1 if mark else None,
-            )
-        )
+        if too_deep:
+            problem = _at("yaml_refused", f"nesting is deeper than {limits.max_depth} levels", display, mark)
+        else:
+            problem = _at("yaml_syntax", f"invalid YAML: {what}", display, mark)
+        loaded.problems.append(problem)
         return loaded
     except (yaml.YAMLError, ValueError) as exc:
         loaded.problems.append(Problem("yaml_syntax", f"invalid YAML: {exc}", display))
@@ -444,27 +438,11 @@ def load_yaml_text(
         loaded.data = _Constructor(loaded, limits).build(loaded.root)
     except Refused as exc:
         mark = exc.node.start_mark if exc.node is not None else None
-        loaded.problems.append(
-            Problem(
-                "yaml_refused",
-                str(exc),
-                display,
-                mark.line + 1 if mark else None,
-                mark.column + 1 if mark else None,
-            )
-        )
+        loaded.problems.append(_at("yaml_refused", str(exc), display, mark))
         loaded.data = None
     except (yaml.YAMLError, ValueError, OverflowError) as exc:
         mark = getattr(exc, "problem_mark", None)
-        loaded.problems.append(
-            Problem(
-                "yaml_syntax",
-                f"invalid value: {exc}",
-                display,
-                mark.line + 1 if mark else None,
-                mark.column + 1 if mark else None,
-            )
-        )
+        loaded.problems.append(_at("yaml_syntax", f"invalid value: {exc}", display, mark))
         loaded.data = None
     if not keep_nodes and not loaded.problems and loaded.root is not None:
         loaded.text, loaded.root, loaded.nodes_dropped = text, None, True

@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.model import OP_ORDER as MODEL_OP_ORDER
+from reconciler.render.text import SYMBOL
+
 __all__ = [
     "DEFAULT_LIMIT",
     "OP_ORDER",
@@ -31,33 +34,10 @@ __all__ = [
 
 DEFAULT_LIMIT = 65000
 
-# The plan's own order of operations; the summary counts changes in this order.
-OP_ORDER = (
-    "remove_alias",
-    "remove_addon",
-    "terminate_account",
-    "set_product",
-    "set_name",
-    "unblock",
-    "block",
-    "create_account",
-    "add_addon",
-    "add_alias",
-)
-
-# The same symbols as the text renderer: + adds, - removes, ~ changes in place.
-OP_SYMBOL = {
-    "remove_alias": "-",
-    "remove_addon": "-",
-    "terminate_account": "-",
-    "set_product": "~",
-    "set_name": "~",
-    "unblock": "~",
-    "block": "~",
-    "create_account": "+",
-    "add_addon": "+",
-    "add_alias": "+",
-}
+# The plan's own order of operations (the summary counts changes in this order), and the
+# text renderer's symbols: + adds, - removes, ~ changes in place.
+OP_ORDER = MODEL_OP_ORDER
+OP_SYMBOL = SYMBOL
 
 TITLE = "pbx-reconciler plan"
 
