@@ -87,6 +87,9 @@ def discover(paths: list[str]) -> list[str]:
             found.add(os.path.normpath(given))
         else:
             raise UsageError(f"{given}: no such file or folder")
+    if not found and paths:
+        # A mistyped folder must not pass CI as "no changes".
+        raise UsageError(f"no spec files (*.yaml, *.yml) in {', '.join(paths)}")
     return sorted(found)
 
 

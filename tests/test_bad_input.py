@@ -116,3 +116,11 @@ def test_portabilling_credentials_are_needed_to_plan_but_not_to_read_history(wor
     plan = run_cli("--backend", url, "plan", "specs/customers", env=blank)
     assert plan.code == 1
     assert "PORTABILLING_LOGIN" in plan.err and "Traceback" not in plan.err
+
+
+def test_a_folder_without_spec_files_is_an_error_not_an_empty_plan(workdir: Path) -> None:
+    from tests.helpers import run_cli
+
+    (workdir / "empty").mkdir()
+    result = run_cli("validate", "--offline", "empty")
+    assert result.code == 1 and "no spec files (*.yaml, *.yml) in empty" in result.err
