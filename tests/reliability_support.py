@@ -406,18 +406,11 @@ def check_invariants(db_path: Path, baseline_usage: Mapping[tuple[int, str], int
             "WHERE p.type != 'addon'"
         ):
             problems.append(f"{account_id} has a main product as an add-on")
-        usage: Counter[tuple[int, str]] = Counter()
-        for customer_id, product in db.execute(
-            "SELECT a.customer_id, p.name FROM accounts a JOIN products p ON p.id = a.product_id "
-            "WHERE a.status = 'open' UNION ALL "
-            "SELECT a.customer_id, p.name FROM account_addons x JOIN accounts a ON a.id = x.account_id "
-            "JOIN products p ON p.id = x.product_id WHERE a.status = 'open'"
-        ):
-            usage[(customer_id, product)] += 1
+        usage = usage_of(db_path)
         for customer_id, product, quantity in db.execute(
             "SELECT g.customer_id, p.name, g.quantity FROM agreement g JOIN products p ON p.id = g.product_id"
         ):
-            used = usage[(customer_id, product)]
+            used = usage.get((customer_id, product), 0)
             allowed = max(quantity, (baseline_usage or {}).get((customer_id, product), 0))
             if quantity and used > allowed:
                 problems.append(f"customer {customer_id}: {product} used by {used}, quantity {quantity}")
@@ -509,3 +502,14 @@ def isolation_violations(before: Mapping[str, Any], after: Mapping[str, Any]) ->
         if foreign:
             problems.append(f"{account_id!r} got DIDs outside its customer's pool: {sorted(foreign)}")
     return problems
+
+
+def loaded_database(folder: Path, state_text: str) -> Path:
+    """A billing database in ``folder`` loaded through the CLI from a state file's text."""
+    from tests.helpers import run_cli
+
+    (folder / "state.yaml").write_text(state_text)
+    db = folder / "billing.db"
+    result = run_cli("--backend", f"sqlite:///{db}", "state", "load", str(folder / "state.yaml"))
+    assert result.code == 0, result
+    return db

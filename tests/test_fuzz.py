@@ -36,6 +36,7 @@ from tests.reliability_support import (
     check_invariants,
     dump_db,
     isolation_violations,
+    loaded_database,
     record_figure,
 )
 
@@ -104,12 +105,7 @@ PRODUCT_NAMES = ["Cloud PBX service", "Auto attendant", "Call recording", "Fax t
 
 @pytest.fixture(scope="module")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("fuzz-template")
-    (folder / "state.yaml").write_text(FUZZ_STATE)
-    db = folder / "billing.db"
-    result = run_cli("--backend", f"sqlite:///{db}", "state", "load", str(folder / "state.yaml"))
-    assert result.code == 0, result
-    return db
+    return loaded_database(tmp_path_factory.mktemp("fuzz-template"), FUZZ_STATE)
 
 
 @pytest.fixture

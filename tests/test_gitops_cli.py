@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.conftest import Billing, write
+from tests.conftest import Billing
 from tests.helpers import FIXTURES, REPO, marked_line, run_cli
 
 

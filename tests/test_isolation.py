@@ -24,6 +24,7 @@ from tests.reliability_support import (
     check_invariants,
     dump_db,
     isolation_violations,
+    loaded_database,
     record_figure,
     spec_yaml,
 )
@@ -74,12 +75,7 @@ accounts:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("isolation")
-    (folder / "state.yaml").write_text(STATE)
-    db = folder / "billing.db"
-    result = run_cli("--backend", f"sqlite:///{db}", "state", "load", str(folder / "state.yaml"))
-    assert result.code == 0, result
-    return db
+    return loaded_database(tmp_path_factory.mktemp("isolation"), STATE)
 
 
 @pytest.fixture
