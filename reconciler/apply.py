@@ -91,15 +91,24 @@ def _apply_customer(
                     planned=planned,
                 )
             now = datetime.now(UTC).isoformat(timespec="seconds")
+            fp = customer_plan.fingerprint
+
+            def audit(change: Change) -> None:
+                # Change by change on a backend that cannot roll back: every write that reached
+                # billing is in the audit log before the next one starts.
+                _record(session, [change], cid, fp, now, commit)
+
             try:
-                session.execute(customer_plan.changes)
+                session.execute(
+                    customer_plan.changes,
+                    on_written=None if backend.transactional else audit,
+                )
             except ReconcilerError as exc:
                 if backend.transactional:
                     raise  # the session rolls the whole customer back
-                done = session.done
-                _record(session, done, cid, customer_plan.fingerprint, now, commit)
-                return ApplyOutcome(cid, FAILED, str(exc), done=done, planned=planned)
-            _record(session, customer_plan.changes, cid, customer_plan.fingerprint, now, commit)
+                return ApplyOutcome(cid, FAILED, str(exc), done=session.done, planned=planned)
+            if backend.transactional:
+                _record(session, customer_plan.changes, cid, fp, now, commit)
             return ApplyOutcome(cid, APPLIED, done=list(customer_plan.changes), planned=planned)
     except ReconcilerError as exc:
         suffix = "; nothing was changed for this customer" if backend.transactional else ""

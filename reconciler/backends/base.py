@@ -8,7 +8,7 @@ apply on the same customer for as long as it is held.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +46,21 @@ class CustomerSession(abc.ABC):
         """The customer's state, read fresh inside the session."""
 
     @abc.abstractmethod
-    def execute(self, changes: list[Change]) -> None:
-        """Write ``changes`` in order. On failure raise; ``done`` tells what was written."""
+    def execute(
+        self,
+        changes: list[Change],
+        *,
+        on_written: Callable[[Change], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
+        """Write ``changes`` in order. On failure raise; ``done`` tells what was written.
+
+        A backend that writes change by change (not transactional) calls ``on_written`` right
+        after each change reached billing, before the next write, so the caller can audit it at
+        once; and asks ``stop()`` before each write, returning early when it says so (an
+        interrupt: the write in flight finishes, nothing more starts). A transactional backend
+        writes the customer whole and may ignore both.
+        """
 
     @property
     @abc.abstractmethod

@@ -301,15 +301,25 @@ class _PortaBillingSession(CustomerSession):
     def record(self, entries: list[AuditEntry]) -> None:
         self.audit.append(entries)
 
-    def execute(self, changes: list[Change]) -> None:
+    def execute(
+        self,
+        changes: list[Change],
+        *,
+        on_written: Callable[[Change], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         if self.raw is None and self.read() is None:
             raise BackendError(f"billing has no customer {self.customer_id}")
         for item in changes:
+            if stop is not None and stop():
+                return
             handler = getattr(self, f"_{item.op}", None)
             if handler is None:
                 raise BackendError(f"unknown change {item.op!r}")
             handler(item)
             self.written.append(item)
+            if on_written is not None:
+                on_written(item)
 
     # -- one write, made safe --
 

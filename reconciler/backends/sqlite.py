@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import groupby
 from typing import Any
@@ -352,7 +352,15 @@ class _SqliteSession(CustomerSession):
             raise BackendError(f"no product named {name!r} in billing")
         return product.id
 
-    def execute(self, changes: list[Change]) -> None:
+    def execute(
+        self,
+        changes: list[Change],
+        *,
+        on_written: Callable[[Change], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
+        # One transaction per customer: the customer is the unit of writing here, so ``stop``
+        # is honoured between customers by the caller, and the audit rows join the transaction.
         # Runs of the same op are written with one executemany: plans are sorted by op, so a
         # customer's hundred creations cost one statement, not a hundred.
         try:

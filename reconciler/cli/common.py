@@ -1,0 +1,123 @@
+"""What every command shares: the context, output helpers, common options and exit codes.
+
+The ``reconciler.cli`` package is the only place that imports click, prints, and picks exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from reconciler.backends import BackendSettings, open_backend
+from reconciler.backends.base import Backend
+
+EXIT_OK, EXIT_PROBLEM, EXIT_CHANGES = 0, 1, 2
+
+def err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def styler(stream_is_tty: bool) -> Callable[..., str] | None:
+    if not stream_is_tty or os.environ.get("NO_COLOR"):
+        return None
+    return lambda text, **kw: click.style(text, **kw)
+
+
+def write_atomically(path: str, content: str | Callable[[Any], None]) -> None:
+    """Write a file whole or not at all: ``content`` is text, or a function writing to a stream."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=".reconciler-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            if callable(content):
+                content(out)
+            else:
+                out.write(content)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def annotate(plan_dict: dict[str, Any]) -> None:
+    """Inside GitHub Actions, problems also become annotations on the spec lines."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from reconciler.render.annotations import github_annotations
+
+    for line in github_annotations(plan_dict):
+        err(line)
+
+
+def dump_json(data: Any, stream: Any) -> None:
+    # Streamed, not built as one string: a plan creating 100,000 accounts is a big document.
+    json.dump(data, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+    stream.flush()
+
+
+def emit_plan(plan_dict: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        dump_json(plan_dict, sys.stdout)
+    elif fmt == "markdown":
+        from reconciler.render.markdown import render_markdown_parts
+
+        for part in render_markdown_parts(plan_dict):
+            click.echo(part)
+    else:
+        from reconciler.render.text import render_text
+
+        click.echo(render_text(plan_dict, style=styler(sys.stdout.isatty())))
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if os.environ.get("GITHUB_ACTIONS") == "true" and summary_file:
+        from reconciler.render.markdown import render_markdown_parts
+
+        try:
+            with open(summary_file, "a", encoding="utf-8") as out:
+                out.write("\n".join(render_markdown_parts(plan_dict)) + "\n")
+        except OSError as exc:
+            err(f"warning: cannot write the job summary {summary_file}: {exc.strerror}")
+
+
+class Context:
+    def __init__(self, backend_url: str, settings: BackendSettings) -> None:
+        self.backend_url = backend_url
+        self.settings = settings
+
+    def backend(self, *, create: bool = False) -> Backend:
+        return open_backend(self.backend_url, self.settings, create=create)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path())
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+)
+
+
+def safety_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--unsafe-min-accounts",
+        type=click.IntRange(min=0),
+        default=8,
+        show_default=True,
+        help="The safety check applies to customers with at least this many open managed accounts.",
+    )(func)
+    return click.option(
+        "--unsafe-share",
+        type=click.FloatRange(min=0, max=1),
+        default=0.25,
+        show_default=True,
+        help="A plan terminating or blocking more than this share of managed accounts is unsafe.",
+    )(func)
+
+

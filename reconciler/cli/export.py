@@ -1,0 +1,28 @@
+"""`reconciler export`: the spec describing a customer's current managed accounts."""
+
+from __future__ import annotations
+
+import click
+
+from reconciler.cli.common import Context, err, pass_context, write_atomically
+from reconciler.errors import UsageError
+
+
+@click.command()
+@click.option("--customer", "customer_id", type=int, required=True, help="i_customer to export.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the spec to FILE instead of stdout.")
+@pass_context
+def export(obj: Context, customer_id: int, out: str | None) -> None:
+    """Write the spec that describes a customer's current managed accounts (adoption)."""
+    from reconciler.export import export_spec
+
+    with obj.backend() as backend:
+        state = backend.read_customer(customer_id, backend.catalogue())
+    if state is None:
+        raise UsageError(f"billing has no customer {customer_id}")
+    text = export_spec(state)
+    if out:
+        write_atomically(out, text)
+        err(f"spec for customer {customer_id} written to {out}")
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,54 @@
+"""`reconciler state load|dump`: the embedded backend's whole billing state."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from reconciler.cli.common import Context, dump_json, err, pass_context
+from reconciler.errors import UsageError
+
+
+@click.group()
+def state() -> None:
+    """Embedded backend: load or dump the whole billing state."""
+
+
+def _embedded(obj: Context, *, create: bool = False):  # type: ignore[no-untyped-def]
+    if not obj.backend_url.startswith("sqlite:///"):
+        raise UsageError("`state` works on the embedded sqlite backend only")
+    return obj.backend(create=create)
+
+
+@state.command("load")
+@click.argument("file", type=click.Path(dir_okay=False))
+@pass_context
+def state_load(obj: Context, file: str) -> None:
+    """Replace the billing state with FILE (creates the database; keeps the audit log)."""
+    from reconciler.statefile import load_state_file
+
+    billing = load_state_file(file)
+    with _embedded(obj, create=True) as backend:
+        backend.load_state(billing)
+    err(
+        f"loaded {len(billing.products)} product(s), {len(billing.customers)} customer(s), "
+        f"{len(billing.accounts)} account(s) into {obj.backend_url}"
+    )
+
+
+@state.command("dump")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@pass_context
+def state_dump(obj: Context, fmt: str) -> None:
+    """Print the billing state in the state file format (sorted, deterministic)."""
+    from reconciler.statefile import state_to_dict
+
+    with _embedded(obj) as backend:
+        data = state_to_dict(backend.dump_state())
+    if fmt == "json":
+        dump_json(data, sys.stdout)
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100), nl=False)

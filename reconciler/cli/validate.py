@@ -1,0 +1,53 @@
+"""`reconciler validate`: schema and agreement checks of spec files."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from reconciler.cli.common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    Context,
+    annotate,
+    pass_context,
+    paths_argument,
+)
+
+
+@click.command()
+@paths_argument
+@click.option("--offline", is_flag=True, help="Schema and duplicate checks only; no billing state.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@pass_context
+def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str) -> None:
+    """Check spec files: schema, duplicates and (unless --offline) the customer's agreement."""
+    from reconciler.runner import build_plan, validate_offline
+
+    if offline:
+        plan = validate_offline(list(paths))
+    else:
+        with obj.backend() as backend:
+            plan = build_plan(list(paths), backend)
+    data = plan.to_dict()
+    for customer in data["customers"]:
+        customer["changes"] = []
+    data["summary"]["changes"] = 0
+    annotate(data)
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        from reconciler.render.text import where
+
+        problems = data["errors"] + [p for c in data["customers"] for p in c["errors"]]
+        warnings = [p for c in data["customers"] for p in c["warnings"]]
+        for problem in problems:
+            click.echo(f"error[{problem['code']}] {where(problem)}: {problem['message']}")
+        for problem in warnings:
+            click.echo(f"warning[{problem['code']}] {where(problem)}: {problem['message']}")
+        files = len(data["customers"]) + len({p["file"] for p in data["errors"]})
+        verdict = "valid" if not problems else "invalid"
+        click.echo(f"{files} spec file(s) {verdict}: {len(problems)} error(s), {len(warnings)} warning(s).")
+    sys.exit(EXIT_PROBLEM if plan.error_count else EXIT_OK)
