@@ -23,6 +23,7 @@ from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
 from reconciler.cli.history import history
 from reconciler.cli.plan import plan
+from reconciler.cli.show import show
 from reconciler.cli.state import state
 from reconciler.cli.validate import validate
 from reconciler.errors import ReconcilerError, StateFileError
@@ -62,6 +63,7 @@ def cli(ctx: click.Context, backend: str, lock_timeout: float, parallelism: int)
 
 for _command in (validate, plan, apply, export, state, history, emulator):
     cli.add_command(_command)
+cli.add_command(show)
 
 
 
