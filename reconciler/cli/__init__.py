@@ -17,6 +17,7 @@ import click
 
 from reconciler import __version__
 from reconciler.backends import DEFAULT_BACKEND, BackendSettings
+from reconciler.cli.adopt import adopt
 from reconciler.cli.apply import apply
 from reconciler.cli.common import EXIT_PROBLEM, Context, err
 from reconciler.cli.emulator import emulator
@@ -64,6 +65,7 @@ def cli(ctx: click.Context, backend: str, lock_timeout: float, parallelism: int)
 for _command in (validate, plan, apply, export, state, history, emulator):
     cli.add_command(_command)
 cli.add_command(show)
+cli.add_command(adopt)
 
 
 
