@@ -115,10 +115,10 @@ class Selection:
         return SelectedFiles(kept, undecided, found)
 
     def missing(self, seen: Iterable[int]) -> list[int]:
-        """Customers named by --customer that no spec file describes."""
+        """Customers named by --customer (and in the shard, if any) that no spec file describes."""
         if self.customers is None:
             return []
-        return sorted(self.customers - set(seen))
+        return sorted(c for c in self.customers - set(seen) if self.shard is None or self.shard.holds(c))
 
 
 @dataclass
