@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.backends.base import Backend
-from reconciler.model import Account, CustomerState, DesiredAccount, Problem, managed_key, managed_kind
+from reconciler.model import (
+    Account,
+    CustomerState,
+    DesiredAccount,
+    Problem,
+    managed_key,
+    managed_kind,
+)
 from reconciler.runner import _batches, few_collections
 from reconciler.selection import Selection
 from reconciler.spec import LoadedSpec, _desired_state, discover, load_spec, schema_check

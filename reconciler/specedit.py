@@ -38,9 +38,9 @@ def plain_or_quoted(value: str, like: str | None = None) -> str:
     """A YAML scalar for ``value``: in the quoting style ``like`` ('"', "'", or plain), if it can be."""
     if like == "'":
         return "'" + value.replace("'", "''") + "'"
-    if like in (None, "") and _PLAIN.fullmatch(value) and not value.endswith(" "):
-        if _plain_tag(value) == STR and " #" not in value and ": " not in value:
-            return value
+    plain = like in (None, "") and _PLAIN.fullmatch(value) and not value.endswith(" ")
+    if plain and _plain_tag(value) == STR and " #" not in value and ": " not in value:
+        return value
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -120,7 +120,7 @@ class SpecEditor:
 
     def _last_char(self, node: Node) -> int:
         """The index just after the node's last character (its last leaf, for block collections)."""
-        if isinstance(node, ScalarNode) or node.flow_style:
+        if isinstance(node, ScalarNode) or getattr(node, "flow_style", False):
             end = node.end_mark.index
             while end > node.start_mark.index and self.text[end - 1] in "\r\n":
                 end -= 1  # block scalars end after their last line break
@@ -228,7 +228,7 @@ class SpecEditor:
             if index not in keep:
                 start, end, _ = self._item_range(item)
                 self._add(start, end, "")
-        last_start, last_end, dash = self._item_range(items[-1])
+        _, last_end, dash = self._item_range(items[-1])
         if new:
             lines = "".join(self._line(" " * dash + "- " + text, last_end) for text in new)
             self._add(last_end, last_end, lines)

@@ -220,17 +220,17 @@ STORIES = {
     "blocked-by-admin": (_blocked_by_admin, [("    blocked: false\n", "    blocked: true\n")]),
     "created-in-billing": (_created, [(
         "      - 15550000003   # main line\n",
-        "      - 15550000003   # main line\n"
+        ("      - 15550000003   # main line\n"
         '  - extension: "5"\n'
         '    name: "Eve O\'Neil"\n'
         "    product: Cloud PBX service\n"
         "    addons: [Fax to email]\n"
         '    dids: ["15550000005"]\n'
-        "    blocked: true\n",
+        "    blocked: true\n"),
     )]),
     "terminated-in-billing": (_terminated, [(
-        "\n  - extension: '3'\n    name: 'Dan'\n    product: \"Cloud PBX service\"\n"
-        "    dids:\n      - 15550000003   # main line\n",
+        ("\n  - extension: '3'\n    name: 'Dan'\n    product: \"Cloud PBX service\"\n"
+         "    dids:\n      - 15550000003   # main line\n"),
         "\n",
     )]),
 }
@@ -358,3 +358,29 @@ def test_adopt_on_both_backends(billing: Billing) -> None:
     assert result.code == 0, result
     assert "1 of 1 spec file(s) rewritten" in result.out
     assert _plan_is_empty(billing, "own/")
+
+
+def test_a_drifted_fleet_is_adopted_and_untouched_entries_keep_their_bytes(sqlite_billing: Billing) -> None:
+    from tests.generate import generate
+
+    fleet = generate(customers=6, extensions=25, change_share=0.25, seed=2)
+    fleet.write_specs("fleet")
+    sqlite_billing.load(fleet.write_state_file("state.yaml"))
+    before = {path: path.read_text() for path in Path("fleet").iterdir()}
+    result = sqlite_billing.cli("adopt", "fleet")
+    assert result.code == 0, result
+    assert f"{len(fleet.changed_customers())} of 6 spec file(s) rewritten" in result.out
+    assert _plan_is_empty(sqlite_billing, "fleet")
+    for customer in fleet.customers:
+        path = Path("fleet") / customer.file_name
+        text = path.read_text()
+        drifted = {account for _, account in customer.expected}
+        if not drifted:
+            assert text == before[path]
+            continue
+        # Every entry billing did not change is still there, byte for byte.
+        blocks = before[path].split("\n  - ")[1:]
+        for block in blocks:
+            extension = block.split('"')[1]
+            if f"ph{customer.id}x{extension}" not in drifted:
+                assert "\n  - " + block.rstrip("\n") in text
