@@ -76,12 +76,17 @@ class SpecEditor:
     """Collects edits of one spec's text; :meth:`result` applies them all at once."""
 
     def __init__(self, text: str) -> None:
+        self.newline = "\r\n" if "\r\n" in text else "\n"
+        # Lines are inserted after line breaks: a last line without one is given one while
+        # editing, and the result ends without one again.
+        self._unterminated = bool(text) and not text.endswith("\n")
+        if self._unterminated:
+            text += self.newline
         self.text = text
         root = _compose(text)
         if not isinstance(root, MappingNode) or root.flow_style:
             raise SpecEditError("the spec is not a block mapping at the top level")
         self.root = root
-        self.newline = "\r\n" if "\r\n" in text else "\n"
         self._edits: list[_Edit] = []
         self._sections: dict[str, _Section] = {}
 
@@ -177,10 +182,9 @@ class SpecEditor:
     def _add(self, start: int, end: int, text: str) -> None:
         self._edits.append(_Edit(start, end, text, len(self._edits)))
 
-    def _line(self, text: str, at: int) -> str:
-        """``text`` as a new line inserted at ``at`` (a line start, or the end of the text)."""
-        lead = self.newline if at == len(self.text) and self.text and not self.text.endswith("\n") else ""
-        return lead + text + self.newline
+    def _line(self, text: str, at: int = -1) -> str:
+        """``text`` as a new line, to be inserted at a line start."""
+        return text + self.newline
 
     def set_scalar(self, path: tuple[Any, ...], value: str, *, raw: str | None = None) -> None:
         """Replace the scalar at ``path`` with ``value`` in its quoting style (or with ``raw``)."""
@@ -356,4 +360,6 @@ class SpecEditor:
                 raise SpecEditError("two edits overlap")
             text = text[: edit.start] + edit.text + text[edit.end :]
             previous_start = edit.start
+        if self._unterminated and text.endswith(self.newline):
+            text = text[: -len(self.newline)]
         return text
