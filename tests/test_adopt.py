@@ -384,3 +384,16 @@ def test_a_drifted_fleet_is_adopted_and_untouched_entries_keep_their_bytes(sqlit
             extension = block.split('"')[1]
             if f"ph{customer.id}x{extension}" not in drifted:
                 assert "\n  - " + block.rstrip("\n") in text
+
+
+def test_shard_option_adopts_only_that_shards_customers(acme: Billing) -> None:
+    from reconciler.selection import shard_of
+
+    write("own/beta.yaml", BETA)
+    _drift(acme, lambda s: (_rename(s), _account(s, "ph200x1").update(name="Carol Jones")))
+    acme_shard, beta_shard = shard_of(100, 3), shard_of(200, 3)
+    assert acme_shard != beta_shard
+    for index in (1, 2, 3):
+        assert acme.cli("adopt", "own/", "--shard", f"{index}/3").code == 0
+        assert (SPEC_PATH.read_text() != SPEC) == (index >= acme_shard)
+        assert (Path("own/beta.yaml").read_text() != BETA) == (index >= beta_shard)
