@@ -154,3 +154,18 @@ def test_no_selection_reads_no_file_twice(tmp_path: Path) -> None:
 )
 def test_customer_id_is_read_from_the_start_of_the_file(text: str, expected: int | None) -> None:
     assert customer_id_in_text(text) == expected
+
+
+def test_apply_only_the_named_customer(sqlite_billing: Billing) -> None:
+    generated = generate(customers=4, extensions=5, change_share=0.5, seed=9)
+    generated.write_specs("fleet")
+    sqlite_billing.load(generated.write_state_file("state.yaml"))
+    first, second, *rest = [c.id for c in generated.changed_customers()]
+    result = sqlite_billing.cli("apply", "fleet", "--customer", str(first), "--auto-approve")
+    assert result.code == 0, result
+    sqlite_billing.cli("plan", "fleet", "--out", "plan.json")
+    result = sqlite_billing.cli("apply", "--plan", "plan.json", "--customer", str(second))
+    assert result.code == 0, result
+    plan = sqlite_billing.cli("plan", "fleet", "--format", "json").json
+    changed = sorted(c["customer"] for c in plan["customers"] if c["changes"])
+    assert changed == sorted(rest) and rest
