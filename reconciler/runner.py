@@ -20,6 +20,7 @@ from reconciler.backends.base import Backend
 from reconciler.errors import UsageError
 from reconciler.model import Catalogue, Problem
 from reconciler.plan import CustomerPlan, PlanOptions, plan_customer
+from reconciler.selection import Selection
 from reconciler.spec import LoadedSpec, discover, load_spec
 from reconciler.yamlload import Limits
 
@@ -85,11 +86,16 @@ def load_specs(paths: list[str], limits: Limits | None = None) -> Iterator[Loade
         yield load_spec(path, limits)
 
 
-def validate_offline(paths: list[str]) -> Plan:
+def validate_offline(paths: list[str], selection: Selection | None = None) -> Plan:
     """Schema and duplicate checks only: no billing state is read."""
     plan = Plan(backend="offline", backend_resolved="offline")
     seen: dict[int, CustomerPlan] = {}
-    for loaded in load_specs(paths):
+    selection = selection or Selection()
+    selected = selection.prefilter(discover(paths))
+    for path in selected.files:
+        loaded = load_spec(path)
+        if not selected.admits(selection, loaded):
+            continue
         _admit(plan, seen, loaded, lambda spec: CustomerPlan(
             customer=spec.customer_id or 0,
             file=spec.file,
@@ -97,6 +103,7 @@ def validate_offline(paths: list[str]) -> Plan:
             errors=list(spec.errors),
             warnings=list(spec.warnings),
         ))
+    _check_named_customers(selection, seen)
     return plan
 
 
@@ -107,15 +114,23 @@ def build_plan(
     options: PlanOptions | None = None,
     files: list[str] | None = None,
     batch_size: int = 64,
+    selection: Selection | None = None,
 ) -> Plan:
-    """Plan every spec under ``paths`` (or exactly ``files``) against ``backend``."""
+    """Plan every spec under ``paths`` (or exactly ``files``) against ``backend``.
+
+    ``selection`` (``--customer``, ``--shard``) keeps only the spec files of those customers.
+    """
     options = options or PlanOptions()
+    selection = selection or Selection()
     plan = Plan(backend=backend.url, backend_resolved=resolve_backend_url(backend.url))
     catalogue = backend.catalogue()
     seen: dict[int, CustomerPlan] = {}
     spec_files = files if files is not None else discover(paths or [])
+    selected = selection.prefilter(spec_files)
     with few_collections():
-        for loaded in _loaded_batches(spec_files, batch_size, _reads_concurrently(backend)):
+        for loaded in _loaded_batches(selected.files, batch_size, _reads_concurrently(backend)):
+            if selected.undecided:
+                loaded = [s for s in loaded if selected.admits(selection, s)]
             wanted = sorted(
                 {s.spec.customer_id for s in loaded if s.spec is not None and s.spec.customer_id not in seen}
             )
@@ -126,7 +141,25 @@ def build_plan(
 
             for spec in loaded:
                 _admit(plan, seen, spec, plan_one)
+    _check_named_customers(selection, seen, changed_only=files is not None, plan=plan)
     return plan
+
+
+def _check_named_customers(
+    selection: Selection, seen: dict[int, Any], *, changed_only: bool = False, plan: Plan | None = None
+) -> None:
+    """A customer named by --customer must have a spec file: a typo must not pass as no changes.
+
+    Planning only changed files (``--changed-since``), an unchanged customer is a note instead.
+    """
+    missing = selection.missing(seen)
+    if not missing:
+        return
+    names = ", ".join(str(c) for c in missing)
+    if changed_only and plan is not None:
+        plan.notes.append(f"no changed spec file describes customer {names}")
+        return
+    raise UsageError(f"no spec file describes customer {names} (given with --customer)")
 
 
 _collections_lock = threading.Lock()

@@ -17,12 +17,14 @@ import click
 
 from reconciler import __version__
 from reconciler.backends import DEFAULT_BACKEND, BackendSettings
+from reconciler.cli.adopt import adopt
 from reconciler.cli.apply import apply
 from reconciler.cli.common import EXIT_PROBLEM, Context, err
 from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
 from reconciler.cli.history import history
 from reconciler.cli.plan import plan
+from reconciler.cli.show import show
 from reconciler.cli.state import state
 from reconciler.cli.validate import validate
 from reconciler.errors import ReconcilerError, StateFileError
@@ -62,6 +64,8 @@ def cli(ctx: click.Context, backend: str, lock_timeout: float, parallelism: int)
 
 for _command in (validate, plan, apply, export, state, history, emulator):
     cli.add_command(_command)
+cli.add_command(show)
+cli.add_command(adopt)
 
 
 

@@ -15,10 +15,12 @@ from reconciler.cli.common import (
     err,
     pass_context,
     safety_options,
+    selection_options,
     styler,
 )
 from reconciler.cli.plan import _compute_plan
 from reconciler.errors import UsageError
+from reconciler.selection import Selection
 
 
 def _confirm(count: int) -> bool:
@@ -36,9 +38,10 @@ def _confirm(count: int) -> bool:
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
 @click.option("--force", is_flag=True, help="Apply plans marked unsafe.")
 @safety_options
+@selection_options
 @pass_context
 def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, force: bool,
-          unsafe_share: float, unsafe_min_accounts: int) -> None:
+          unsafe_share: float, unsafe_min_accounts: int, selection: Selection) -> None:
     """Plan, then apply the changes (or apply a saved plan with --plan)."""
     from reconciler.apply import apply_plan, git_commit
     from reconciler.render.text import render_text
@@ -54,9 +57,10 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
 
             result = read_plan_file(plan_file)
             check_plan_backend(result, backend)
+            result.customers = [c for c in result.customers if selection.wants(c.customer)]
             commit = os.environ.get("GITHUB_SHA") or None
         else:
-            result = _compute_plan(obj, backend, paths, None, unsafe_share, unsafe_min_accounts)
+            result = _compute_plan(obj, backend, paths, None, unsafe_share, unsafe_min_accounts, selection)
             commit = git_commit(list(paths))
         data = result.to_dict()
         click.echo(render_text(data, style=styler(sys.stdout.isatty())))

@@ -121,3 +121,28 @@ def safety_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+
+
+def selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--customer ID`` (repeatable) and ``--shard I/N``, handed to the command as ``selection``."""
+    import functools
+
+    from reconciler.selection import Selection
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, customers: tuple[int, ...], shard: str | None, **kwargs: Any) -> Any:
+        return func(*args, selection=Selection.of(customers, shard), **kwargs)
+
+    wrapper = click.option(
+        "--shard",
+        metavar="I/N",
+        help="Only the customers of shard I of N (a fixed function of the customer id).",
+    )(wrapper)
+    return click.option(
+        "--customer",
+        "customers",
+        type=click.IntRange(min=1),
+        multiple=True,
+        metavar="ID",
+        help="Only this customer's spec file (repeatable).",
+    )(wrapper)

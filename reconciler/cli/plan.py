@@ -20,26 +20,29 @@ from reconciler.cli.common import (
     pass_context,
     paths_argument,
     safety_options,
+    selection_options,
     write_atomically,
 )
 from reconciler.errors import UsageError
 from reconciler.plan import PlanOptions
+from reconciler.selection import Selection
 
 
 def _compute_plan(obj: Context, backend: Backend, paths: tuple[str, ...], changed_since: str | None,
-                  unsafe_share: float, unsafe_min_accounts: int):  # type: ignore[no-untyped-def]
+                  unsafe_share: float, unsafe_min_accounts: int,
+                  selection: Selection | None = None):  # type: ignore[no-untyped-def]
     from reconciler.runner import build_plan
 
     options = PlanOptions(unsafe_share=unsafe_share, unsafe_min_accounts=unsafe_min_accounts)
     if changed_since is None:
-        return build_plan(list(paths), backend, options=options)
+        return build_plan(list(paths), backend, options=options, selection=selection)
     from reconciler.gitchanges import GitChangesError, changed_spec_files
 
     try:
         changes = changed_spec_files(changed_since, list(paths))
     except GitChangesError as exc:
         raise UsageError(str(exc)) from exc
-    plan = build_plan(None, backend, options=options, files=sorted(changes.changed))
+    plan = build_plan(None, backend, options=options, files=sorted(changes.changed), selection=selection)
     for deleted in changes.deleted:
         plan.notes.append(
             f"{deleted} was deleted since {changed_since}: its accounts are left as they are "
@@ -57,12 +60,15 @@ def _compute_plan(obj: Context, backend: Backend, paths: tuple[str, ...], change
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 2 changes present, 1 error.")
 @click.option("--changed-since", metavar="REF", help="Only customers whose spec files changed since git REF.")
 @safety_options
+@selection_options
 @pass_context
 def plan(obj: Context, paths: tuple[str, ...], fmt: str, out: str | None, detailed_exitcode: bool,
-         changed_since: str | None, unsafe_share: float, unsafe_min_accounts: int) -> None:
+         changed_since: str | None, unsafe_share: float, unsafe_min_accounts: int,
+         selection: Selection) -> None:
     """Show what apply would change."""
     with obj.backend() as backend:
-        result = _compute_plan(obj, backend, paths, changed_since, unsafe_share, unsafe_min_accounts)
+        result = _compute_plan(obj, backend, paths, changed_since, unsafe_share, unsafe_min_accounts,
+                               selection)
     data = result.to_dict()
     if out:
         write_atomically(out, lambda stream: dump_json(data, stream))

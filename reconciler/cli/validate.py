@@ -14,23 +14,26 @@ from reconciler.cli.common import (
     annotate,
     pass_context,
     paths_argument,
+    selection_options,
 )
+from reconciler.selection import Selection
 
 
 @click.command()
 @paths_argument
 @click.option("--offline", is_flag=True, help="Schema and duplicate checks only; no billing state.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@selection_options
 @pass_context
-def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str) -> None:
+def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str, selection: Selection) -> None:
     """Check spec files: schema, duplicates and (unless --offline) the customer's agreement."""
     from reconciler.runner import build_plan, validate_offline
 
     if offline:
-        plan = validate_offline(list(paths))
+        plan = validate_offline(list(paths), selection)
     else:
         with obj.backend() as backend:
-            plan = build_plan(list(paths), backend)
+            plan = build_plan(list(paths), backend, selection=selection)
     data = plan.to_dict()
     for customer in data["customers"]:
         customer["changes"] = []
