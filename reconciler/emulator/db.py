@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS extensions (
 );
 """
 
+SCHEMA_VERSION = 2  # of the tables above; an emulator database of another version is rebuilt
+
 TABLES = ("extensions", "addons", "accounts", "numbers", "agreement", "customers", "products")
 
 # Self-care roles: which one may block is a server's configuration; the emulator fixes these two.
@@ -100,6 +102,12 @@ class Database:
         self, path: str = ":memory:", *, page_cap: int = 100, legacy_blocking_field: bool = True
     ) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            # A file from an older emulator: its tables are only a copy of a state file, which
+            # is loaded again on start, so they are rebuilt rather than migrated.
+            for table in TABLES:
+                self.db.execute(f"DROP TABLE IF EXISTS {table}")
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.db.executescript(_DDL)
         self.page_cap = page_cap
         self.legacy_blocking_field = legacy_blocking_field
@@ -191,6 +199,11 @@ class Database:
     ) -> dict[str, Any]:
         """One page of a list, never longer than ``page_cap`` whatever ``limit`` asks, with the
         ``total`` of the whole list (a client reads until it has that many or a page is empty)."""
+        if "offset" in params and "limit" not in params:
+            # A client that pages without a limit relies on one server's default page size.
+            raise Fault(
+                "Client.Validation.missing_parameter", "offset needs limit: send both or neither"
+            )
         limit = min(int(params.get("limit") or self.page_cap), self.page_cap)
         offset = int(params.get("offset") or 0)
         rows = self.db.execute(page_sql + " LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
