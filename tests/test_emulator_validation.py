@@ -150,6 +150,8 @@ def test_an_offset_without_its_limit_is_a_fault(server: EmulatorServer, token: s
          "Client.Validation.unknown_parameter"),
         ("Product/get_product_list", b"[]", "Client.Validation.invalid_type"),
         ("Product/get_product_list", b"{not json", "Client.Request.invalid_json"),
+        ("Product/get_product_list", b'{"params": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+         "Client.Request.invalid_json"),
         ("Account/no_such_method", b'{"params": {}}', "Client.Service.unknown_method"),
     ],
 )  # fmt: skip
@@ -184,6 +186,19 @@ def test_a_crash_inside_a_method_is_a_server_fault_not_a_dropped_connection(
         }
         status, _ = connection.send("Customer/get_customer_info", b'{"params": {"i_customer": 46170}}', token)
         assert status == 200 and connection.reused
+    finally:
+        connection.close()
+
+
+def test_a_body_over_the_limit_is_refused_unread(server: EmulatorServer, token: str) -> None:
+    connection = Connection(server)
+    try:
+        connection.http.putrequest("POST", "/rest/Product/get_product_list")
+        connection.http.putheader("Content-Length", str(64 * 1024 * 1024))
+        connection.http.endheaders()
+        response = connection.http.getresponse()
+        assert response.status == 413
+        assert b"body_too_large" in response.read()
     finally:
         connection.close()
 

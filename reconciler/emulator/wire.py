@@ -39,6 +39,8 @@ def request_params(body: bytes) -> dict[str, Any]:
         document = json.loads(body or b"{}")
     except ValueError:
         raise Fault("Client.Request.invalid_json", "the body is not JSON") from None
+    except RecursionError:
+        raise Fault("Client.Request.invalid_json", "the body nests deeper than is parsed") from None
     if not isinstance(document, dict):
         raise Fault("Client.Validation.invalid_type", 'the body must be {"params": {...}}')
     extra = sorted(str(key) for key in document if key != "params")
@@ -185,6 +187,10 @@ class Handler(BaseHTTPRequestHandler):
         if length < 0:
             self._send(400, _client_fault("bad_content_length"), close=True)
             return
+        if length > _MAX_BODY:
+            # Not read at all: a client's bug must not make the emulator allocate gigabytes.
+            self._send(413, _client_fault("body_too_large", "the body is over 16 MB"), close=True)
+            return
         body = self.rfile.read(length) if length else b""
         if len(body) < length:
             self.close_connection = True  # the client went away mid-body
@@ -261,6 +267,7 @@ class Handler(BaseHTTPRequestHandler):
 
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
+_MAX_BODY = 16 * 1024 * 1024
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
