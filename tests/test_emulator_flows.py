@@ -123,7 +123,8 @@ def test_blocking_needs_the_role_setting_once_the_first_version_field_is_gone(
     with EmulatorServer(demo, legacy_blocking_field=False) as server:
         refused = cli(server, "plan", str(blocked), "--format", "json")
         assert refused.code == 1
-        assert "block_not_permitted" in refused.out and "PORTABILLING_BLOCKING_ROLES" in refused.out
+        errors = json.loads(refused.out)["customers"][0]["errors"]
+        assert [e["code"] for e in errors] == ["block_not_permitted"]
         applied = cli(server, "apply", str(blocked), "--auto-approve",
                       PORTABILLING_BLOCKING_ROLES="2")  # fmt: skip
         assert applied.code == 0, applied.text
