@@ -1,7 +1,7 @@
 """How the emulator shows an account: the ``account_info`` of the account list and the read-back.
 
 The field names here are the emulator's own declaration of the wire contract (see
-PB_WIRE_V2 decisions and docs/emulator.md), deliberately not shared with the client's
+docs/emulator.md), deliberately not shared with the client's
 ``pb_fields`` module: a misspelt name on either side then fails a test instead of being mirrored.
 """
 
