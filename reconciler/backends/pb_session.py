@@ -47,6 +47,7 @@ class Grant:
     access_token: str
     refresh_token: str | None
     expires_at: float | None  # on the session's clock; None: the server did not say
+    lifetime: float | None = None  # expires_in as answered
 
     @classmethod
     def from_answer(cls, method: str, answer: dict[str, Any], now: float) -> Grant:
@@ -55,10 +56,14 @@ class Grant:
             raise MalformedAnswer(method, "without an access_token")
         refresh = answer.get("refresh_token")
         lifetime = answer.get("expires_in")
-        expires_at = None
+        seconds: float | None = None
+        expires_at: float | None = None
         if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and lifetime > 0:
-            expires_at = now + float(lifetime) - min(RENEW_MARGIN_MAX, RENEW_SHARE * lifetime)
-        return cls(token, refresh if isinstance(refresh, str) and refresh else None, expires_at)
+            seconds = float(lifetime)
+            expires_at = now + seconds - min(RENEW_MARGIN_MAX, RENEW_SHARE * seconds)
+        return cls(
+            token, refresh if isinstance(refresh, str) and refresh else None, expires_at, seconds
+        )
 
 
 class TokenSession:
@@ -83,6 +88,12 @@ class TokenSession:
         self._refused: LoginRefused | None = None
         self.logins = 0
         self.refreshes = 0
+
+    @property
+    def grant(self) -> Grant | None:
+        """What the last login or refresh answered (for ``reconciler doctor``)."""
+        with self._lock:
+            return self._grant
 
     def token(self) -> str:
         """A token to send now: the current one, or a renewed one when it is (nearly) expired."""
