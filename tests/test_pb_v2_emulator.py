@@ -147,3 +147,20 @@ def test_applied_changes_are_audited_one_by_one_including_a_create(
     assert len(history) == len(
         [line for line in applied.out.splitlines() if line.strip().startswith(("+", "-", "~"))]
     )
+
+
+@pytest.mark.parametrize(("extensions", "calls"), [(10, 5), (1000, 1 + 1 + 11 + 10 + 10)])
+def test_api_calls_per_customer_for_planning_with_a_page_cap_of_100(
+    extensions: int, calls: int
+) -> None:
+    from reconciler.backends.portabilling import PortaBillingBackend
+    from tests.test_pb_client import pbx_state
+
+    with EmulatorServer(pbx_state(extensions), login="api", password="pw", page_cap=100) as server:
+        backend = PortaBillingBackend(server.url, env=server.env())
+        catalogue = backend.catalogue()
+        server.reset_counts()
+        read = backend.read_customer(46170, catalogue)
+        backend.close()
+        assert read is not None and len(read.accounts) == extensions
+        assert server.calls == calls, server.call_counts
