@@ -302,6 +302,7 @@ def _agreement(report: DoctorReport, client: PortaBillingClient, params: dict[st
 
 ACCOUNT_FIELDS = [
     ("i_account", FAIL),
+    ("i_customer", WARN),
     ("id", FAIL),
     ("i_product", FAIL),
     ("bill_status", FAIL),

@@ -272,3 +272,11 @@ class Stub:
         assert row is not None
         row["bill_status"] = "C"
         return 200, {}
+
+    def _Customer_update_customer_extension(self, params: dict[str, Any]) -> Answer:
+        c = self._c(params)
+        assert c is not None
+        for extension in c["extensions"]:
+            if extension["i_c_ext"] == params["i_c_ext"]:
+                extension["name"] = params["name"]
+        return 200, {"i_c_ext": params["i_c_ext"]}

@@ -576,3 +576,46 @@ def test_an_unknown_fault_on_plan_is_one_line_and_exit_1(
         "Traceback" not in result.out + result.err
         and "internal error" not in result.out + result.err
     )
+
+
+def test_garbage_mid_apply_stops_it_and_every_change_made_is_in_the_audit_log(
+    stubs: Callable[..., Stub], tmp_path: Any
+) -> None:
+    from tests.helpers import run_cli
+
+    abc = customer()
+    abc["accounts"] = [account(n, f"ph46170x{n}") for n in (100, 101, 102)]
+    abc["extensions"] = [
+        {"i_c_ext": n, "id": str(n), "name": "Old", "i_account": n} for n in (100, 101, 102)
+    ]
+    stub = stubs(abc)
+    renames = {"n": 0}
+
+    def garbage_from_the_second_rename(method: str, params: dict[str, Any], n: int) -> Any:
+        if method == "Customer/update_customer_extension":
+            renames["n"] += 1
+            if renames["n"] >= 2:
+                return 200, b"<html><body>502 Bad Gateway</body></html>"
+        if method == "Customer/get_extensions_list" and renames["n"] >= 2:
+            return 200, {"extensions_list": {"not": "a list"}}
+        return False
+
+    stub.overrides.append(garbage_from_the_second_rename)
+    spec = tmp_path / "abc.yaml"
+    spec.write_text(
+        "version: 1\ncustomer: {id: 46170, name: ABC}\nextensions:\n"
+        + "".join(
+            f"  - {{extension: '{n}', name: New, product: Cloud PBX service}}\n"
+            for n in (100, 101, 102)
+        )
+    )
+    applied = run_cli("--backend", stub.url, "apply", str(spec), "--auto-approve", env=stub.env)
+    assert applied.code == 1
+    assert "renaming ph46170x101: the outcome is unknown and reading billing back failed too" in (
+        applied.err
+    )
+    assert "extensions_list that is not a list of objects" in applied.err
+    assert "Traceback" not in applied.err
+    assert stub.methods().count("Customer/update_customer_extension") == 2  # 102 never sent
+    history = run_cli("--backend", stub.url, "history", "--format", "json", env=stub.env)
+    assert [(e["op"], e["account"]) for e in history.json] == [("set_name", "ph46170x100")]

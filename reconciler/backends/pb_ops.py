@@ -67,8 +67,8 @@ def _existing(s: PortaBillingSession, account_id: str, product_id: int) -> dict[
     found = s.account_info(id=account_id)
     if found is None:
         return None
-    owner = int(found.get("i_customer") or 0)
-    if owner != s.customer_id:
+    owner = found.get("i_customer")
+    if owner not in (None, "") and int(owner) != s.customer_id:
         raise BackendError(
             f"account ID {account_id} already belongs to customer {owner} in billing; "
             f"it cannot be created for customer {s.customer_id}"

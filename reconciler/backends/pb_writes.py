@@ -18,6 +18,7 @@ from reconciler.backends.base import AuditEntry, CustomerSession
 from reconciler.backends.pb_audit import AuditLog
 from reconciler.backends.pb_errors import (
     BillingReadOnly,
+    MalformedAnswer,
     OutcomeUnknown,
     PortaBillingAuthError,
     PortaBillingFault,
@@ -98,7 +99,7 @@ class SafeWriter:
     def _confirm(self, write: Write) -> dict[str, Any] | None:
         try:
             return write.confirm()
-        except (PortaBillingFault, TransportError) as exc:
+        except (PortaBillingFault, TransportError, MalformedAnswer) as exc:
             raise BackendError(
                 f"{write.what}: the outcome is unknown and reading billing back failed too ({exc})"
             ) from None
