@@ -10,16 +10,12 @@ no customer extension points to.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from reconciler.backends import pb_fields
-from reconciler.backends.pb_writes import Landed, PortaBillingSession, Write
+from reconciler.backends.pb_writes import Landed, Op, PortaBillingSession, Write
 from reconciler.errors import BackendError
 from reconciler.model import Change, managed_key, managed_kind
-
-Op = Callable[[PortaBillingSession, Change, Landed], None]
-
 
 # ---- creating ---------------------------------------------------------------------------------
 

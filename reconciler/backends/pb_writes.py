@@ -9,7 +9,7 @@ as it is in billing, so apply audits it before the next write starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ from reconciler.model import Catalogue, Change, CustomerState
 from reconciler.pbclient import PortaBillingClient
 
 Landed = Callable[[], None]
+# One plan op as PortaBilling calls: (session, change, landed) -> None (see pb_ops).
+Op = Callable[["PortaBillingSession", Change, Landed], None]
 
 
 @dataclass
@@ -106,7 +108,8 @@ class SafeWriter:
 
 
 class PortaBillingSession(CustomerSession):
-    """One customer's apply. The ops themselves live in ``pb_ops``; this is the frame."""
+    """One customer's apply: the frame around the ops (``ops``, from ``pb_ops``), which it runs
+    in plan order, reporting each change the moment it is in billing."""
 
     def __init__(
         self,
@@ -114,12 +117,14 @@ class PortaBillingSession(CustomerSession):
         customer_id: int,
         catalogue: Catalogue,
         audit: AuditLog,
+        ops: Mapping[str, Op],
         blocking_roles: frozenset[int] | None = None,
     ) -> None:
         self.client = client
         self.customer_id = customer_id
         self.catalogue = catalogue
         self.audit = audit
+        self.ops = ops
         self.blocking_roles = blocking_roles
         self.writer = SafeWriter(client)
         self.raw: RawCustomer | None = None
@@ -143,14 +148,12 @@ class PortaBillingSession(CustomerSession):
         on_written: Callable[[Change], None] | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> None:
-        from reconciler.backends.pb_ops import OPS
-
         if self.raw is None and self.read() is None:
             raise BackendError(f"billing has no customer {self.customer_id}")
         for item in changes:
             if stop is not None and stop():
                 return
-            op = OPS.get(item.op)
+            op = self.ops.get(item.op)
             if op is None:
                 raise BackendError(f"unknown change {item.op!r}")
             landed = _Landing(item, self.written, on_written)

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from reconciler.backends.base import AuditEntry, Backend, CustomerSession
 from reconciler.backends.pb_audit import ENV_AUDIT_LOG, LOCK_DIR, AuditLog, exclusive_lock
 from reconciler.backends.pb_config import blocking_roles_from_env
+from reconciler.backends.pb_ops import OPS
 from reconciler.backends.pb_reads import RawCustomer, catalogue_from, fetch_customer, read_catalogue
 from reconciler.backends.pb_writes import PortaBillingSession
 from reconciler.errors import UsageError
@@ -153,7 +154,7 @@ class PortaBillingBackend(Backend):
             path, self.lock_timeout, f"customer {customer_id} on {self.endpoint.base}"
         ):
             yield PortaBillingSession(
-                self.client, customer_id, catalogue, self.audit, self.blocking_roles
+                self.client, customer_id, catalogue, self.audit, OPS, self.blocking_roles
             )
 
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:
