@@ -141,3 +141,23 @@ def test_doctor_on_the_sqlite_backend_says_what_it_checks() -> None:
     result = run_cli("--backend", "sqlite:///billing.db", "doctor")
     assert result.code == 1
     assert "doctor checks PortaBilling servers" in result.out
+
+
+def test_a_server_that_cannot_be_reached_fails_at_login() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again before doctor connects: nothing listens
+    result = run_cli(
+        "--backend",
+        f"portabilling+http://127.0.0.1:{port}",
+        "doctor",
+        "--format",
+        "json",
+        env={**ENV, "PORTABILLING_CONNECT_TIMEOUT": "1"},
+    )
+    assert result.code == 1
+    login = checks(result)["login"]
+    assert login["status"] == "fail"
+    assert "connection refused" in login["detail"]
