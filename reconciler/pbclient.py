@@ -1,9 +1,11 @@
-"""A client for PortaBilling's JSON API: login, faults, retries, paging, rate limit.
+"""A client for PortaBilling's JSON API: transport, retries, faults, paging, rate limit.
 
 Every call is ``POST {base}/rest/{Service}/{method}`` with the body ``{"params": {...}}``.
 Reads are retried with exponential backoff when the server cannot be reached or a gateway
-answers 502/503/504. Writes are sent once: when their outcome is unknown the client raises
-``OutcomeUnknown`` and the caller reads billing back to decide (see the PortaBilling backend).
+answers 502/503/504. Writes are sent once: when their outcome is unknown (no answer, or an answer
+that cannot be read) the client raises ``OutcomeUnknown`` and the caller reads billing back to
+decide (see ``reconciler.backends.pb_writes``). The session (login once, refresh after) lives in
+``reconciler.backends.pb_session``; URL, credentials and settings in ``pb_config``.
 
 Credentials come from the environment only, and never appear in a message, an exception or a
 log line: errors name the method, never the parameters, and fault strings are scrubbed of the
@@ -12,265 +14,76 @@ secrets before they are shown.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 import requests.auth
 from requests.adapters import HTTPAdapter
 
 from reconciler.backends import pb_fields
-from reconciler.errors import BackendError, UsageError
+from reconciler.backends.pb_answers import NOT_JSON, object_in, objects_in, shape, total_of
+from reconciler.backends.pb_config import (
+    ENV_CA_BUNDLE,
+    ENV_LOGIN,
+    ENV_PASSWORD,
+    ENV_TOKEN,
+    ClientSettings,
+    Credentials,
+    Endpoint,
+    RateLimiter,
+    is_loopback,
+    parse_backend_url,
+    scrub,
+)
+from reconciler.backends.pb_errors import (
+    BillingReadOnly,
+    LoginLockedOut,
+    LoginRefused,
+    MalformedAnswer,
+    OutcomeUnknown,
+    PortaBillingAuthError,
+    PortaBillingFault,
+    Transient,
+    TransportError,
+)
+from reconciler.backends.pb_session import LOGIN_METHOD, REFRESH_METHOD, TokenSession
+from reconciler.errors import BackendError
+
+__all__ = [
+    "BillingReadOnly",
+    "ClientSettings",
+    "Credentials",
+    "Endpoint",
+    "LoginLockedOut",
+    "LoginRefused",
+    "MalformedAnswer",
+    "OutcomeUnknown",
+    "PortaBillingAuthError",
+    "PortaBillingClient",
+    "PortaBillingFault",
+    "TransportError",
+    "object_in",
+    "objects_in",
+    "parse_backend_url",
+]
 
 log = logging.getLogger(__name__)
 
-ENV_LOGIN = "PORTABILLING_LOGIN"
-ENV_PASSWORD = "PORTABILLING_PASSWORD"
-ENV_TOKEN = "PORTABILLING_TOKEN"
-ENV_CA_BUNDLE = "PORTABILLING_CA_BUNDLE"
-ENV_MAX_RPS = "PORTABILLING_MAX_RPS"
-ENV_CONNECT_TIMEOUT = "PORTABILLING_CONNECT_TIMEOUT"
-ENV_READ_TIMEOUT = "PORTABILLING_READ_TIMEOUT"
-ENV_PAGE_SIZE = "PORTABILLING_PAGE_SIZE"
-
-LOGIN_METHOD = "Session/login"
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 
-
-# ---- errors ---------------------------------------------------------------------------------------
-
-
-class PortaBillingFault(BackendError):
-    """The server answered a call with a fault (HTTP 500 ``{"faultcode", "faultstring"}``)."""
-
-    def __init__(self, method: str, faultcode: str, faultstring: str) -> None:
-        super().__init__(f"PortaBilling {method} failed: {faultstring} [{faultcode}]")
-        self.method = method
-        self.faultcode = faultcode
-        self.faultstring = faultstring
-
-    @property
-    def is_auth(self) -> bool:
-        return pb_fields.fault_matches(self.faultcode, pb_fields.AUTH_FAULT_MARKERS)
-
-    @property
-    def is_not_found(self) -> bool:
-        return pb_fields.fault_matches(self.faultcode, pb_fields.NOT_FOUND_FAULT_MARKERS)
-
-
-class PortaBillingAuthError(PortaBillingFault):
-    """Logging in failed, or the server refused a call even with a fresh session."""
-
-    def __init__(self, method: str, faultcode: str, faultstring: str, message: str) -> None:
-        super().__init__(method, faultcode, faultstring)
-        self.args = (message,)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class TransportError(BackendError):
-    """No usable answer: the server could not be reached, timed out, or a gateway failed."""
-
-
-class OutcomeUnknown(BackendError):
-    """A write was sent, but whether billing made the change is unknown (no usable answer)."""
-
-    def __init__(self, method: str, reason: str) -> None:
-        super().__init__(
-            f"PortaBilling {method}: no answer ({reason}); the change may or may not have been made"
-        )
-        self.method = method
-        self.reason = reason
-
-
-class _Transient(Exception):
-    """A gateway answered 502/503/504: the request may not have reached PortaBilling."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-
-
-# ---- where and who ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A PortaBilling server: the base URL of its API and a name fit for local file names."""
-
-    base: str
-    host: str
-    port: int
-
-    @property
-    def key(self) -> str:
-        safe = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in self.host)
-        return f"{safe}_{self.port}"
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_backend_url(url: str) -> Endpoint:
-    """``portabilling+https://HOST[:PORT][/PREFIX]`` -> the API's base URL.
-
-    Plain ``portabilling+http://`` is accepted for loopback hosts only: anywhere else the
-    password would cross the network in clear text.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("portabilling+https", "portabilling+http"):
-        raise UsageError("a PortaBilling backend URL starts with portabilling+https://")
-    if "@" in parts.netloc:
-        # The URL is not repeated here: it carries what looks like credentials.
-        raise UsageError(
-            "the PortaBilling backend URL must not carry credentials; set "
-            f"{ENV_LOGIN} and {ENV_PASSWORD} (or {ENV_TOKEN}) in the environment instead"
-        )
-    if parts.query or parts.fragment:
-        raise UsageError(f"{url}: a PortaBilling backend URL takes no query or fragment")
-    host = parts.hostname
-    if not host:
-        raise UsageError(f"{url}: the URL names no host")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise UsageError(f"{url}: not a valid port ({exc})") from None
-    http = scheme == "portabilling+http"
-    if http and not is_loopback(host):
-        raise UsageError(
-            f"{url}: plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost); "
-            "use portabilling+https:// for a real server"
-        )
-    port = port or (80 if http else 443)
-    netloc = f"[{host}]" if ":" in host else host
-    base = f"{'http' if http else 'https'}://{netloc}:{port}{parts.path.rstrip('/')}"
-    return Endpoint(base=base, host=host, port=port)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The API user: a login with a password or an API token. The secret is never shown."""
-
-    login: str = field(repr=False)
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Credentials:
-        env = os.environ if env is None else env
-        login = env.get(ENV_LOGIN, "")
-        password = env.get(ENV_PASSWORD) or None
-        token = env.get(ENV_TOKEN) or None
-        if not login or not (password or token):
-            missing = ENV_LOGIN if not login else f"{ENV_PASSWORD} or {ENV_TOKEN}"
-            raise UsageError(
-                f"PortaBilling credentials are missing ({missing} is not set): set {ENV_LOGIN} "
-                f"and {ENV_PASSWORD} (or {ENV_TOKEN}) in the environment"
-            )
-        return cls(login, password, token)
-
-    def login_params(self) -> dict[str, str]:
-        if self.password is not None:
-            return {"login": self.login, "password": self.password}
-        return {"login": self.login, "token": self.token or ""}
-
-    def secrets(self) -> list[str]:
-        return [s for s in (self.password, self.token) if s]
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-# ---- settings -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    read_attempts: int = 4  # reads: 1 try + 3 retries, waiting backoff, 2x, 4x
-    backoff: float = 0.05
-    page_size: int = 500
-    max_rps: float = 0.0  # 0 = no client-side limit
-    verify: bool | str = True  # False never comes from the environment; True or a CA bundle path
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, attr, kind in (
-            (ENV_CONNECT_TIMEOUT, "connect_timeout", float),
-            (ENV_READ_TIMEOUT, "read_timeout", float),
-            (ENV_MAX_RPS, "max_rps", float),
-            (ENV_PAGE_SIZE, "page_size", int),
-        ):
-            if env.get(name):
-                values[attr] = _positive(name, env[name], kind, allow_zero=attr == "max_rps")
-        bundle = env.get(ENV_CA_BUNDLE)
-        if bundle:
-            if not os.path.isfile(bundle):
-                raise UsageError(f"{ENV_CA_BUNDLE}={bundle}: no such CA bundle file")
-            values["verify"] = bundle
-        values.update(overrides)
-        return replace(cls(), **values)
-
-
-def _positive(name: str, text: str, kind: Callable[[str], Any], *, allow_zero: bool) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise UsageError(f"{name}={text!r} is not a number") from None
-    if value < 0 or (value == 0 and not allow_zero):
-        raise UsageError(f"{name}={text!r} must be {'zero or ' if allow_zero else ''}positive")
-    return value
-
-
-class _RateLimiter:
-    """Spaces request starts at least 1/max_rps apart, across all threads."""
-
-    def __init__(self, max_rps: float) -> None:
-        self.interval = 1.0 / max_rps if max_rps > 0 else 0.0
-        self.lock = threading.Lock()
-        self.next_slot = 0.0
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self.lock:
-            now = time.monotonic()
-            slot = max(now, self.next_slot)
-            self.next_slot = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
-
-
-# ---- the client -----------------------------------------------------------------------------------------
+Send = Callable[[str, dict[str, Any], "str | None"], dict[str, Any]]
 
 
 def _describe(exc: BaseException) -> str:
     """A short reason for a failed request, free of URLs and parameters."""
-    if isinstance(exc, _Transient):
+    if isinstance(exc, Transient):
         return str(exc)
     if isinstance(exc, requests.ConnectTimeout):
         return "connect timed out"
@@ -306,7 +119,7 @@ class _Bearer(requests.auth.AuthBase):
 
 
 class PortaBillingClient:
-    """Thread-safe: a requests.Session per thread, one shared access token."""
+    """Thread-safe: a requests.Session per thread, one shared API session (token)."""
 
     def __init__(
         self, endpoint: Endpoint, credentials: Credentials, settings: ClientSettings | None = None
@@ -316,11 +129,12 @@ class PortaBillingClient:
         self.settings = settings or ClientSettings()
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
-        self._lock = threading.Lock()  # guards the token, the sessions list and the counts
-        self._login_lock = threading.Lock()
-        self._access_token: str | None = None
+        self._lock = threading.Lock()  # guards the sessions list and the counts
         self._counts: Counter[str] = Counter()
-        self._rate = _RateLimiter(self.settings.max_rps)
+        self._rate = RateLimiter(self.settings.max_rps)
+        self.session = TokenSession(self._login, self._refresh)
+        # Set by the first read-only fault: from then on no write leaves this client.
+        self.read_only: BillingReadOnly | None = None
 
     # -- bookkeeping --
 
@@ -352,47 +166,51 @@ class PortaBillingClient:
         return self._authorised(method, params or {}, self._send_read)
 
     def write(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """A call that changes billing: sent once. Raises OutcomeUnknown when the answer is lost."""
+        """A call that changes billing: sent once. Raises OutcomeUnknown when the answer is lost,
+        and BillingReadOnly (without sending) once the server said it accepts no writes."""
+        if self.read_only is not None:
+            raise self.read_only
         return self._authorised(method, params, self._send_write)
 
     def read_list(
         self, method: str, params: dict[str, Any], key: str, *, with_total: bool = False
     ) -> list[dict[str, Any]]:
-        """Every item of a paged list. A server may cap the page size below ``limit``: reading
-        goes on until ``total`` items arrived (when asked for) or a page comes back empty."""
+        """Every item of a paged list; ``limit`` goes with every ``offset``.
+
+        A server may cap the page size below ``limit``: reading goes on until ``total`` items
+        arrived (when the answer carries it) or a page comes back empty. ``with_total`` also asks
+        for the total (``get_total: 1``), for the calls whose contract takes that parameter.
+        """
         items: list[dict[str, Any]] = []
+        previous: list[dict[str, Any]] | None = None
         while True:
             page_params = {**params, "limit": self.settings.page_size, "offset": len(items)}
             if with_total:
                 page_params["get_total"] = 1
             answer = self.read(method, page_params)
-            page = answer.get(key) or []
+            page = objects_in(answer, key, method)
+            if page and page == previous:
+                raise MalformedAnswer(method, f"the same {key} page again for a later offset")
             items.extend(page)
-            total = answer.get("total") if with_total else None
-            if not page or (total is not None and len(items) >= int(total)):
+            total = total_of(answer, method)
+            if not page or (total is not None and len(items) >= total):
                 return items
+            previous = page
 
-    # -- authorisation --
+    # -- the session --
 
-    def _authorised(
-        self,
-        method: str,
-        params: dict[str, Any],
-        send: Callable[[str, dict[str, Any], str | None], dict[str, Any]],
-    ) -> dict[str, Any]:
-        token = self._token()
+    def _authorised(self, method: str, params: dict[str, Any], send: Send) -> dict[str, Any]:
+        token = self.session.token()
         try:
             return send(method, params, token)
         except PortaBillingFault as fault:
             if not fault.is_auth:
                 raise
             log.info(
-                "PortaBilling refused the session on %s (%s); logging in again",
-                method,
-                fault.faultcode,
+                "PortaBilling refused the session on %s (%s); renewing it", method, fault.faultcode
             )
         # An auth fault means the call was refused before anything happened: resending is safe.
-        token = self._relogin(stale=token)
+        token = self.session.renew(stale=token)
         try:
             return send(method, params, token)
         except PortaBillingFault as fault:
@@ -402,42 +220,42 @@ class PortaBillingClient:
                 method,
                 fault.faultcode,
                 fault.faultstring,
-                f"PortaBilling refused {method} again right after a fresh login "
+                f"PortaBilling refused {method} again right after a fresh session "
                 f"[{fault.faultcode}]: does the API user ({ENV_LOGIN}) have the permission?",
             ) from None
 
-    def _token(self) -> str:
-        with self._lock:
-            token = self._access_token
-        return token if token is not None else self._relogin(stale=None)
-
-    def _relogin(self, stale: str | None) -> str:
-        with self._login_lock:
-            with self._lock:
-                current = self._access_token
-            # Another thread may have logged in while this one waited: use its token.
-            if current is not None and current != stale:
-                return current
-            token = self._login()
-            with self._lock:
-                self._access_token = token
-            return token
-
-    def _login(self) -> str:
+    def _login(self) -> dict[str, Any]:
+        # Sent like a write: a login that may have reached the server is never repeated, since
+        # each failed attempt counts towards the server's lockout.
         try:
-            answer = self._send_read(LOGIN_METHOD, self.credentials.login_params(), None)
+            return self._send_write(LOGIN_METHOD, self.credentials.login_params(), None)
         except PortaBillingFault as fault:
-            raise PortaBillingAuthError(
+            if pb_fields.fault_matches(fault.faultcode, pb_fields.LOCKOUT_FAULT_MARKERS):
+                raise LoginLockedOut(
+                    LOGIN_METHOD,
+                    fault.faultcode,
+                    fault.faultstring,
+                    f"the server at {self.endpoint.host} has locked the login out after repeated "
+                    f"failed logins [{fault.faultcode}]; nothing was retried. Ask the billing "
+                    f"administrator to unlock it, then check {ENV_LOGIN} and {ENV_PASSWORD} "
+                    f"(or {ENV_TOKEN})",
+                ) from None
+            raise LoginRefused(
                 LOGIN_METHOD,
                 fault.faultcode,
                 fault.faultstring,
-                f"PortaBilling refused the login [{fault.faultcode}]: check {ENV_LOGIN} and "
-                f"{ENV_PASSWORD} (or {ENV_TOKEN})",
+                f"PortaBilling refused the login: login failed for user {self.credentials.login} at "
+                f"{self.endpoint.host} [{fault.faultcode}] (check {ENV_LOGIN} and "
+                f"{ENV_PASSWORD}/{ENV_TOKEN}); not retried, so the server does not lock it out",
             ) from None
-        token = answer.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise BackendError(f"PortaBilling {LOGIN_METHOD} answered without an access_token")
-        return token
+        except OutcomeUnknown as lost:
+            raise TransportError(
+                f"PortaBilling {LOGIN_METHOD} at {self.endpoint.base}: no usable answer "
+                f"({lost.reason}); not retried, so the server does not count it twice"
+            ) from None
+
+    def _refresh(self, refresh_token: str) -> dict[str, Any]:
+        return self._send_write(REFRESH_METHOD, {"refresh_token": refresh_token}, None)
 
     # -- sending --
 
@@ -448,7 +266,7 @@ class PortaBillingClient:
                 return self._exchange(method, params, token)
             except requests.exceptions.SSLError as exc:
                 raise self._tls_error(exc) from None
-            except (_Transient, requests.ConnectionError, requests.Timeout) as exc:
+            except (Transient, requests.ConnectionError, requests.Timeout) as exc:
                 if attempt == attempts:
                     raise TransportError(
                         f"PortaBilling {method} at {self.endpoint.base}: no usable answer after "
@@ -466,7 +284,13 @@ class PortaBillingClient:
             except requests.exceptions.SSLError as exc:
                 # The handshake comes before the request: nothing was sent.
                 raise self._tls_error(exc) from None
-            except (_Transient, requests.ConnectionError, requests.Timeout) as exc:
+            except MalformedAnswer as garbled:
+                # A 200 or a 5xx that cannot be read: the server got the request and may have
+                # acted on it. A 4xx is a refusal.
+                if garbled.status == 200 or garbled.status >= 500:
+                    raise OutcomeUnknown(method, f"unreadable answer: {garbled.what}") from None
+                raise
+            except (Transient, requests.ConnectionError, requests.Timeout) as exc:
                 # Only a request that never left may be sent again blindly.
                 if not _not_sent(exc):
                     raise OutcomeUnknown(method, _describe(exc)) from None
@@ -513,24 +337,28 @@ class PortaBillingClient:
     def _interpret(self, method: str, response: requests.Response) -> dict[str, Any]:
         status = response.status_code
         if status in TRANSIENT_STATUSES:
-            raise _Transient(status)
+            raise Transient(status)
         try:
             body = response.json()
-        except ValueError:
-            body = None
+        except ValueError:  # HTML, plain text, truncated JSON
+            body = NOT_JSON
         if status == 200 and isinstance(body, dict):
             return body
         if isinstance(body, dict) and "faultcode" in body:
-            secrets = self.credentials.secrets()
-            raise PortaBillingFault(
-                method,
-                scrub(str(body["faultcode"]), secrets),
-                scrub(str(body.get("faultstring", "")), secrets),
-            )
+            raise self._fault(method, body)
         if status in (401, 403):
             raise PortaBillingFault(method, f"HTTP {status} auth_failed", "not authorised")
-        what = "an answer that is not a JSON object" if status == 200 else f"HTTP {status}"
-        raise BackendError(f"PortaBilling {method} answered {what}")
+        raise MalformedAnswer(method, shape(status, body, response), status=status)
+
+    def _fault(self, method: str, body: dict[str, Any]) -> PortaBillingFault:
+        secrets = self.credentials.secrets()
+        code = scrub(str(body["faultcode"]), secrets)
+        text = scrub(str(body.get("faultstring", "")), secrets)
+        if pb_fields.fault_matches(code, pb_fields.READ_ONLY_FAULT_MARKERS):
+            read_only = BillingReadOnly(method, code, text, self.endpoint.host)
+            self.read_only = read_only
+            return read_only
+        return PortaBillingFault(method, code, text)
 
     def _http(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)

@@ -203,7 +203,8 @@ def test_an_expired_session_is_renewed_once_and_the_call_succeeds(emulator: Emul
     client.read("Product/get_product_list")
     emulator.expire_tokens()
     assert client.read("Product/get_product_list")["product_list"]
-    assert emulator.call_counts["Session/login"] == 2
+    assert emulator.call_counts["Session/login"] == 1  # renewed with the refresh token
+    assert emulator.call_counts["Session/refresh_access_token"] == 1
     assert emulator.call_counts["Product/get_product_list"] == 3  # one refused, then resent
 
 
@@ -212,7 +213,8 @@ def test_tokens_that_last_a_few_calls_are_renewed_as_often_as_needed() -> None:
         client = client_for(server)
         for _ in range(7):
             client.read("Product/get_product_list")
-        assert server.call_counts["Session/login"] == 3
+        assert server.call_counts["Session/login"] == 1
+        assert server.call_counts["Session/refresh_access_token"] >= 2
 
 
 def test_a_second_auth_fault_after_a_fresh_login_is_a_clear_error(
@@ -227,7 +229,7 @@ def test_a_second_auth_fault_after_a_fresh_login_is_a_clear_error(
         )
     )
     client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), FAST)
-    with pytest.raises(PortaBillingAuthError, match="again right after a fresh login") as caught:
+    with pytest.raises(PortaBillingAuthError, match="again right after a fresh session") as caught:
         client.read("Customer/get_customer_info", {"i_customer": 1})
     assert caught.value.faultcode == "Server.Session.check_auth_failed"
     assert server.methods() == ["Session/login", "Customer/get_customer_info"] * 2
@@ -253,8 +255,8 @@ def test_a_fault_is_a_backend_error_carrying_faultcode_and_faultstring(
     with pytest.raises(PortaBillingFault) as caught:
         client.read("Customer/get_customer_agreement_info", {"i_customer": 999})
     assert isinstance(caught.value, BackendError)
-    assert caught.value.faultcode == "Server.Customer.customer_not_found"
-    assert caught.value.faultstring == "customer 999 not found"
+    assert "not_found" in caught.value.faultcode
+    assert "999" in caught.value.faultstring
     assert "Customer/get_customer_agreement_info" in str(caught.value)
 
 
@@ -298,7 +300,7 @@ def test_paging_reads_everything_from_a_server_that_caps_pages() -> None:
         client = client_for(server)
         accounts = client.read_list(
             "Account/get_account_list",
-            {"i_customer": 46170, "with_aliases": 1},
+            {"i_customer": 46170, "with_aliases": 1, "get_only_real_accounts": 1},
             "account_list",
             with_total=True,
         )
@@ -309,8 +311,8 @@ def test_paging_reads_everything_from_a_server_that_caps_pages() -> None:
             "Customer/get_extensions_list", {"i_customer": 46170}, "extensions_list"
         )
         assert len(extensions) == 250
-        # Without total: read until a page comes back empty.
-        assert server.call_counts["Customer/get_extensions_list"] == 4
+        # The answer carries total: 100 + 100 + 50, no empty page needed either.
+        assert server.call_counts["Customer/get_extensions_list"] == 3
 
 
 def test_plain_http_is_refused_for_hosts_that_are_not_loopback() -> None:
@@ -402,7 +404,7 @@ def test_a_write_whose_connection_dropped_after_the_change_is_read_back_not_repe
     alias = change("add_alias", "ph46170x466", did="12095550004")
     assert _apply(backend, NEW_EXTENSION, alias) == [NEW_EXTENSION, alias]
     counts = emulator.call_counts
-    assert counts["Account/add_account"] == 1
+    assert "Account/add_account" not in counts  # billing generates the extension's account
     assert counts["Customer/add_customer_extension"] == 1
     assert counts["Account/add_alias"] == 1
     assert counts["Account/get_account_info"] >= 1  # the read-back
@@ -427,7 +429,7 @@ def test_a_write_that_was_not_made_is_sent_once_more(emulator: EmulatorServer) -
     emulator.set_faults(FaultConfig(rate=1.0, kinds=("drop",), phases=("before",), limit=1))
     backend = backend_for(emulator)
     assert _apply(backend, NEW_EXTENSION) == [NEW_EXTENSION]
-    assert emulator.call_counts["Account/add_account"] == 2
+    assert emulator.call_counts["Customer/add_customer_extension"] == 2
     assert [a.id for a in emulator.dump_state().accounts].count("ph46170x466") == 1
 
 
@@ -470,6 +472,9 @@ def test_creating_an_account_that_an_earlier_run_created_adopts_it(
                     "i_customer": 46170,
                     "id": "ph46170x466",
                     "i_product": 1,
+                    "i_account_role": 1,
+                    "billing_model": 1,
+                    "assigned_addons": [],
                     "firstname": "John Doe",
                 }
             },
@@ -491,9 +496,35 @@ def test_an_account_id_held_by_another_customer_is_not_adopted() -> None:
             _apply(backend, NEW_EXTENSION)
 
 
-def test_an_extension_left_unlinked_reads_nameless_and_a_rename_links_it(
+def test_an_extension_account_without_a_customer_extension_reads_nameless_and_a_rename_links_it(
     emulator: EmulatorServer,
 ) -> None:
+    backend = backend_for(emulator)
+    # A half-made extension: an account with the extension's ID that no customer extension
+    # points to (made by hand, or by a first-version run that stopped between its two calls).
+    backend.client.write(
+        "Account/add_account",
+        {
+            "account_info": {
+                "i_customer": 46170,
+                "id": "ph46170x466",
+                "i_product": 1,
+                "i_account_role": 1,
+                "billing_model": 1,
+                "assigned_addons": [],
+                "firstname": "",
+            }
+        },
+    )
+    assert emulator.unlinked_extensions() == ["ph46170x466"]
+    state = backend.read_customer(46170, backend.catalogue())
+    assert state is not None
+    assert [a.name for a in state.accounts if a.id == "ph46170x466"] == [""]
+    _apply(backend, change("set_name", "ph46170x466", from_="", to="John Doe"))
+    assert emulator.unlinked_extensions() == []
+
+
+def test_a_refused_extension_create_leaves_nothing_half_made(emulator: EmulatorServer) -> None:
     backend = backend_for(emulator)
     emulator.set_faults(
         FaultConfig(
@@ -506,12 +537,8 @@ def test_an_extension_left_unlinked_reads_nameless_and_a_rename_links_it(
     with pytest.raises(BackendError, match="injected fault"):
         _apply(backend, NEW_EXTENSION)
     emulator.set_faults(FaultConfig())
-    assert emulator.unlinked_extensions() == ["ph46170x466"]
-    state = backend.read_customer(46170, backend.catalogue())
-    assert state is not None
-    assert [a.name for a in state.accounts if a.id == "ph46170x466"] == [""]
-    _apply(backend, change("set_name", "ph46170x466", from_="", to="John Doe"))
     assert emulator.unlinked_extensions() == []
+    assert "ph46170x466" not in [a.id for a in emulator.dump_state().accounts]
 
 
 def test_two_sessions_on_one_customer_exclude_each_other(emulator: EmulatorServer) -> None:

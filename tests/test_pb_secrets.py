@@ -179,12 +179,18 @@ def test_a_failure_mid_apply_is_reported_without_credentials(
 def test_a_crash_log_holds_no_credentials(
     by_password: EmulatorServer, specs: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A server answering nonsense makes the backend fail in a way nobody planned for.
-    by_password.store.methods["Account/get_account_list"] = lambda params: {
-        "account_list": [{"x": 1}],
-        "total": 1,
-    }
-    result = run_cli(["plan", specs], env(by_password.url, password=PASSWORD))
+    # A bug nobody planned for, raised while the credentials are in use.
+    from reconciler.backends import portabilling
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    saved = portabilling.fetch_customer
+    portabilling.fetch_customer = broken  # type: ignore[assignment]
+    try:
+        result = run_cli(["plan", specs], env(by_password.url, password=PASSWORD))
+    finally:
+        portabilling.fetch_customer = saved
     assert result.code == 1
     assert "internal error" in result.err
     logs = list((tmp_path / ".reconciler" / "logs").glob("crash-*.log"))

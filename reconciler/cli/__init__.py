@@ -20,6 +20,7 @@ from reconciler.backends import DEFAULT_BACKEND, BackendSettings
 from reconciler.cli.adopt import adopt
 from reconciler.cli.apply import apply
 from reconciler.cli.common import EXIT_PROBLEM, Context, err
+from reconciler.cli.doctor import doctor
 from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
 from reconciler.cli.history import history
@@ -62,7 +63,7 @@ def cli(ctx: click.Context, backend: str, lock_timeout: float, parallelism: int)
 
 
 
-for _command in (validate, plan, apply, export, state, history, emulator):
+for _command in (validate, plan, apply, export, state, history, emulator, doctor):
     cli.add_command(_command)
 cli.add_command(show)
 cli.add_command(adopt)

@@ -1,92 +1,51 @@
-"""The emulator's HTTP side: PortaBilling's JSON API on a loopback port.
+"""``EmulatorServer``: PortaBilling's JSON API on a loopback port, for tests and demos.
 
-``POST /rest/{Service}/{method}`` with ``{"params": {...}}``; ``Session/login`` hands out bearer
-tokens that expire after a number of seconds or calls; faults are HTTP 500
-``{"faultcode", "faultstring"}``. Injected failures (see faults.py) and added latency make a
-client's retries, read-backs and re-logins happen on purpose.
+One call goes: bearer token (sessions.py) -> params against the method's declared shape
+(validation.py) -> the server's operating mode (a read-only site refuses writes) -> the method in
+one transaction (store.py). Injected failures (faults.py) and added latency make a client's
+retries, read-backs and re-logins happen on purpose; test hooks expire tokens and add-ons.
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
-import secrets
 import socket
 import ssl
 import threading
-import time
 from collections import Counter
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
-from reconciler.emulator.faults import (
-    AFTER,
-    BAD_GATEWAY,
-    DROP,
-    FAULT,
-    TIMEOUT,
-    UNAVAILABLE,
-    FaultConfig,
-    FaultInjector,
-    Injection,
+from reconciler.emulator.db import Fault
+from reconciler.emulator.faults import FaultConfig, FaultInjector, Injection
+from reconciler.emulator.loopback import require_loopback
+from reconciler.emulator.sessions import (
+    DEFAULT_TTL_SECONDS,
+    LOCKOUT_AFTER,
+    Sessions,
+    operating_mode,
 )
-from reconciler.emulator.store import Fault, Store
+from reconciler.emulator.shapes import WRITE_METHODS
+from reconciler.emulator.store import Store
+from reconciler.emulator.validation import Shapes
+from reconciler.emulator.wire import Handler, HTTPServer, internal_fault
 from reconciler.statefile import BillingState
 
 LOGIN_METHOD = "Session/login"
-WRITE_METHODS = frozenset(
-    {
-        "Account/add_account",
-        "Customer/add_customer_extension",
-        "Customer/update_customer_extension",
-        "Account/update_account",
-        "Account/add_alias",
-        "Account/delete_alias",
-        "Account/terminate_account",
-    }
-)
+REFRESH_METHOD = "Session/refresh_access_token"
+SESSION_DATA_METHOD = "Generic/get_session_data"
 AUTH_FAULT = "Server.Session.check_auth_failed"
 
-
-class _Tokens:
-    """Bearer tokens with an expiry time and, optionally, a number of calls they are good for."""
-
-    def __init__(self, ttl_seconds: float | None, ttl_calls: int | None) -> None:
-        self.ttl_seconds = ttl_seconds
-        self.ttl_calls = ttl_calls
-        self._tokens: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def issue(self) -> tuple[str, float]:
-        token = secrets.token_hex(16)
-        expires = time.time() + (self.ttl_seconds if self.ttl_seconds is not None else 86400.0)
-        with self._lock:
-            self._tokens[token] = [
-                expires,
-                float(self.ttl_calls) if self.ttl_calls is not None else float("inf"),
-            ]
-        return token, expires
-
-    def use(self, token: str | None) -> bool:
-        with self._lock:
-            entry = self._tokens.get(token or "")
-            if entry is None or entry[0] < time.time() or entry[1] <= 0:
-                self._tokens.pop(token or "", None)
-                return False
-            entry[1] -= 1
-            return True
-
-    def expire_all(self) -> None:
-        with self._lock:
-            self._tokens.clear()
+# Compiled once for every server of the process: compiling is the expensive part.
+_SHAPES = Shapes()
 
 
 class EmulatorServer:
-    """A PortaBilling emulator on ``host:port`` (port 0 picks a free one), for tests and demos.
+    """A PortaBilling emulator on ``host:port`` (port 0 picks a free one); ``host`` must be a
+    loopback address (``NotLoopback`` otherwise).
 
     Use as a context manager, or ``start()`` / ``stop()``. ``url`` is the backend URL to give
-    the reconciler; ``env()`` the credentials environment it expects.
+    the reconciler; ``env()`` the credentials environment it expects. ``read_only`` (True, or
+    ``"read_only_mode"``, ``"standalone_mode"``, ``"secondary_site"``) makes every write a fault;
+    ``legacy_blocking_field=False`` drops ``customer_info.extension_blocking``.
     """
 
     def __init__(
@@ -98,15 +57,23 @@ class EmulatorServer:
         port: int = 0,
         page_cap: int = 100,
         token_ttl_calls: int | None = None,
-        token_ttl_seconds: float | None = 3600.0,
+        token_ttl_seconds: float | None = DEFAULT_TTL_SECONDS,
+        refresh_ttl_seconds: float = 86400.0,
+        lockout_after: int = LOCKOUT_AFTER,
         latency_ms: float = 0.0,
         faults: FaultConfig | None = None,
         login: str = "emulator",
         password: str | None = "emulator",
         token: str | None = None,
         tls: tuple[str, str] | None = None,
+        read_only: bool | str | None = None,
+        legacy_blocking_field: bool = True,
     ) -> None:
-        self.store = Store(db_path or ":memory:", page_cap=page_cap)
+        require_loopback(host)
+        self.mode = operating_mode(read_only)
+        self.store = Store(
+            db_path or ":memory:", page_cap=page_cap, legacy_blocking_field=legacy_blocking_field
+        )
         self.lock = threading.Lock()  # one call at a time touches the database
         if state is not None:
             self.store.load_state(state)
@@ -116,18 +83,27 @@ class EmulatorServer:
         self.password = password
         self.token = token
         self.latency_ms = latency_ms
-        self.tokens = _Tokens(token_ttl_seconds, token_ttl_calls)
+        self.sessions = Sessions(
+            login=login,
+            password=password,
+            token=token,
+            ttl_seconds=token_ttl_seconds,
+            ttl_calls=token_ttl_calls,
+            refresh_ttl_seconds=refresh_ttl_seconds,
+            lockout_after=lockout_after,
+        )
         self._injector = FaultInjector(faults or FaultConfig())
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self.tls = tls  # (certificate file, key file): serve https, for TLS verification tests
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ---- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> Self:
-        httpd = _HTTPServer((self.host, self.port), _Handler)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        httpd = HTTPServer((self.host.strip("[]"), self.port), Handler, family=family)
         httpd.emulator = self
         if self.tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -164,12 +140,14 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = self.host.strip("[]")
+        host = f"[{host}]" if ":" in host else host
         scheme = "portabilling+https" if self.tls is not None else "portabilling+http"
         return f"{scheme}://{host}:{self.port}"
 
     def env(self) -> dict[str, str]:
-        """The credentials environment the emulator accepts."""
+        """The credentials environment the emulator accepts (no PORTABILLING_BLOCKING_ROLES: a
+        client must manage with what the server tells)."""
         env = {"PORTABILLING_LOGIN": self.login}
         if self.password is not None:
             env["PORTABILLING_PASSWORD"] = self.password
@@ -177,7 +155,7 @@ class EmulatorServer:
             env["PORTABILLING_TOKEN"] = self.token
         return env
 
-    # ---- state, counts, faults -------------------------------------------------------------------
+    # ---- state ---------------------------------------------------------------------------------
 
     def load_state(self, state: BillingState) -> None:
         with self.lock:
@@ -195,8 +173,21 @@ class EmulatorServer:
         with self.lock:
             return self.store.unlinked_extensions()
 
+    def expire_addon(self, account_id: str, product_name: str) -> None:
+        """End an add-on's assignment a day ago: billing still lists it, with its past
+        ``addon_effective_to``, but it is no longer assigned (KeyError when there is none)."""
+        with self.lock:
+            self.store.expire_addon(account_id, product_name)
+
+    def set_read_only(self, read_only: bool | str | None) -> None:
+        """Switch the operating mode while running (e.g. a site that fails over mid-apply)."""
+        self.mode = operating_mode(read_only)
+
+    # ---- counts, faults, sessions --------------------------------------------------------------
+
     @property
     def call_counts(self) -> dict[str, int]:
+        """Calls received, by method (every call, answered or refused)."""
         with self._counts_lock:
             return dict(self._counts)
 
@@ -204,6 +195,23 @@ class EmulatorServer:
     def calls(self) -> int:
         with self._counts_lock:
             return sum(self._counts.values())
+
+    @property
+    def logins(self) -> int:
+        return self.call_counts.get(LOGIN_METHOD, 0)
+
+    @property
+    def refreshes(self) -> int:
+        return self.call_counts.get(REFRESH_METHOD, 0)
+
+    @property
+    def write_counts(self) -> dict[str, int]:
+        """Write calls received, by method."""
+        return {m: n for m, n in self.call_counts.items() if m in WRITE_METHODS}
+
+    @property
+    def failed_logins(self) -> dict[str, int]:
+        return self.sessions.failed_logins
 
     def reset_counts(self) -> None:
         with self._counts_lock:
@@ -221,10 +229,17 @@ class EmulatorServer:
         self.latency_ms = latency_ms
 
     def expire_tokens(self) -> None:
-        """Make every issued token invalid: the next call of a client gets an auth fault."""
-        self.tokens.expire_all()
+        """Make every access token invalid: a client's next call gets an auth fault (refresh
+        tokens stay good, so the client can renew without logging in)."""
+        self.sessions.expire_access_tokens()
 
-    # ---- one call ------------------------------------------------------------------------------------
+    def expire_refresh_tokens(self) -> None:
+        self.sessions.expire_refresh_tokens()
+
+    def reset_lockout(self) -> None:
+        self.sessions.reset_lockout()
+
+    # ---- one call ------------------------------------------------------------------------------
 
     def _count(self, method: str) -> None:
         with self._counts_lock:
@@ -236,289 +251,37 @@ class EmulatorServer:
     def answer(
         self, method: str, params: dict[str, Any], authorization: str | None
     ) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, body) of one call."""
-        if method == LOGIN_METHOD:
-            return self._login(params)
-        token = authorization[7:] if authorization and authorization.startswith("Bearer ") else None
-        if not self.tokens.use(token):
-            return 500, {
-                "faultcode": AUTH_FAULT,
-                "faultstring": "the session is missing, invalid or expired; log in",
-            }
+        """(HTTP status, body) of one call; never raises."""
         try:
-            with self.lock:
-                return 200, self.store.call(method, params)
+            if method == LOGIN_METHOD:
+                return self._login(params)
+            return 200, self._answer(method, params, authorization)
+        except Fault as fault:
+            return 500, {"faultcode": fault.faultcode, "faultstring": fault.faultstring}
+        except Exception as exc:  # noqa: BLE001 - a bug here is a server fault, not a dropped call
+            return 500, internal_fault(method, exc)
+
+    def _login(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            _SHAPES.check(LOGIN_METHOD, params)
+            return 200, self.sessions.login(params)
         except Fault as fault:
             return 500, {"faultcode": fault.faultcode, "faultstring": fault.faultstring}
 
-    def _login(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        login_ok = params.get("login") == self.login
-        by_password = self.password is not None and params.get("password") == self.password
-        by_token = self.token is not None and params.get("token") == self.token
-        if not (login_ok and (by_password or by_token)):
-            # Like a real server, say nothing about which part was wrong.
-            return 500, {"faultcode": "Server.Session.auth_failed", "faultstring": "login failed"}
-        token, expires = self.tokens.issue()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
-        return 200, {"access_token": token, "expires_at": stamp}
-
-
-def _params(body: bytes) -> dict[str, Any] | None:
-    """The call's params from a ``{"params": {...}}`` body, or None when the body is not that."""
-    try:
-        document = json.loads(body or b"{}")
-    except ValueError:
-        return None
-    params = document.get("params") if isinstance(document, dict) else None
-    if params is None and isinstance(document, dict):
-        return {}
-    return params if isinstance(params, dict) else None
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # A client opening a connection per thread connects many at once: with the default backlog
-    # of 5 the kernel drops the surplus SYNs, and each dropped one costs a second's retransmit.
-    request_queue_size = 128
-    emulator: EmulatorServer
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self.open_connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.connections_lock:
-            self.open_connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.connections_lock:
-            self.open_connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """A stopped server answers nothing more, not even on kept-alive connections."""
-        with self.connections_lock:
-            connections, self.open_connections = self.open_connections, set()
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """One kept-alive connection: requests parsed by hand, answers written in one piece.
-
-    ``BaseHTTPRequestHandler`` parses every header block with the ``email`` package and writes
-    the head and the body of an answer separately; at a few hundred calls a second that was
-    most of the emulator's time, so the request line and headers are read here directly (the
-    base class still sets the connection up: buffered reading, timeout, no Nagle delay).
-    """
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # each answer is one write: no 40 ms delayed ACK
-    server: _HTTPServer
-    timeout = 60  # an idle keep-alive connection is closed after a minute
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: requests carry credentials, and tests want quiet output."""
-
-    def handle_one_request(self) -> None:
-        try:
-            request = self._read_request()
-        except OSError:
-            request = None  # an idle client timed out, or the client went away
-        if request is None:
-            self.close_connection = True
-            return
-        if isinstance(request, _BadRequest):
-            self._send(request.status, _client_fault(request.reason), close=True)
-            return
-        command, path, headers = request
-        if command == "POST":
-            self._post(path, headers)
-        elif command == "GET":
-            self._send(405, _client_fault("method_not_allowed", "use POST"))
-        else:
-            self._send(501, _client_fault("method_not_allowed", "use POST"), close=True)
-
-    def _read_request(self) -> tuple[str, str, dict[bytes, bytes]] | _BadRequest | None:
-        """The request line and headers (names lower-cased), or None at the end of the
-        connection. Sets ``close_connection`` from the HTTP version and Connection header."""
-        line = self.rfile.readline(_MAX_LINE + 1)
-        while line in (b"\r\n", b"\n"):  # stray line ends between requests are allowed
-            line = self.rfile.readline(_MAX_LINE + 1)
-        if not line:
-            return None
-        if len(line) > _MAX_LINE:
-            return _BadRequest(414, "request_line_too_long")
-        words = line.split()
-        if len(words) != 3 or not words[2].startswith(b"HTTP/1."):
-            return _BadRequest(400, "bad_request_line")
-        headers: dict[bytes, bytes] = {}
-        for _ in range(_MAX_HEADERS + 1):
-            header = self.rfile.readline(_MAX_LINE + 1)
-            if header in (b"\r\n", b"\n"):
-                break
-            if not header:
-                return None  # the client went away mid-request
-            name, colon, value = header.partition(b":")
-            if len(header) > _MAX_LINE or not colon:
-                return _BadRequest(400, "bad_header")
-            headers[name.strip().lower()] = value.strip()
-        else:
-            return _BadRequest(431, "too_many_headers")
-        connection = headers.get(b"connection", b"").lower()
-        if words[2] == b"HTTP/1.0":
-            self.close_connection = connection != b"keep-alive"
-        else:
-            self.close_connection = connection == b"close"
-            if headers.get(b"expect", b"").lower() == b"100-continue":
-                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        return words[0].decode("latin-1"), words[1].decode("latin-1"), headers
-
-    def _post(self, path: str, headers: dict[bytes, bytes]) -> None:
-        if b"transfer-encoding" in headers:
-            self._send(411, _client_fault("length_required", "send a Content-Length"), close=True)
-            return
-        try:
-            length = int(headers.get(b"content-length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._send(400, _client_fault("bad_content_length"), close=True)
-            return
-        body = self.rfile.read(length) if length else b""
-        if len(body) < length:
-            self.close_connection = True  # the client went away mid-body
-            return
-        emulator = self.server.emulator
-        path = path.split("?", 1)[0]
-        if not path.startswith("/rest/") or path.count("/") != 3:
-            self._send(
-                404, {"faultcode": "Client.Service.not_found", "faultstring": "no such API path"}
-            )
-            return
-        method = path[6:]  # after "/rest/"
-        emulator._count(method)
-        if emulator.latency_ms > 0:
-            time.sleep(emulator.latency_ms / 1000.0)
-        params = _params(body)
-        if params is None:
-            self._send(
-                500,
-                {
-                    "faultcode": "Client.Request.invalid_json",
-                    "faultstring": 'the body is not {"params": {...}}',
-                },
-            )
-            return
-        injection = emulator.decide(method)
-        if injection is not None and injection.phase != AFTER:
-            self._misbehave(injection)
-            return
-        authorization = headers.get(b"authorization")
-        status, payload = emulator.answer(
-            method, params, None if authorization is None else authorization.decode("latin-1")
-        )
-        if injection is not None:
-            self._misbehave(injection)  # the change is made; the answer is lost
-            return
-        self._send(status, payload)
-
-    def _send(self, status: int, payload: dict[str, Any], *, close: bool = False) -> None:
-        data = _JSON.encode(payload).encode("utf-8")
-        if close:
-            self.close_connection = True
-        head = _head(status, len(data), self.close_connection)
-        try:
-            self.wfile.write(head + data)
-        except OSError:
-            self.close_connection = True  # the client went away (it gave up waiting)
-
-    def _misbehave(self, injection: Injection) -> None:
-        emulator = self.server.emulator
-        if injection.kind == FAULT:
-            self._send(
-                500,
-                {"faultcode": "Server.Emulator.injected_fault", "faultstring": "injected fault"},
-            )
-        elif injection.kind in (BAD_GATEWAY, UNAVAILABLE):
-            self._send(int(injection.kind), {"error": "injected gateway failure"}, close=True)
-        elif injection.kind == TIMEOUT:
-            time.sleep(emulator._injector.config.timeout_s)
-            self._drop()
-        elif injection.kind == DROP:
-            self._drop()
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-# ---- the wire, made cheap ------------------------------------------------------------------------
-
-_MAX_LINE = 65536
-_MAX_HEADERS = 100
-_JSON = json.JSONEncoder(separators=(",", ":"))
-
-
-class _BadRequest(NamedTuple):
-    status: int
-    reason: str
-
-
-def _client_fault(reason: str, text: str = "malformed request") -> dict[str, str]:
-    return {"faultcode": f"Client.Request.{reason}", "faultstring": text}
-
-
-class _DateHeader:
-    """The ``Date`` header line, formatted once a second rather than once a call."""
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.line = b""
-
-    def __call__(self) -> bytes:
-        now = int(time.time())
-        if now != self.second:
-            # One assignment, so a thread that reads concurrently sees a whole line.
-            self.line = f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n".encode("ascii")
-            self.second = now
-        return self.line
-
-
-_date_line = _DateHeader()
-_FIXED_HEADERS = b"Server: pbx-reconciler-emulator\r\nContent-Type: application/json\r\n"
-
-
-def _head(status: int, length: int, close: bool) -> bytes:
-    """The status line and headers of an answer with a JSON body of ``length`` bytes."""
-    return b"".join(
-        (
-            _STATUS_LINES.get(status) or _status_line(status),
-            _FIXED_HEADERS,
-            _date_line(),
-            b"Content-Length: %d\r\n" % length,
-            b"Connection: close\r\n\r\n" if close else b"\r\n",
-        )
-    )
-
-
-def _status_line(status: int) -> bytes:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    line = f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
-    _STATUS_LINES[status] = line
-    return line
-
-
-_STATUS_LINES: dict[int, bytes] = {}
+    def _answer(
+        self, method: str, params: dict[str, Any], authorization: str | None
+    ) -> dict[str, Any]:
+        if method == REFRESH_METHOD:
+            _SHAPES.check(method, params)
+            return self.sessions.refresh(params)
+        token = authorization[7:] if authorization and authorization.startswith("Bearer ") else None
+        if not self.sessions.use(token):
+            raise Fault(AUTH_FAULT, "the session is missing, invalid or expired; log in")
+        _SHAPES.check(method, params)
+        mode = self.mode
+        if method == SESSION_DATA_METHOD:
+            return {"operating_mode": mode.name}
+        if mode.faultcode is not None and method in WRITE_METHODS:
+            raise Fault(mode.faultcode, mode.faultstring)
+        with self.lock:
+            return self.store.call(method, params)

@@ -1,0 +1,190 @@
+"""Reading one customer from PortaBilling, and turning the answers into a CustomerState.
+
+A customer costs two single calls (customer, agreement) and three paged lists (DIDs, accounts,
+extensions); the product catalogue is read once per run. An answer that does not have the shape
+the wire contract describes becomes one clear ``MalformedAnswer``, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.backends import pb_fields
+from reconciler.backends.pb_errors import MalformedAnswer, PortaBillingFault
+from reconciler.model import (
+    OPEN,
+    TERMINATED,
+    Account,
+    Catalogue,
+    Customer,
+    CustomerState,
+    Product,
+    managed_kind,
+)
+from reconciler.pbclient import PortaBillingClient, object_in
+
+PRODUCTS_METHOD = "Product/get_product_list"
+CUSTOMER_METHOD = "Customer/get_customer_info"
+AGREEMENT_METHOD = "Customer/get_customer_agreement_info"
+NUMBERS_METHOD = "DID/get_number_list"
+ACCOUNTS_METHOD = "Account/get_account_list"
+EXTENSIONS_METHOD = "Customer/get_extensions_list"
+ACCOUNT_INFO_METHOD = "Account/get_account_info"
+
+
+@contextmanager
+def understood(method: str) -> Iterator[None]:
+    """Turn a missing or mistyped field deep inside an answer into one clear error."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedAnswer(
+            method, f"a field the reconciler cannot use ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def read_catalogue(client: PortaBillingClient) -> Catalogue:
+    return catalogue_from(client.read_list(PRODUCTS_METHOD, {}, "product_list"))
+
+
+def catalogue_from(product_list: list[dict[str, Any]]) -> Catalogue:
+    with understood(PRODUCTS_METHOD):
+        products = [
+            Product(
+                int(p["i_product"]),
+                str(p["name"]),
+                "addon" if int(p.get("addon_priority") or 0) > 0 else "main",
+            )
+            for p in product_list
+        ]
+    return Catalogue(tuple(sorted(products, key=lambda p: p.id)))
+
+
+@dataclass
+class RawCustomer:
+    """One customer as PortaBilling lists it, keyed for the writes that follow a read."""
+
+    customer_id: int
+    info: dict[str, Any]
+    agreement: dict[str, Any]
+    numbers: list[str]
+    accounts: dict[str, dict[str, Any]]  # account ID -> account_info
+    extensions: dict[int, dict[str, Any]] = field(default_factory=dict)  # i_account -> extension
+    may_block: bool = False
+
+    def state(self, catalogue: Catalogue) -> CustomerState:
+        with understood(ACCOUNTS_METHOD):
+            return self._state(catalogue)
+
+    def _state(self, catalogue: Catalogue) -> CustomerState:
+        def product_name(i_product: int) -> str:
+            product = catalogue.by_id(i_product)
+            return product.name if product else str(i_product)
+
+        with understood(AGREEMENT_METHOD):
+            agreement = sorted(
+                (product_name(pid), qty)
+                for pid, qty in pb_fields.agreement_quantities(self.agreement)
+            )
+        customer = Customer(
+            id=self.customer_id,
+            name=str(self.info.get("name", "")),
+            block_extensions=self.may_block,
+            agreement=tuple(agreement),
+            dids=frozenset(self.numbers),
+        )
+        now = datetime.now(UTC)
+        accounts = [
+            self._account(info, catalogue, now) for _, info in sorted(self.accounts.items())
+        ]
+        return CustomerState(customer, tuple(accounts), catalogue)
+
+    def _account(self, info: dict[str, Any], catalogue: Catalogue, now: datetime) -> Account:
+        i_product = info.get("i_product")
+        product = catalogue.by_id(int(i_product)) if i_product not in (None, "") else None
+        addons = []
+        for addon in pb_fields.active_addons(info, now):
+            known = catalogue.by_id(int(addon["i_product"]))
+            addons.append(known.name if known else str(addon["i_product"]))
+        status = TERMINATED if pb_fields.is_terminated(info) else OPEN
+        return Account(
+            id=str(info["id"]),
+            customer=self.customer_id,
+            name=self._name(info, status),
+            product=product.name if product else None,
+            addons=tuple(sorted(set(addons))),
+            dids=tuple(sorted(did for _, did in pb_fields.aliases_of(info))),
+            blocked_by=pb_fields.blocked_by(info),
+            status=status,
+        )
+
+    def _name(self, info: dict[str, Any], status: str) -> str:
+        """The customer extension's name for an extension, firstname for everything else."""
+        if managed_kind(str(info["id"]), self.customer_id) == "extension":
+            extension = self.extensions.get(int(info["i_account"]))
+            if extension is not None:
+                return str(extension.get("name") or "")
+            if status == OPEN:
+                # An open extension account that no customer extension points to (made by hand,
+                # or by a first-version run that stopped between its two calls) reads as
+                # nameless: the plan then renames it, and the rename links the extension.
+                return ""
+        return str(info.get("firstname") or "")
+
+
+def fetch_customer(
+    client: PortaBillingClient, customer_id: int, blocking_roles: frozenset[int] | None = None
+) -> RawCustomer | None:
+    params = {"i_customer": customer_id}
+    try:
+        info = object_in(client.read(CUSTOMER_METHOD, params), "customer_info", CUSTOMER_METHOD)
+    except PortaBillingFault as fault:
+        if fault.is_not_found:
+            return None
+        raise
+    if info is None:
+        return None
+    agreement = object_in(
+        client.read(AGREEMENT_METHOD, params), pb_fields.AGREEMENT_INFO, AGREEMENT_METHOD
+    )
+    if agreement is None:
+        raise MalformedAnswer(
+            AGREEMENT_METHOD,
+            f"without {pb_fields.AGREEMENT_INFO} for customer {customer_id}; the reconciler cannot "
+            "check quantities without the agreement (run `reconciler doctor` to see what the "
+            "server returns)",
+        )
+    numbers = client.read_list(NUMBERS_METHOD, params, "number_list")
+    accounts = client.read_list(
+        ACCOUNTS_METHOD,
+        {**params, **pb_fields.ACCOUNT_LIST_PARAMS},
+        "account_list",
+        with_total=True,
+    )
+    extensions = client.read_list(EXTENSIONS_METHOD, params, "extensions_list")
+    with understood(NUMBERS_METHOD):
+        dids = [str(n["number"]) for n in numbers]
+    with understood(ACCOUNTS_METHOD):
+        by_id = {str(a["id"]): a for a in accounts if not pb_fields.is_alias_entry(a)}
+    with understood(EXTENSIONS_METHOD):
+        linked = {
+            int(e["i_account"]): e for e in extensions if e.get("i_account") not in (None, "")
+        }
+    return RawCustomer(
+        customer_id=customer_id,
+        info=info,
+        agreement=agreement,
+        numbers=dids,
+        accounts=by_id,
+        extensions=linked,
+        may_block=pb_fields.customer_may_block(info, blocking_roles),
+    )
+
+
+def account_info(client: PortaBillingClient, **key: Any) -> dict[str, Any] | None:
+    """One account by ``i_account=`` or ``id=``, or None when billing has none."""
+    return object_in(client.read(ACCOUNT_INFO_METHOD, key), "account_info", ACCOUNT_INFO_METHOD)

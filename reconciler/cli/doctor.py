@@ -1,0 +1,51 @@
+"""`reconciler doctor`: a read-only check of a PortaBilling server, before the first plan."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, Context, dump_json, pass_context
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--customer",
+    "customer_id",
+    type=click.IntRange(min=1),
+    help="The customer whose reads to check (default: the first spec's, else the first customer "
+    "billing lists).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@pass_context
+def doctor(obj: Context, paths: tuple[str, ...], customer_id: int | None, fmt: str) -> None:
+    """Check a PortaBilling server read-only: login, operating mode, products, and one customer's
+    reads and fields. Never writes. Exit 0 when nothing fails."""
+    from reconciler.doctor import run_doctor
+
+    def spec_customer() -> int | None:
+        from reconciler.spec import discover, load_spec
+
+        for path in discover(list(paths)) if paths else []:
+            found = load_spec(path).customer_id
+            if found is not None:
+                return found
+        return None
+
+    report = run_doctor(
+        obj.backend_url, customer_id=customer_id, spec_customer=spec_customer, env=os.environ
+    )
+    if fmt == "json":
+        dump_json(report.to_dict(), sys.stdout)
+    else:
+        for line in report.text_lines():
+            click.echo(line)
+        failed = sum(1 for c in report.checks if c.status == "fail")
+        warned = sum(1 for c in report.checks if c.status == "warn")
+        click.echo(f"{len(report.checks)} check(s): {failed} failed, {warned} warning(s)")
+    sys.exit(EXIT_OK if report.ok else EXIT_PROBLEM)

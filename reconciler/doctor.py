@@ -1,0 +1,368 @@
+"""``reconciler doctor``: the first five minutes with a real PortaBilling server, read-only.
+
+It logs in (never showing a secret), asks the server's operating mode, reads the product list,
+and, for one customer, every read a plan makes, reporting for every field the wire contract
+relies on whether the server returned it (with a sample value where that is harmless). Each
+finding is a ``Check`` with status ``ok``, ``warn`` (works, but not as the contract assumes) or
+``fail`` (a plan or an apply would fail). Nothing is ever written: the client it uses refuses
+writes outright.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from reconciler.backends import pb_fields
+from reconciler.backends.pb_config import ENV_BLOCKING_ROLES, blocking_roles_from_env
+from reconciler.backends.pb_reads import (
+    ACCOUNTS_METHOD,
+    AGREEMENT_METHOD,
+    CUSTOMER_METHOD,
+    EXTENSIONS_METHOD,
+    NUMBERS_METHOD,
+    PRODUCTS_METHOD,
+    catalogue_from,
+    fetch_customer,
+)
+from reconciler.doctor_report import FAIL, OK, WARN, DoctorReport, check_fields
+from reconciler.errors import BackendError, ReconcilerError
+from reconciler.model import Catalogue
+from reconciler.pbclient import ClientSettings, Credentials, PortaBillingClient, parse_backend_url
+
+CUSTOMER_LIST_METHOD = "Customer/get_customer_list"
+
+
+class _ReadOnlyClient(PortaBillingClient):
+    """The doctor's client: any write is a bug, and is refused before it leaves."""
+
+    def write(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        raise BackendError(f"reconciler doctor never writes (refused {method})")
+
+
+# ---- the run --------------------------------------------------------------------------------------
+
+
+def run_doctor(
+    backend_url: str,
+    *,
+    customer_id: int | None = None,
+    spec_customer: Callable[[], int | None] = lambda: None,
+    env: Mapping[str, str],
+    settings: ClientSettings | None = None,
+) -> DoctorReport:
+    report = DoctorReport()
+    client = _connect(report, backend_url, env, settings)
+    if client is None:
+        return report
+    try:
+        if not _login(report, client):
+            return report
+        _operating_mode(report, client)
+        catalogue = _products(report, client)
+        cid = (
+            customer_id or _spec_customer(report, spec_customer) or _first_customer(report, client)
+        )
+        if cid is not None:
+            _customer(report, client, cid, env, catalogue)
+    finally:
+        client.close()
+    return report
+
+
+def _connect(
+    report: DoctorReport, url: str, env: Mapping[str, str], settings: ClientSettings | None
+) -> PortaBillingClient | None:
+    if url.startswith("sqlite:"):
+        report.add(
+            "backend",
+            FAIL,
+            f"{url} is the embedded sqlite backend; doctor checks PortaBilling servers "
+            "(--backend portabilling+https://HOST)",
+        )
+        return None
+    try:
+        endpoint = parse_backend_url(url)
+        credentials = Credentials.from_env(env)
+        client_settings = settings or ClientSettings.from_env(env)
+        blocking_roles_from_env(env)
+    except ReconcilerError as exc:
+        report.add("backend", FAIL, str(exc))
+        return None
+    secret = "PORTABILLING_PASSWORD" if credentials.password is not None else "PORTABILLING_TOKEN"
+    report.add(
+        "backend", OK, f"{endpoint.base} as {credentials.login} (secret from {secret}, not shown)"
+    )
+    return _ReadOnlyClient(endpoint, credentials, client_settings)
+
+
+def _login(report: DoctorReport, client: PortaBillingClient) -> bool:
+    try:
+        client.session.token()
+    except ReconcilerError as exc:
+        report.add("login", FAIL, str(exc))
+        return False
+    grant = client.session.grant
+    assert grant is not None
+    lifetime = f"token good for {grant.lifetime:g} s" if grant.lifetime else "no expires_in"
+    report.add("login", OK, f"logged in once; {lifetime}")
+    if grant.refresh_token is None:
+        report.add(
+            "login.refresh_token", WARN, "not returned (v2): each renewal will be a new login"
+        )
+    else:
+        report.add(
+            "login.refresh_token", OK, "returned (v2): sessions are renewed without logging in"
+        )
+    if grant.lifetime is None:
+        report.add(
+            "login.expires_in", WARN, "not returned (v2): tokens are renewed only when refused"
+        )
+    return True
+
+
+def _operating_mode(report: DoctorReport, client: PortaBillingClient) -> None:
+    try:
+        mode = client.read(pb_fields.SESSION_DATA_METHOD).get(pb_fields.OPERATING_MODE)
+    except ReconcilerError as exc:
+        report.add("operating_mode", WARN, f"cannot tell ({exc})")
+        return
+    if mode == pb_fields.NORMAL_MODE:
+        report.add("operating_mode", OK, "normal: the server accepts writes")
+    elif mode is None:
+        report.add(
+            "operating_mode", WARN, f"{pb_fields.SESSION_DATA_METHOD} answered no operating_mode"
+        )
+    else:
+        report.add(
+            "operating_mode",
+            WARN,
+            f"{mode}: the server accepts no writes now (disaster-recovery site or maintenance); "
+            "plan works, apply will stop at its first write",
+        )
+
+
+def _products(report: DoctorReport, client: PortaBillingClient) -> Catalogue | None:
+    try:
+        products = client.read_list(PRODUCTS_METHOD, {}, "product_list")
+        catalogue = catalogue_from(products)
+    except ReconcilerError as exc:
+        report.add("products", FAIL, str(exc))
+        return None
+    mains = sum(1 for p in catalogue.products if p.type == "main")
+    status = OK if products else FAIL
+    report.add("products", status, f"{mains} main, {len(catalogue.products) - mains} add-on")
+    check_fields(
+        report,
+        "products",
+        products,
+        [("i_product", FAIL), ("name", FAIL), ("addon_priority", WARN)],
+    )
+    return catalogue if products else None
+
+
+def _spec_customer(report: DoctorReport, spec_customer: Callable[[], int | None]) -> int | None:
+    try:
+        return spec_customer()
+    except ReconcilerError as exc:
+        report.add("customer", WARN, f"cannot read the customer from the specs ({exc})")
+        return None
+
+
+def _first_customer(report: DoctorReport, client: PortaBillingClient) -> int | None:
+    try:
+        answer = client.read(CUSTOMER_LIST_METHOD, {"limit": 1, "offset": 0})
+        first = (answer.get("customer_list") or [{}])[0]
+        return int(first["i_customer"])
+    except (ReconcilerError, KeyError, TypeError, ValueError, IndexError) as exc:
+        report.add(
+            "customer",
+            FAIL,
+            f"no customer to check: pass --customer ID or a spec path ({CUSTOMER_LIST_METHOD}: {exc})",
+        )
+        return None
+
+
+# ---- one customer ---------------------------------------------------------------------------------
+
+
+def _customer(
+    report: DoctorReport,
+    client: PortaBillingClient,
+    cid: int,
+    env: Mapping[str, str],
+    catalogue: Catalogue | None,
+) -> None:
+    params = {"i_customer": cid}
+    try:
+        info = client.read(CUSTOMER_METHOD, params).get("customer_info")
+    except ReconcilerError as exc:
+        report.add("customer", FAIL, f"customer {cid}: {exc}")
+        return
+    if not isinstance(info, dict) or not info:
+        report.add("customer", FAIL, f"billing has no customer {cid}")
+        return
+    report.add("customer", OK, f"customer {cid} found")
+    check_fields(
+        report,
+        "customer_info",
+        [info],
+        [("name", FAIL), ("i_role", WARN), ("extension_blocking", WARN)],
+    )
+    _blocking(report, info, env)
+    _agreement(report, client, params)
+    for name, method, key, extra, wanted in (
+        ("dids", NUMBERS_METHOD, "number_list", {}, [("number", FAIL), ("i_did_number", WARN)]),
+        (
+            "accounts",
+            ACCOUNTS_METHOD,
+            "account_list",
+            pb_fields.ACCOUNT_LIST_PARAMS,
+            ACCOUNT_FIELDS,
+        ),
+        (
+            "extensions",
+            EXTENSIONS_METHOD,
+            "extensions_list",
+            {},
+            [("i_c_ext", FAIL), ("id", FAIL), ("name", FAIL), ("i_account", FAIL)],
+        ),
+    ):
+        rows = _list(
+            report, client, name, method, key, {**params, **extra}, with_total=name == "accounts"
+        )
+        if rows is None:
+            continue
+        check_fields(report, name, rows, wanted)
+        if name == "accounts":
+            _accounts(report, client, rows)
+    if catalogue is not None:
+        try:
+            raw = fetch_customer(client, cid, blocking_roles_from_env(env))
+            state = raw.state(catalogue) if raw else None
+        except ReconcilerError as exc:
+            report.add("plan_reads", FAIL, str(exc))
+            return
+        if state is not None:
+            report.add(
+                "plan_reads",
+                OK,
+                f"a plan can read customer {cid}: {len(state.accounts)} account(s), "
+                f"{len(state.customer.dids)} DID(s), {len(state.customer.agreement)} agreement product(s)",
+            )
+
+
+def _blocking(report: DoctorReport, info: dict[str, Any], env: Mapping[str, str]) -> None:
+    roles = blocking_roles_from_env(env)
+    may = pb_fields.customer_may_block(info, roles)
+    if roles is not None:
+        why = f"i_role {info.get('i_role')!r} {'is' if may else 'is not'} in {ENV_BLOCKING_ROLES}"
+    elif pb_fields.CUSTOMER_EXTENSION_BLOCKING in info:
+        why = f"extension_blocking is {info[pb_fields.CUSTOMER_EXTENSION_BLOCKING]!r} ({ENV_BLOCKING_ROLES} is not set)"
+    else:
+        report.add(
+            "blocking",
+            WARN,
+            f"nothing tells whether this customer may block extensions: block/unblock will be "
+            f"refused until {ENV_BLOCKING_ROLES} lists the roles that may (this customer's i_role "
+            f"is {info.get('i_role')!r})",
+        )
+        return
+    report.add("blocking", OK, f"may block/unblock: {'yes' if may else 'no'} ({why})")
+
+
+def _agreement(report: DoctorReport, client: PortaBillingClient, params: dict[str, Any]) -> None:
+    try:
+        answer = client.read(AGREEMENT_METHOD, params)
+    except ReconcilerError as exc:
+        report.add("agreement", FAIL, str(exc))
+        return
+    agreement = answer.get(pb_fields.AGREEMENT_INFO)
+    if not isinstance(agreement, dict):
+        report.add(
+            "agreement",
+            FAIL,
+            f"{AGREEMENT_METHOD} answered without {pb_fields.AGREEMENT_INFO} (keys: "
+            f"{', '.join(sorted(answer)) or 'none'}): plan cannot check quantities",
+        )
+        return
+    conditions = agreement.get(pb_fields.AGREEMENT_CONDITIONS)
+    if not isinstance(conditions, list):
+        report.add(
+            "agreement",
+            FAIL,
+            f"{pb_fields.AGREEMENT_INFO} has no {pb_fields.AGREEMENT_CONDITIONS} list ¹",
+        )
+        return
+    report.add("agreement", OK, f"{len(conditions)} product(s) in the agreement")
+    check_fields(
+        report, "agreement", conditions, [("i_product", FAIL), ("max_offered_quantity", FAIL)]
+    )
+
+
+ACCOUNT_FIELDS = [
+    ("i_account", FAIL),
+    ("i_customer", WARN),
+    ("id", FAIL),
+    ("i_product", FAIL),
+    ("bill_status", FAIL),
+    ("blocked", FAIL),
+    ("billing_model", WARN),
+    ("assigned_addons", WARN),
+    ("alias_list", WARN),
+    ("firstname", WARN),
+]
+
+
+def _accounts(report: DoctorReport, client: PortaBillingClient, rows: list[dict[str, Any]]) -> None:
+    aliases = [r for r in rows if pb_fields.is_alias_entry(r)]
+    if aliases:
+        report.add(
+            "accounts.aliases",
+            WARN,
+            f"{len(aliases)} alias row(s) listed despite get_only_real_accounts: skipped",
+        )
+    blocked = [r for r in rows if str(r.get("blocked", "N")).upper() == "Y"]
+    if blocked:
+        check_fields(report, "accounts", blocked, [("blocked_by", WARN)])
+    else:
+        report.add("accounts.blocked_by", WARN, "not seen: no blocked account to look at ¹")
+    addons = [a for r in rows for a in r.get("assigned_addons") or [] if isinstance(a, dict)]
+    if addons:
+        check_fields(
+            report,
+            "accounts.assigned_addons",
+            addons,
+            [("i_product", FAIL), ("addon_effective_from", WARN), ("addon_effective_to", WARN)],
+        )
+    holder = next((r for r in rows if r.get("alias_list")), None)
+    if holder is not None:
+        found = _list(
+            report,
+            client,
+            "alias_list",
+            pb_fields.ALIAS_LIST_METHOD,
+            pb_fields.ALIAS_LIST,
+            {pb_fields.ALIAS_LIST_PARAM: holder.get("i_account")},
+        )
+        if found is not None:
+            check_fields(report, "alias_list", found, [("i_account", FAIL), ("id", FAIL)])
+
+
+def _list(
+    report: DoctorReport,
+    client: PortaBillingClient,
+    name: str,
+    method: str,
+    key: str,
+    params: dict[str, Any],
+    *,
+    with_total: bool = False,
+) -> list[dict[str, Any]] | None:
+    try:
+        rows = client.read_list(method, params, key, with_total=with_total)
+    except ReconcilerError as exc:
+        report.add(name, FAIL, str(exc))
+        return None
+    report.add(name, OK, f"{len(rows)} read with {method} (paged)")
+    return rows
