@@ -76,6 +76,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Sends of one call with a refused session: the first, and after each of two renewals.
+AUTH_ATTEMPTS = 3
+
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 
 Send = Callable[[str, dict[str, Any], "str | None"], dict[str, Any]]
@@ -201,28 +204,30 @@ class PortaBillingClient:
 
     def _authorised(self, method: str, params: dict[str, Any], send: Send) -> dict[str, Any]:
         token = self.session.token()
-        try:
-            return send(method, params, token)
-        except PortaBillingFault as fault:
-            if not fault.is_auth:
-                raise
+        for attempt in range(AUTH_ATTEMPTS):
+            try:
+                return send(method, params, token)
+            except PortaBillingFault as fault:
+                if not fault.is_auth:
+                    raise
+                refused = fault
             log.info(
-                "PortaBilling refused the session on %s (%s); renewing it", method, fault.faultcode
+                "PortaBilling refused the session on %s (%s); renewing it", method, refused.faultcode
             )
-        # An auth fault means the call was refused before anything happened: resending is safe.
-        token = self.session.renew(stale=token)
-        try:
-            return send(method, params, token)
-        except PortaBillingFault as fault:
-            if not fault.is_auth:
-                raise
-            raise PortaBillingAuthError(
-                method,
-                fault.faultcode,
-                fault.faultstring,
-                f"PortaBilling refused {method} again right after a fresh session "
-                f"[{fault.faultcode}]: does the API user ({ENV_LOGIN}) have the permission?",
-            ) from None
+            # An auth fault means the call was refused before anything happened: resending is
+            # safe. A renewed token refused again is usually a missing permission; but another
+            # thread may have used it up or replaced it meanwhile (a server may limit a token's
+            # calls), so it is renewed once more when that costs no login.
+            if attempt + 1 == AUTH_ATTEMPTS or (attempt and not self.session.renews_cheaply(token)):
+                break
+            token = self.session.renew(stale=token)
+        raise PortaBillingAuthError(
+            method,
+            refused.faultcode,
+            refused.faultstring,
+            f"PortaBilling refused {method} again right after a fresh session "
+            f"[{refused.faultcode}]: does the API user ({ENV_LOGIN}) have the permission?",
+        ) from None
 
     def _login(self) -> dict[str, Any]:
         # Sent like a write: a login that may have reached the server is never repeated, since

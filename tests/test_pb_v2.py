@@ -113,6 +113,32 @@ def test_the_token_is_renewed_before_it_expires_from_expires_in(stubs: Callable[
     ]
 
 
+def test_a_fresh_token_used_up_by_other_threads_is_refreshed_again_not_a_permission_error(
+    stubs: Callable[..., Stub],
+) -> None:
+    # With many threads and a server that limits a token's calls, the token one thread just
+    # renewed can be used up by the others before its own call arrives.
+    stub = stubs(customer())
+    refused = {"n": 0}
+
+    def two_refusals(method: str, params: dict[str, Any], n: int) -> Any:
+        if method == "Product/get_product_list" and refused["n"] < 2:
+            refused["n"] += 1
+            return fault("Server.Session.check_auth_failed", "access token used up")
+        return False
+
+    stub.overrides.append(two_refusals)
+    client_for(stub).read("Product/get_product_list", {"limit": 10, "offset": 0})
+    assert stub.methods() == [
+        "Session/login",
+        "Product/get_product_list",
+        "Session/refresh_access_token",
+        "Product/get_product_list",
+        "Session/refresh_access_token",
+        "Product/get_product_list",
+    ]
+
+
 def test_when_refreshing_fails_the_client_logs_in_again(stubs: Callable[..., Stub]) -> None:
     stub = stubs(customer())
     calls = {"n": 0}

@@ -111,6 +111,14 @@ class TokenSession:
                 return grant.access_token
             return self._renew(grant).access_token
 
+    def renews_cheaply(self, stale: str) -> bool:
+        """Can ``stale`` be replaced without a login (another thread's token, or a refresh)?"""
+        with self._lock:
+            grant = self._grant
+            return grant is not None and (
+                grant.access_token != stale or grant.refresh_token is not None
+            )
+
     def _renew(self, grant: Grant | None) -> Grant:
         if self._refused is not None:
             raise self._refused
