@@ -52,6 +52,9 @@ class Customer:
     block_extensions: bool
     agreement: tuple[tuple[str, int], ...]  # (product name, quantity); 0 = unlimited
     dids: frozenset[str]
+    # Why blocking is refused, when billing could not say (PortaBilling without
+    # PORTABILLING_BLOCKING_ROLES): added to block_not_permitted. Not part of the fingerprint.
+    block_note: str | None = None
 
     def quantity_for(self, product: str) -> int | None:
         """The agreed quantity of ``product`` (0 = unlimited), or None if the agreement lacks it."""

@@ -346,7 +346,8 @@ class _Planner:
         if not self.customer.block_extensions:
             self.problem(
                 "block_not_permitted",
-                f"the customer's self-care role does not allow it to {what} extensions ({desired.id})",
+                f"the customer's self-care role does not allow it to {what} extensions ({desired.id})"
+                + (f"; {self.customer.block_note}" if self.customer.block_note else ""),
                 desired.path + ("blocked",),
             )
 

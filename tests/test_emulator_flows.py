@@ -125,6 +125,12 @@ def test_blocking_needs_the_role_setting_once_the_first_version_field_is_gone(
         assert refused.code == 1
         errors = json.loads(refused.out)["customers"][0]["errors"]
         assert [e["code"] for e in errors] == ["block_not_permitted"]
+        assert "PORTABILLING_BLOCKING_ROLES" in errors[0]["message"]
+        assert "i_role is 2" in errors[0]["message"]
+        wrong_role = cli(server, "plan", str(blocked), "--format", "json",
+                         PORTABILLING_BLOCKING_ROLES="7")  # fmt: skip
+        message = json.loads(wrong_role.out)["customers"][0]["errors"][0]["message"]
+        assert "i_role 2) is not in PORTABILLING_BLOCKING_ROLES" in message
         applied = cli(server, "apply", str(blocked), "--auto-approve",
                       PORTABILLING_BLOCKING_ROLES="2")  # fmt: skip
         assert applied.code == 0, applied.text

@@ -127,6 +127,19 @@ def customer_may_block(customer_info: dict[str, Any], roles: frozenset[int] | No
     return str(customer_info.get(CUSTOMER_EXTENSION_BLOCKING, "N")).upper() == "Y"
 
 
+def block_note(customer_info: dict[str, Any], roles: frozenset[int] | None) -> str | None:
+    """Why blocking is refused when no source says the role allows it, for the user to act on."""
+    role = customer_info.get(CUSTOMER_ROLE)
+    if roles is not None:
+        return f"its role (i_role {role}) is not in PORTABILLING_BLOCKING_ROLES"
+    if CUSTOMER_EXTENSION_BLOCKING not in customer_info:
+        return (
+            "billing does not say which self-care roles may block extensions: list them "
+            f"(this customer's i_role is {role}) in PORTABILLING_BLOCKING_ROLES"
+        )
+    return None
+
+
 def agreement_quantities(agreement_info: dict[str, Any]) -> list[tuple[int, int]]:
     """(i_product, quantity) for each condition of the agreement; 0 = unlimited."""
     result = []

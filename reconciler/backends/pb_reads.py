@@ -75,6 +75,7 @@ class RawCustomer:
     accounts: dict[str, dict[str, Any]]  # account ID -> account_info
     extensions: dict[int, dict[str, Any]] = field(default_factory=dict)  # i_account -> extension
     may_block: bool = False
+    block_note: str | None = None
 
     def state(self, catalogue: Catalogue) -> CustomerState:
         with understood(ACCOUNTS_METHOD):
@@ -94,6 +95,7 @@ class RawCustomer:
             id=self.customer_id,
             name=str(self.info.get("name", "")),
             block_extensions=self.may_block,
+            block_note=None if self.may_block else self.block_note,
             agreement=tuple(agreement),
             dids=frozenset(self.numbers),
         )
@@ -182,6 +184,7 @@ def fetch_customer(
         accounts=by_id,
         extensions=linked,
         may_block=pb_fields.customer_may_block(info, blocking_roles),
+        block_note=pb_fields.block_note(info, blocking_roles),
     )
 
 
