@@ -14,6 +14,7 @@ from typing import Any
 from reconciler.model import (
     Account,
     Change,
+    CustomerSpec,
     CustomerState,
     DesiredAccount,
     Problem,
@@ -102,9 +103,15 @@ def fingerprint(state: CustomerState) -> str:
 def plan_customer(
     loaded: LoadedSpec, state: CustomerState | None, options: PlanOptions | None = None
 ) -> CustomerPlan:
-    """The plan for one valid spec (``loaded.spec`` set) against its customer's state."""
-    spec = loaded.spec
-    assert spec is not None, "plan_customer needs a spec without load errors"
+    """The plan for one spec against its customer's state.
+
+    A spec with errors (``loaded.spec`` None) is checked from what could be read of it
+    (``loaded.checkable``): its problems are reported, but it gets no changes, no prune and no
+    safety verdict, since entries that could not be read are missing from it.
+    """
+    spec = loaded.spec or loaded.checkable
+    assert spec is not None, "plan_customer needs a spec whose customer can be read"
+    partial = loaded.spec is None
     result = CustomerPlan(
         customer=spec.customer_id,
         file=loaded.file,
@@ -124,7 +131,7 @@ def plan_customer(
         return result
     result.fingerprint = fingerprint(state)
     result.name = state.customer.name
-    if state.customer.name != spec.customer_name:
+    if spec.customer_name is not None and state.customer.name != spec.customer_name:
         result.errors.append(
             doc.problem(
                 "customer_mismatch",
@@ -133,18 +140,30 @@ def plan_customer(
                 ("customer", "name"),
             )
         )
+        result.errors.sort(key=Problem.sort_key)
         return result
-    _Planner(loaded, state, result, options or PlanOptions()).run()
+    _Planner(loaded, spec, state, result, options or PlanOptions(), partial=partial).run()
+    if partial:
+        result.changes.clear()
     result.changes.sort(key=Change.sort_key)
+    result.errors.sort(key=Problem.sort_key)
+    result.warnings.sort(key=Problem.sort_key)
     return result
 
 
 class _Planner:
     def __init__(
-        self, loaded: LoadedSpec, state: CustomerState, result: CustomerPlan, options: PlanOptions
+        self,
+        loaded: LoadedSpec,
+        spec: CustomerSpec,
+        state: CustomerState,
+        result: CustomerPlan,
+        options: PlanOptions,
+        *,
+        partial: bool = False,
     ) -> None:
-        assert loaded.spec is not None
-        self.spec = loaded.spec
+        self.spec = spec
+        self.partial = partial
         self.doc = loaded.yaml
         self.state = state
         self.customer = state.customer
@@ -168,11 +187,14 @@ class _Planner:
 
     def run(self) -> None:
         self.check_spec_dids()
-        self.accounts_not_in_spec()
+        if not self.partial:
+            # An entry that could not be read would look "not in spec": say nothing of removal.
+            self.accounts_not_in_spec()
         for desired in self.spec.accounts:
             self.desired_account(desired)
         self.quantities()
-        self.safety()
+        if not self.partial:
+            self.safety()
 
     def check_spec_dids(self) -> None:
         owner: dict[str, str] = {}
@@ -255,7 +277,8 @@ class _Planner:
             )
 
     def create(self, desired: DesiredAccount) -> None:
-        self.check_product(desired.product, "main", desired.path + ("product",), assigned=True)
+        if desired.product is not None:
+            self.check_product(desired.product, "main", desired.path + ("product",), assigned=True)
         addons = _unique(desired.addons)
         for addon in addons:
             index = desired.addons.index(addon)
@@ -278,15 +301,16 @@ class _Planner:
 
     def update(self, desired: DesiredAccount, existing: Account) -> None:
         path = desired.path
-        new_product = existing.product != desired.product
-        self.check_product(desired.product, "main", path + ("product",), assigned=new_product)
+        new_product = desired.product is not None and existing.product != desired.product
+        if desired.product is not None:
+            self.check_product(desired.product, "main", path + ("product",), assigned=new_product)
         if new_product:
             self.emit(change("set_product", desired.id, from_=existing.product, to=desired.product))
-        if existing.name != desired.name:
+        if existing.name != desired.name and "name" not in desired.unreadable:
             self.emit(change("set_name", desired.id, from_=existing.name, to=desired.name))
         wanted_addons = _unique(desired.addons)
         for addon in existing.addons:
-            if addon not in wanted_addons:
+            if addon not in wanted_addons and "addons" not in desired.unreadable:
                 self.emit(change("remove_addon", desired.id, product=addon))
         for addon in wanted_addons:
             index = desired.addons.index(addon)
@@ -295,7 +319,7 @@ class _Planner:
             if added:
                 self.emit(change("add_addon", desired.id, product=addon))
         for did in existing.dids:
-            if did not in desired.dids:
+            if did not in desired.dids and "dids" not in desired.unreadable:
                 self.emit(change("remove_alias", desired.id, did=did))
         for index, did in enumerate(desired.dids):
             if did in existing.dids:
@@ -391,7 +415,7 @@ class _Planner:
         for desired in self.planned:
             existing = self.current.get(desired.id)
             before = existing.products_used if existing is not None else set()
-            used = {desired.product, *desired.addons}
+            used = {*desired.addons} | ({desired.product} if desired.product is not None else set())
             for product in used:
                 planned[product] = planned.get(product, 0) + 1
                 if product not in before and product not in newly:

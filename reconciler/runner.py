@@ -33,6 +33,7 @@ class Plan:
     customers: list[CustomerPlan] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    files: int = 0  # spec files read
 
     @property
     def change_count(self) -> int:
@@ -59,6 +60,7 @@ class Plan:
                 "changes": self.change_count,
                 "errors": self.error_count,
                 "warnings": self.warning_count,
+                "files": self.files,
             },
         }
 
@@ -70,6 +72,7 @@ class Plan:
             customers=[CustomerPlan.from_dict(c) for c in data["customers"]],
             errors=[Problem.from_dict(p) for p in data.get("errors", [])],
             notes=list(data.get("notes", [])),
+            files=int(data.get("summary", {}).get("files", 0)),
         )
 
 
@@ -90,6 +93,7 @@ def validate_offline(paths: list[str]) -> Plan:
     plan = Plan(backend="offline", backend_resolved="offline")
     seen: dict[int, CustomerPlan] = {}
     for loaded in load_specs(paths):
+        plan.files += 1
         _admit(plan, seen, loaded, lambda spec: CustomerPlan(
             customer=spec.customer_id or 0,
             file=spec.file,
@@ -114,10 +118,14 @@ def build_plan(
     catalogue = backend.catalogue()
     seen: dict[int, CustomerPlan] = {}
     spec_files = files if files is not None else discover(paths or [])
+    plan.files = len(spec_files)
     with few_collections():
         for loaded in _loaded_batches(spec_files, batch_size, _reads_concurrently(backend)):
             wanted = sorted(
-                {s.spec.customer_id for s in loaded if s.spec is not None and s.spec.customer_id not in seen}
+                {
+                    s.customer_id for s in loaded
+                    if s.checkable is not None and s.customer_id is not None and s.customer_id not in seen
+                }
             )
             states = dict(backend.read_customers(wanted, catalogue)) if wanted else {}
 
@@ -167,14 +175,14 @@ def few_collections(young: int = 20_000) -> Iterator[None]:
 def _plan_one(
     loaded: LoadedSpec, states: dict[int, Any], catalogue: Catalogue, options: PlanOptions
 ) -> CustomerPlan:
-    if loaded.spec is None:
+    if loaded.checkable is None:
         return CustomerPlan(
             customer=loaded.customer_id or 0,
             file=loaded.file,
             errors=list(loaded.errors),
             warnings=list(loaded.warnings),
         )
-    return plan_customer(loaded, states.get(loaded.spec.customer_id), options)
+    return plan_customer(loaded, states.get(loaded.checkable.customer_id), options)
 
 
 def _admit(
@@ -184,6 +192,7 @@ def _admit(
     customer_id = loaded.customer_id
     if customer_id is None:
         plan.errors.extend(loaded.errors or [Problem("schema", "customer.id is missing", loaded.file)])
+        plan.errors.sort(key=Problem.sort_key)
         return
     first = seen.get(customer_id)
     if first is not None:

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import UsageError
 from reconciler.fastschema import Check, compile_schema
+from reconciler.messages import breadcrumb, schema_problems
 from reconciler.model import (
     CustomerSpec,
     DesiredAccount,
+    Path,
     Problem,
     auto_attendant_account_id,
     extension_account_id,
@@ -24,7 +26,17 @@ from reconciler.yamlload import Limits, LoadedYaml, load_yaml
 if TYPE_CHECKING:
     import jsonschema
 
-SCHEMA_DIR = FsPath(__file__).resolve().parent.parent / "schemas"
+
+
+def _schema_dir() -> FsPath:
+    """Where the JSON Schemas are: inside the installed package (a wheel ships them as
+    reconciler/schemas), or the repository's schemas/ folder in a source checkout."""
+    here = FsPath(__file__).resolve().parent
+    packaged = here / "schemas"
+    return packaged if packaged.is_dir() else here.parent / "schemas"
+
+
+SCHEMA_DIR = _schema_dir()
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
@@ -73,7 +85,7 @@ def discover(paths: list[str]) -> list[str]:
             for folder, subfolders, files in os.walk(given, followlinks=False):
                 subfolders.sort()
                 for name in files:
-                    if not name.endswith(SPEC_SUFFIXES):
+                    if not name.lower().endswith(SPEC_SUFFIXES):
                         continue
                     full = os.path.join(folder, name)
                     if os.path.islink(full):
@@ -98,6 +110,7 @@ def discover(paths: list[str]) -> list[str]:
 _DID_SEPARATORS = re.compile(r"[ ().-]")
 _DID = re.compile(r"[0-9]{7,15}")
 _EXTENSION = re.compile(r"[0-9]{1,15}")
+_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 
 
 def normalise_did(written: str) -> str:
@@ -110,19 +123,28 @@ def normalise_did(written: str) -> str:
 
 @dataclass
 class LoadedSpec:
-    """A spec file after loading: the desired state when valid, and every problem found."""
+    """A spec file after loading: the desired state when valid, and every problem found.
+
+    ``spec`` is set only when the file has no error. ``checkable`` is the desired state built
+    from the values that could be read even when others are broken: the agreement is checked on
+    it, so that one broken value hides only the checks that depend on it. It is never planned
+    for apply.
+    """
 
     file: str
     yaml: LoadedYaml
     spec: CustomerSpec | None = None
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    checkable: CustomerSpec | None = None
 
     @property
     def customer_id(self) -> int | None:
         """The customer id, when it can be read at all (even from an otherwise broken spec)."""
         if self.spec is not None:
             return self.spec.customer_id
+        if self.checkable is not None:
+            return self.checkable.customer_id
         data = self.yaml.data
         if isinstance(data, dict) and isinstance(data.get("customer"), dict):
             value = data["customer"].get("id")
@@ -140,7 +162,11 @@ def _is_symlink_escape(path: str) -> bool:
 
 
 def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
-    """Load and check one customer spec file. Never raises for bad content."""
+    """Load and check one customer spec file. Never raises for bad content.
+
+    Every problem of the file is collected: schema errors do not stop the duplicate checks, and
+    a broken value is left out of the desired state instead of discarding the whole file.
+    """
     if _is_symlink_escape(path):
         loaded = LoadedYaml(path)
         problem = Problem(
@@ -166,145 +192,188 @@ def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
             loaded.problem("schema", f"a spec must be a mapping (version, customer, ...), not {kind}")
         )
         return result
-    schema_problems = schema_check(loaded, "customer-spec.schema.json")
-    result.errors.extend(schema_problems)
-    if schema_problems:
-        return result
-    spec, errors, warnings = _desired_state(loaded)
+    broken: set[Path] = set()
+    if not _fast_check("customer-spec.schema.json")(loaded.data):
+        problems, broken = _schema_problems(loaded, "customer-spec.schema.json")
+        result.errors.extend(problems)
+    checkable, errors, warnings = _desired_state(loaded, broken)
     result.errors.extend(errors)
     result.warnings.extend(warnings)
+    result.errors.sort(key=Problem.sort_key)
+    result.warnings.sort(key=Problem.sort_key)
+    result.checkable = checkable
     if not result.errors:
-        result.spec = spec
+        result.spec = checkable
     return result
 
 
+def _schema_problems(loaded: LoadedYaml, schema_name: str) -> tuple[list[Problem], set[Path]]:
+    return schema_problems(loaded, _validator(schema_name).iter_errors(loaded.data))
+
+
 def schema_check(loaded: LoadedYaml, schema_name: str) -> list[Problem]:
-    """Schema problems of a loaded document, each at the offending key or value."""
+    """Schema problems of a loaded document, each at the offending key or value, in line order."""
     if _fast_check(schema_name)(loaded.data):
         return []
-    validator = _validator(schema_name)
-    problems = []
-    for error in sorted(validator.iter_errors(loaded.data), key=lambda e: list(e.absolute_path)):
-        path = tuple(error.absolute_path)
-        at_key = False
-        message = error.message
-        if (
-            error.validator == "additionalProperties"
-            and isinstance(error.instance, dict)
-            and isinstance(error.schema, dict)
-        ):
-            allowed = set(error.schema.get("properties", {}))
-            extra = sorted(k for k in error.instance if k not in allowed)
-            for key in extra:
-                where = _breadcrumb(path + (key,))
-                problems.append(
-                    loaded.problem(
-                        "schema",
-                        f"{where}: unknown key {key!r}"
-                        + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""),
-                        path + (key,),
-                        at_key=True,
-                    )
-                )
-            continue
-        if error.validator == "pattern":
-            message = f"{error.instance!r} does not match the expected format"
-            if path and path[-1] == "extension" or (len(path) > 1 and path[-1] == "extension"):
-                message = f"{error.instance!r} is not an extension (1-15 digits)"
-            elif len(path) > 1 and path[-2] == "dids":
-                message = f"{error.instance!r} is not a DID (digits, e.g. 12094555948)"
-        problems.append(loaded.problem("schema", f"{_breadcrumb(path)}: {message}", path, at_key=at_key))
-    return problems
+    problems, _ = _schema_problems(loaded, schema_name)
+    return sorted(problems, key=Problem.sort_key)
 
 
-def _breadcrumb(path: tuple[Any, ...]) -> str:
-    if not path:
-        return "top level"
-    text = ""
-    for step in path:
-        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
-    return text
+def _is_broken(broken: set[Path], path: Path) -> bool:
+    """Is the value at ``path``, or anything it sits in, broken?"""
+    return any(path[:length] in broken for length in range(1, len(path) + 1)) if broken else False
 
 
-def _desired_state(loaded: LoadedYaml) -> tuple[CustomerSpec, list[Problem], list[Problem]]:
+_SECTIONS = (
+    ("extensions", "extension", "extension", "duplicate_extension"),
+    ("auto_attendants", "auto_attendant", "number", "duplicate_auto_attendant"),
+)
+
+
+def _desired_state(
+    loaded: LoadedYaml, broken: set[Path]
+) -> tuple[CustomerSpec | None, list[Problem], list[Problem]]:
+    """The desired state from every value that could be read, with the problems found on the
+    way (repeated extensions, numbers, DIDs; DIDs that are not 7-15 digits)."""
     data = loaded.data
-    customer_id: int = data["customer"]["id"]
     errors: list[Problem] = []
     warnings: list[Problem] = []
+    customer = data.get("customer")
+    customer = customer if isinstance(customer, dict) else {}
+    customer_id = None if _is_broken(broken, ("customer", "id")) else customer.get("id")
+    if not isinstance(customer_id, int) or isinstance(customer_id, bool):
+        customer_id = None
     accounts: list[DesiredAccount] = []
-    for section, kind, key_field, duplicate_code in (
-        ("extensions", "extension", "extension", "duplicate_extension"),
-        ("auto_attendants", "auto_attendant", "number", "duplicate_auto_attendant"),
-    ):
+    for section, kind, key_field, duplicate_code in _SECTIONS:
+        entries = data.get(section)
+        if _is_broken(broken, (section,)) or not isinstance(entries, list):
+            continue
         seen: dict[str, int] = {}
-        for index, entry in enumerate(data.get(section) or []):
+        for index, entry in enumerate(entries):
             path = (section, index)
+            if _is_broken(broken, path + (key_field,)) or not isinstance(entry, dict):
+                continue  # which account this entry means cannot be known
             key = str(entry[key_field])
-            if kind == "extension" and not _EXTENSION.fullmatch(key):
+            if not (_EXTENSION if kind == "extension" else _NUMBER).fullmatch(key):
                 # The schema's pattern lets "7\n" through ($ matches before a final newline).
+                what = "an extension (1-15 digits)" if kind == "extension" else "a positive whole number"
                 errors.append(
                     loaded.problem(
                         "schema",
-                        f"{_breadcrumb(path + (key_field,))}: {key!r} is not an extension (1-15 digits)",
+                        f"{breadcrumb(path + (key_field,))}: {key!r} is not {what}",
                         path + (key_field,),
                     )
                 )
                 continue
             if key in seen:
                 label = "extension" if kind == "extension" else "auto attendant number"
+                first_line, _ = loaded.locate((section, seen[key], key_field))
                 errors.append(
                     loaded.problem(
                         duplicate_code,
-                        f"{label} {key} is listed twice (first at {section}[{seen[key]}])",
+                        f"{label} {key} is listed twice (first at line {first_line})",
                         path + (key_field,),
                     )
                 )
                 continue
             seen[key] = index
-            dids = []
-            for did_index, written in enumerate(entry.get("dids") or []):
-                did = normalise_did(written)
-                did_path = path + ("dids", did_index)
-                if not _DID.fullmatch(did):
-                    errors.append(
-                        loaded.problem(
-                            "schema",
-                            f"{_breadcrumb(did_path)}: {written!r} is not a DID: "
-                            "it must be 7-15 digits (E.164 without +)",
-                            did_path,
-                        )
-                    )
-                    continue
-                if did != written:
-                    warnings.append(
-                        loaded.problem(
-                            "did_normalised", f"DID {written!r} is read as {did}", did_path
-                        )
-                    )
-                dids.append(did)
-            account_id = (
-                extension_account_id(customer_id, key)
-                if kind == "extension"
-                else auto_attendant_account_id(customer_id, int(key))
-            )
-            accounts.append(
-                DesiredAccount(
-                    id=account_id,
-                    kind=kind,  # type: ignore[arg-type]
-                    key=key,
-                    name=entry["name"],
-                    product=entry["product"],
-                    addons=tuple(entry.get("addons") or ()),
-                    dids=tuple(dids),
-                    blocked=entry.get("blocked"),
-                    path=path,
-                )
-            )
+            accounts.append(_desired_account(loaded, broken, entry, path, kind, key, customer_id, errors, warnings))
+    if customer_id is None:
+        return None, errors, warnings
+    name = None if _is_broken(broken, ("customer", "name")) else customer.get("name")
+    prune = data.get("prune", False)
     spec = CustomerSpec(
         file=loaded.file,
         customer_id=customer_id,
-        customer_name=data["customer"]["name"],
-        prune=bool(data.get("prune", False)),
+        customer_name=name if isinstance(name, str) else None,
+        prune=prune is True and not _is_broken(broken, ("prune",)),
         accounts=tuple(accounts),
     )
     return spec, errors, warnings
+
+
+def _desired_account(
+    loaded: LoadedYaml,
+    broken: set[Path],
+    entry: dict[str, Any],
+    path: Path,
+    kind: str,
+    key: str,
+    customer_id: int | None,
+    errors: list[Problem],
+    warnings: list[Problem],
+) -> DesiredAccount:
+    dids: list[str] = []
+    unreadable: set[str] = set()
+    written_dids = entry.get("dids") or []
+    if _is_broken(broken, path + ("dids",)) or not isinstance(written_dids, list):
+        written_dids = []
+        unreadable.add("dids")
+    first_index: dict[str, int] = {}
+    for did_index, written in enumerate(written_dids):
+        did_path = path + ("dids", did_index)
+        if _is_broken(broken, did_path) or not isinstance(written, str):
+            unreadable.add("dids")
+            continue
+        did = normalise_did(written)
+        if not _DID.fullmatch(did):
+            unreadable.add("dids")
+            errors.append(
+                loaded.problem(
+                    "schema",
+                    f"{breadcrumb(did_path)}: {written!r} is not a DID: "
+                    "it must be 7-15 digits (E.164 without +)",
+                    did_path,
+                )
+            )
+            continue
+        if did in first_index:
+            first_line, _ = loaded.locate(path + ("dids", first_index[did]))
+            errors.append(
+                loaded.problem(
+                    "did_duplicate",
+                    f"DID {did} is listed twice for this {kind.replace('_', ' ')} "
+                    f"(first at line {first_line}); say it once",
+                    did_path,
+                )
+            )
+            continue
+        first_index[did] = did_index
+        if did != written:
+            warnings.append(
+                loaded.problem(
+                    "did_normalised",
+                    f"DID {written!r} is read as {did}; `reconciler fmt` writes it that way",
+                    did_path,
+                )
+            )
+        dids.append(did)
+    written_addons = entry.get("addons") or []
+    if _is_broken(broken, path + ("addons",)) or not isinstance(written_addons, list):
+        written_addons = []
+        unreadable.add("addons")
+    addons = [
+        addon for index, addon in enumerate(written_addons)
+        if isinstance(addon, str) and not _is_broken(broken, path + ("addons", index))
+    ]
+    if len(addons) != len(written_addons):
+        unreadable.add("addons")
+    product = entry.get("product")
+    name = entry.get("name")
+    if not isinstance(name, str) or _is_broken(broken, path + ("name",)):
+        name = ""
+        unreadable.add("name")
+    blocked = entry.get("blocked")
+    cid = customer_id or 0
+    return DesiredAccount(
+        id=extension_account_id(cid, key) if kind == "extension" else auto_attendant_account_id(cid, int(key)),
+        kind=kind,  # type: ignore[arg-type]
+        key=key,
+        name=name,
+        product=product if isinstance(product, str) and not _is_broken(broken, path + ("product",)) else None,
+        addons=tuple(addons),
+        dids=tuple(dids),
+        blocked=blocked if isinstance(blocked, bool) and not _is_broken(broken, path + ("blocked",)) else None,
+        path=path,
+        unreadable=frozenset(unreadable),
+    )

@@ -167,6 +167,21 @@ class LoadedYaml:
         mark = target.start_mark
         return mark.line + 1, mark.column + 1
 
+    def node_at(self, path: Path) -> Node | None:
+        """The node of the value at ``path``, or None when the path does not exist."""
+        node = self.nodes()
+        for step in path:
+            if node is None:
+                return None
+            node, _ = _child(node, step)
+        return node
+
+    def written(self, path: Path) -> str | None:
+        """The text of the scalar at ``path`` as written in the file (``No`` for a value read as
+        False), or None when it is not a scalar."""
+        node = self.node_at(path)
+        return node.value if isinstance(node, ScalarNode) else None
+
     def problem(self, code: str, message: str, path: Path = (), *, at_key: bool = False) -> Problem:
         line, column = self.locate(path, at_key=at_key)
         return Problem(code, message, self.file, line, column)
@@ -273,11 +288,12 @@ class _Constructor:
                 raise Refused(f"the tag {key_node.tag!r} is not allowed", key_node)
             name = key_node.value
             if name in result:
+                first = next(k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == name)
                 self.loaded.problems.append(
                     _at(
                         "duplicate_key",
-                        f"the key {name!r} appears twice in the same mapping "
-                        "(YAML keeps only one; say it once)",
+                        f"the key {name!r} appears twice in the same mapping (first at line "
+                        f"{first.start_mark.line + 1}); YAML would keep only one: say it once",
                         self.loaded.file,
                         key_node.start_mark,
                     )
@@ -330,6 +346,39 @@ def _at(code: str, message: str, display: str, mark: Any) -> Problem:
     if mark is None:
         return Problem(code, message, display)
     return Problem(code, message, display, mark.line + 1, mark.column + 1)
+
+
+# What libyaml says, and what it usually means in a hand-edited file.
+_SYNTAX_HINTS = (
+    ("mapping values are not allowed", "a ':' where YAML does not expect one: a value that "
+     "holds ': ' must be quoted, or a line is indented too far"),
+    ("could not find expected ':'", "a line is not 'key: value' (a missing ':'?) or is indented "
+     "differently from the lines around it"),
+    ("did not find expected '-' indicator", "a list entry does not start with '- ', or a line of "
+     "the entry above is indented differently"),
+    ("did not find expected key", "a line is indented differently from the other keys of its "
+     "mapping"),
+    ("did not find expected ',' or ']'", "a [list] is not closed with ']'"),
+    ("did not find expected ',' or '}'", "a {mapping} is not closed with '}'"),
+    ("found unexpected end of stream", "a quoted text is not closed: its closing quote is "
+     "missing"),
+)
+
+
+def syntax_message(text: str, mark: Any, what: str) -> str:
+    """A YAML syntax error in words for a person editing the file, libyaml's own words after."""
+    line = ""
+    if mark is not None:
+        lines = text.splitlines()
+        line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    if "\t" in indent or ("\t" in what or "cannot start any token" in what) and "\t" in line:
+        return ("a tab character is used to indent this line; YAML indents with spaces only "
+                f"(replace the tab with spaces) [{what}]")
+    for clue, meaning in _SYNTAX_HINTS:
+        if clue in what:
+            return f"invalid YAML: {meaning} [{what}]"
+    return f"invalid YAML: {what}"
 
 
 def read_text(path: str, display: str, limits: Limits) -> tuple[str | None, Problem | None]:
@@ -423,7 +472,7 @@ def load_yaml_text(
         if too_deep:
             problem = _at("yaml_refused", f"nesting is deeper than {limits.max_depth} levels", display, mark)
         else:
-            problem = _at("yaml_syntax", f"invalid YAML: {what}", display, mark)
+            problem = _at("yaml_syntax", syntax_message(text, mark, what), display, mark)
         loaded.problems.append(problem)
         return loaded
     except (yaml.YAMLError, ValueError) as exc:
