@@ -175,6 +175,9 @@ class _Planner:
         self.holder = {did: a.id for a in state.accounts for did in a.dids}
         self.pruned: set[str] = set()
         self.planned: list[DesiredAccount] = []  # desired accounts that end up open
+        # (entry path, product) assignments refused as the wrong type: one mistake, one problem,
+        # so they do not count against the quantity too.
+        self.refused: set[tuple[tuple[Any, ...], str]] = set()
 
     def problem(self, code: str, message: str, path: tuple[Any, ...], *, assigned: bool = True) -> None:
         found = self.doc.problem(code, message, path)
@@ -387,6 +390,8 @@ class _Planner:
                 else f"{name!r} is a main product; `addons` takes add-on products only"
             )
             self.problem("wrong_product_type", message, path, assigned=assigned)
+            if assigned and len(path) > 2:
+                self.refused.add((path[:2], name))
         elif self.customer.quantity_for(name) is None:
             allowed = sorted(
                 n for n, _ in self.customer.agreement
@@ -417,6 +422,8 @@ class _Planner:
             before = existing.products_used if existing is not None else set()
             used = {*desired.addons} | ({desired.product} if desired.product is not None else set())
             for product in used:
+                if (desired.path, product) in self.refused:
+                    continue
                 planned[product] = planned.get(product, 0) + 1
                 if product not in before and product not in newly:
                     newly[product] = desired.path + (
