@@ -121,6 +121,12 @@ def normalise_did(written: str) -> str:
     return _DID_SEPARATORS.sub("", text)
 
 
+def valid_did(written: str) -> str | None:
+    """The DID ``written`` stands for (normalised to 7-15 digits), or None if it is not one."""
+    normal = normalise_did(written)
+    return normal if _DID.fullmatch(normal) else None
+
+
 @dataclass
 class LoadedSpec:
     """A spec file after loading: the desired state when valid, and every problem found.

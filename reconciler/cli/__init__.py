@@ -21,6 +21,7 @@ from reconciler.cli.apply import apply
 from reconciler.cli.common import EXIT_PROBLEM, Context, err
 from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
+from reconciler.cli.fmt import fmt
 from reconciler.cli.history import history
 from reconciler.cli.plan import plan
 from reconciler.cli.state import state
@@ -62,6 +63,7 @@ def cli(ctx: click.Context, backend: str, lock_timeout: float, parallelism: int)
 
 for _command in (validate, plan, apply, export, state, history, emulator):
     cli.add_command(_command)
+cli.add_command(fmt)
 
 
 
