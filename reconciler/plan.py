@@ -31,6 +31,9 @@ class PlanOptions:
 
     unsafe_share: float = 0.25
     unsafe_min_accounts: int = 8
+    # Keep each customer's state in its plan (``state_at_plan``) so that a saved plan found stale
+    # can say what changed. Only for a plan that is saved: it is as big as the state.
+    snapshot: bool = False
 
 
 @dataclass
@@ -45,9 +48,10 @@ class CustomerPlan:
     unsafe: bool = False
     unsafe_reason: str | None = None
     usage: list[dict[str, Any]] = field(default_factory=list)
+    snapshot: dict[str, Any] | None = None  # the state at plan time (see staleness.py)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "customer": self.customer,
             "name": self.name,
             "file": self.file,
@@ -59,6 +63,9 @@ class CustomerPlan:
             "unsafe_reason": self.unsafe_reason,
             "usage": self.usage,
         }
+        if self.snapshot is not None:
+            data["state_at_plan"] = self.snapshot
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CustomerPlan:
@@ -73,6 +80,7 @@ class CustomerPlan:
             unsafe=bool(data.get("unsafe", False)),
             unsafe_reason=data.get("unsafe_reason"),
             usage=list(data.get("usage", [])),
+            snapshot=data.get("state_at_plan"),
         )
 
 
@@ -131,6 +139,10 @@ def plan_customer(
         return result
     result.fingerprint = fingerprint(state)
     result.name = state.customer.name
+    if options is not None and options.snapshot and not partial:
+        from reconciler.staleness import state_snapshot
+
+        result.snapshot = state_snapshot(state)
     if spec.customer_name is not None and state.customer.name != spec.customer_name:
         result.errors.append(
             doc.problem(
