@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTION = ROOT / ".github" / "actions" / "reconciler" / "action.yml"
 
-SUBCOMMANDS = {"validate", "plan", "apply", "export", "state", "history"}
+SUBCOMMANDS = {"validate", "plan", "apply", "export", "state", "history", "show"}
 # Options of each subcommand that the workflows may use (SPEC "Command line").
 OPTIONS = {
     "validate": {"--offline"},
@@ -156,6 +156,7 @@ def test_apply_runs_one_at_a_time_and_applies_the_saved_plan() -> None:
     commands = _commands_of("apply.yml")
     assert commands[0] == ("reconciler plan specs/customers/ --out applied-plan.json --format markdown")
     assert commands[1:] == [
+        "reconciler show applied-plan.json",
         "reconciler apply --plan applied-plan.json --force",
         "reconciler apply --plan applied-plan.json",
     ]
