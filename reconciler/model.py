@@ -150,6 +150,17 @@ class DesiredAccount:
     # Fields of a spec with errors whose value could not be read in full ("name", "addons",
     # "dids"): the plan neither removes nor renames anything on their account.
     unreadable: frozenset[str] = frozenset()
+    # Where each DID and add-on was written in its list (a list may have lost broken items).
+    did_at: tuple[int, ...] = ()
+    addon_at: tuple[int, ...] = ()
+
+    def did_path(self, index: int) -> Path:
+        """The spec path of ``dids[index]`` as written in the file."""
+        return self.path + ("dids", self.did_at[index] if self.did_at else index)
+
+    def addon_path(self, index: int) -> Path:
+        """The spec path of ``addons[index]`` as written in the file."""
+        return self.path + ("addons", self.addon_at[index] if self.addon_at else index)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ class CustomerPlan:
     snapshot: dict[str, Any] | None = None  # the state at plan time (see staleness.py)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "customer": self.customer,
             "name": self.name,
             "file": self.file,
@@ -201,7 +201,6 @@ class _Planner:
     # -- the steps --
 
     def run(self) -> None:
-        self.check_spec_dids()
         if not self.partial:
             # An entry that could not be read would look "not in spec": say nothing of removal.
             self.accounts_not_in_spec()
@@ -210,20 +209,6 @@ class _Planner:
         self.quantities()
         if not self.partial:
             self.safety()
-
-    def check_spec_dids(self) -> None:
-        owner: dict[str, str] = {}
-        self.duplicate_dids: set[tuple[str, str]] = set()
-        for desired in self.spec.accounts:
-            for index, did in enumerate(desired.dids):
-                if did in owner and owner[did] != desired.id:
-                    self.problem(
-                        "did_duplicate",
-                        f"DID {did} is given to both {owner[did]} and {desired.id}",
-                        desired.path + ("dids", index),
-                    )
-                    self.duplicate_dids.add((desired.id, did))
-                owner.setdefault(did, desired.id)
 
     def accounts_not_in_spec(self) -> None:
         for account in self.state.accounts:
@@ -297,7 +282,7 @@ class _Planner:
         addons = _unique(desired.addons)
         for addon in addons:
             index = desired.addons.index(addon)
-            self.check_product(addon, "addon", desired.path + ("addons", index), assigned=True)
+            self.check_product(addon, "addon", desired.addon_path(index), assigned=True)
         self.emit(
             change(
                 "create_account",
@@ -330,7 +315,7 @@ class _Planner:
         for addon in wanted_addons:
             index = desired.addons.index(addon)
             added = addon not in existing.addons
-            self.check_product(addon, "addon", path + ("addons", index), assigned=added)
+            self.check_product(addon, "addon", desired.addon_path(index), assigned=added)
             if added:
                 self.emit(change("add_addon", desired.id, product=addon))
         for did in existing.dids:
@@ -343,7 +328,7 @@ class _Planner:
                         "did_not_owned",
                         f"DID {did} of {desired.id} is no longer in the customer's DID pool "
                         "(kept as it is)",
-                        path + ("dids", index),
+                        desired.did_path(index),
                         assigned=False,
                     )
                 continue
@@ -357,9 +342,7 @@ class _Planner:
                 self.check_block_permission(desired, "unblock")
 
     def add_did(self, desired: DesiredAccount, index: int, did: str) -> None:
-        path = desired.path + ("dids", index)
-        if (desired.id, did) in self.duplicate_dids:
-            return
+        path = desired.did_path(index)
         if did not in self.customer.dids:
             self.problem("did_not_owned", f"DID {did} is not in the customer's DID pool", path)
             return
@@ -438,9 +421,9 @@ class _Planner:
                     continue
                 planned[product] = planned.get(product, 0) + 1
                 if product not in before and product not in newly:
-                    newly[product] = desired.path + (
-                        ("product",) if product == desired.product
-                        else ("addons", desired.addons.index(product))
+                    newly[product] = (
+                        desired.path + ("product",) if product == desired.product
+                        else desired.addon_path(desired.addons.index(product))
                     )
         usage = []
         for product, quantity in sorted(self.customer.agreement):

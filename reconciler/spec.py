@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
@@ -115,10 +115,7 @@ _NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 
 def normalise_did(written: str) -> str:
     """'+1 209-455-5948' -> '12094555948'. Validity (7-15 digits) is checked by the caller."""
-    text = written.strip()
-    if text.startswith("+"):
-        text = text[1:]
-    return _DID_SEPARATORS.sub("", text)
+    return _DID_SEPARATORS.sub("", written.strip().removeprefix("+"))
 
 
 def valid_did(written: str) -> str | None:
@@ -284,6 +281,7 @@ def _desired_state(
                 continue
             seen[key] = index
             accounts.append(_desired_account(loaded, broken, entry, path, kind, key, customer_id, errors, warnings))
+    accounts = _one_account_per_did(loaded, accounts, errors)
     if customer_id is None:
         return None, errors, warnings
     name = None if _is_broken(broken, ("customer", "name")) else customer.get("name")
@@ -298,6 +296,38 @@ def _desired_state(
     return spec, errors, warnings
 
 
+def _one_account_per_did(
+    loaded: LoadedYaml, accounts: list[DesiredAccount], errors: list[Problem]
+) -> list[DesiredAccount]:
+    """A DID given to two accounts is a did_duplicate at the second; the first keeps it."""
+    first: dict[str, tuple[str, Path]] = {}
+    result = []
+    for account in accounts:
+        kept: list[int] = []
+        for index, did in enumerate(account.dids):
+            holder = first.setdefault(did, (account.id, account.did_path(index)))
+            if holder[0] == account.id:
+                kept.append(index)
+                continue
+            line, _ = loaded.locate(holder[1])
+            errors.append(
+                loaded.problem(
+                    "did_duplicate",
+                    f"DID {did} is given to both {holder[0]} and {account.id} (first at line {line})",
+                    account.did_path(index),
+                )
+            )
+        if len(kept) != len(account.dids):
+            account = replace(
+                account,
+                dids=tuple(account.dids[i] for i in kept),
+                did_at=tuple(account.did_at[i] for i in kept),
+                unreadable=account.unreadable | {"dids"},
+            )
+        result.append(account)
+    return result
+
+
 def _desired_account(
     loaded: LoadedYaml,
     broken: set[Path],
@@ -310,6 +340,7 @@ def _desired_account(
     warnings: list[Problem],
 ) -> DesiredAccount:
     dids: list[str] = []
+    did_at: list[int] = []
     unreadable: set[str] = set()
     written_dids = entry.get("dids") or []
     if _is_broken(broken, path + ("dids",)) or not isinstance(written_dids, list):
@@ -345,6 +376,7 @@ def _desired_account(
             )
             continue
         first_index[did] = did_index
+        did_at.append(did_index)
         if did != written:
             warnings.append(
                 loaded.problem(
@@ -358,10 +390,11 @@ def _desired_account(
     if _is_broken(broken, path + ("addons",)) or not isinstance(written_addons, list):
         written_addons = []
         unreadable.add("addons")
-    addons = [
-        addon for index, addon in enumerate(written_addons)
+    addon_at = [
+        index for index, addon in enumerate(written_addons)
         if isinstance(addon, str) and not _is_broken(broken, path + ("addons", index))
     ]
+    addons = [written_addons[index] for index in addon_at]
     if len(addons) != len(written_addons):
         unreadable.add("addons")
     product = entry.get("product")
@@ -382,4 +415,6 @@ def _desired_account(
         blocked=blocked if isinstance(blocked, bool) and not _is_broken(broken, path + ("blocked",)) else None,
         path=path,
         unreadable=frozenset(unreadable),
+        did_at=tuple(did_at),
+        addon_at=tuple(addon_at),
     )

@@ -75,9 +75,10 @@ _MISSING = object()
 
 def _get(data: Any, path: tuple[Any, ...]) -> Any:
     for step in path:
-        if isinstance(data, dict) and step in data:
-            data = data[step]
-        elif isinstance(data, list) and isinstance(step, int) and step < len(data):
+        found = (isinstance(data, dict) and step in data) or (
+            isinstance(data, list) and isinstance(step, int) and step < len(data)
+        )
+        if found:
             data = data[step]
         else:
             return _MISSING

@@ -350,18 +350,16 @@ def _at(code: str, message: str, display: str, mark: Any) -> Problem:
 
 # What libyaml says, and what it usually means in a hand-edited file.
 _SYNTAX_HINTS = (
-    ("mapping values are not allowed", "a ':' where YAML does not expect one: a value that "
-     "holds ': ' must be quoted, or a line is indented too far"),
-    ("could not find expected ':'", "a line is not 'key: value' (a missing ':'?) or is indented "
-     "differently from the lines around it"),
-    ("did not find expected '-' indicator", "a list entry does not start with '- ', or a line of "
-     "the entry above is indented differently"),
-    ("did not find expected key", "a line is indented differently from the other keys of its "
-     "mapping"),
+    ("mapping values are not allowed", ("a ':' where YAML does not expect one: a value that "
+                                        "holds ': ' must be quoted, or a line is indented too far")),
+    ("could not find expected ':'", ("a line is not 'key: value' (a missing ':'?) or is indented "
+                                     "differently from the lines around it")),
+    ("did not find expected '-' indicator", ("a list entry does not start with '- ', or a line of "
+                                             "the entry above is indented differently")),
+    ("did not find expected key", "a line is indented differently from the other keys of its mapping"),
     ("did not find expected ',' or ']'", "a [list] is not closed with ']'"),
     ("did not find expected ',' or '}'", "a {mapping} is not closed with '}'"),
-    ("found unexpected end of stream", "a quoted text is not closed: its closing quote is "
-     "missing"),
+    ("found unexpected end of stream", "a quoted text is not closed: its closing quote is missing"),
 )
 
 

@@ -179,7 +179,7 @@ def test_problems_of_several_files_come_sorted_by_file_then_line(tmp_path: Path)
     text = run_cli("validate", "--offline", str(folder))
     shown = [
         (Path(m.group(1)).name, int(m.group(2)))
-        for m in re.finditer(r"^error\[\w+\] (\S+):(\d+):\d+:", text.out, re.M)
+        for m in re.finditer(r"^error\[\w+\] (\S+):(\d+):\d+:", text.out, re.MULTILINE)
     ]
     assert shown == sorted(located)
     assert shown[0] == ("a.yaml", 1)
@@ -202,3 +202,34 @@ def test_a_normalised_did_points_at_fmt(backend: str, tmp_path: Path) -> None:
     result = run_cli("--backend", backend, "validate", str(path))
     assert result.code == 0, result
     assert "warning[did_normalised]" in result.out and "`reconciler fmt`" in result.out
+
+
+def test_a_did_given_to_two_accounts_is_found_offline_with_the_line_of_the_first(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        _spec("extensions:\n"
+              "  - {extension: '1', name: A, product: Cloud PBX service, dids: ['15550000002']}\n"
+              "  - {extension: '2', name: B, product: Cloud PBX service, dids: ['1 555 000 0002']}\n"),
+    )
+    result = run_cli("validate", "--offline", str(path), "--format", "json")
+    [problem] = all_problems(result.json)
+    assert (problem["code"], problem["line"]) == ("did_duplicate", 7)
+    assert problem["message"] == "DID 15550000002 is given to both ph100x1 and ph100x2 (first at line 6)"
+
+
+def test_a_problem_after_a_broken_list_item_points_at_its_own_item(backend: str, tmp_path: Path) -> None:
+    # The first DID is broken; the second one (another customer's) is still checked, at its place.
+    path = _write(
+        tmp_path,
+        _spec("extensions:\n  - extension: '7'\n    name: A\n    product: Cloud PBX service\n"
+              "    dids: ['12-34', '15550000201']\n"
+              "    addons: [[Call recording], Hotdesk]\n"),
+    )
+    result = run_cli("--backend", backend, "validate", str(path), "--format", "json")
+    located = [(p["code"], p["line"], p["column"]) for p in all_problems(result.json)]
+    assert located == [
+        ("schema", 9, 12),
+        ("did_not_owned", 9, 21),
+        ("schema", 10, 14),
+        ("wrong_product_type", 10, 32),
+    ]
