@@ -64,9 +64,9 @@ def _kind(value: Any) -> str:
 
 def _yaml_scalar(text: str) -> str:
     """A value as it reads in a flow list: quoted when YAML would not read it as text."""
-    from reconciler.yamlload import STR, _plain_tag
+    from reconciler.yamlload import reads_as_text
 
-    if text and _plain_tag(text) == STR and text == text.strip() and not any(c in text for c in ",[]{}#:"):
+    if text and reads_as_text(text) and text == text.strip() and not any(c in text for c in ",[]{}#:"):
         return text
     return json.dumps(text, ensure_ascii=False)
 
@@ -142,7 +142,8 @@ def _value_message(loaded: LoadedYaml, path: Path, error: ValidationError) -> st
         wanted = expected if isinstance(expected, list) else [expected]
         return _type_message(wanted, value, written, key, path)
     if validator == "const":
-        return f"{written if written is not None else value!r} is not supported; write {key}: {expected}"
+        shown = written if written is not None else json.dumps(value)
+        return f"{shown} is not supported; write {key}: {json.dumps(expected)}"
     if validator == "enum":
         return f"{value!r} is not one of {', '.join(map(repr, expected))}"
     if validator == "minimum":

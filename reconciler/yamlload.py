@@ -77,6 +77,11 @@ def _plain_tag(value: str) -> str:
     return STR
 
 
+def reads_as_text(value: str) -> bool:
+    """Would YAML read ``value``, written plain (unquoted), as text? ``No`` and ``12`` would not."""
+    return _plain_tag(value) == STR
+
+
 # Keys whose scalar values are kept as the text written: "extension: 0466" is extension "0466",
 # never the octal number 310, and "dids: [12094555948]" is a list of DIDs, not of integers.
 RAW_TEXT_KEYS = frozenset({"extension", "dids"})
