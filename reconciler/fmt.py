@@ -17,8 +17,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.desired import valid_did
 from reconciler.model import Problem
-from reconciler.spec import valid_did
 from reconciler.yamlload import Limits, LoadedYaml, load_yaml_text, read_text
 
 TOP_ORDER = ("version", "customer", "prune", "extensions", "auto_attendants")

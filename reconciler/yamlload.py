@@ -353,37 +353,6 @@ def _at(code: str, message: str, display: str, mark: Any) -> Problem:
     return Problem(code, message, display, mark.line + 1, mark.column + 1)
 
 
-# What libyaml says, and what it usually means in a hand-edited file.
-_SYNTAX_HINTS = (
-    ("mapping values are not allowed", ("a ':' where YAML does not expect one: a value that "
-                                        "holds ': ' must be quoted, or a line is indented too far")),
-    ("could not find expected ':'", ("a line is not 'key: value' (a missing ':'?) or is indented "
-                                     "differently from the lines around it")),
-    ("did not find expected '-' indicator", ("a list entry does not start with '- ', or a line of "
-                                             "the entry above is indented differently")),
-    ("did not find expected key", "a line is indented differently from the other keys of its mapping"),
-    ("did not find expected ',' or ']'", "a [list] is not closed with ']'"),
-    ("did not find expected ',' or '}'", "a {mapping} is not closed with '}'"),
-    ("found unexpected end of stream", "a quoted text is not closed: its closing quote is missing"),
-)
-
-
-def syntax_message(text: str, mark: Any, what: str) -> str:
-    """A YAML syntax error in words for a person editing the file, libyaml's own words after."""
-    line = ""
-    if mark is not None:
-        lines = text.splitlines()
-        line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
-    indent = line[: len(line) - len(line.lstrip(" \t"))]
-    if "\t" in indent or ("\t" in what or "cannot start any token" in what) and "\t" in line:
-        return ("a tab character is used to indent this line; YAML indents with spaces only "
-                f"(replace the tab with spaces) [{what}]")
-    for clue, meaning in _SYNTAX_HINTS:
-        if clue in what:
-            return f"invalid YAML: {meaning} [{what}]"
-    return f"invalid YAML: {what}"
-
-
 def read_text(path: str, display: str, limits: Limits) -> tuple[str | None, Problem | None]:
     """The file's text, or a problem: not a regular file, over the size limit, not UTF-8."""
     try:
@@ -475,6 +444,8 @@ def load_yaml_text(
         if too_deep:
             problem = _at("yaml_refused", f"nesting is deeper than {limits.max_depth} levels", display, mark)
         else:
+            from reconciler.messages import syntax_message
+
             problem = _at("yaml_syntax", syntax_message(text, mark, what), display, mark)
         loaded.problems.append(problem)
         return loaded
