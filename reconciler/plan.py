@@ -50,7 +50,8 @@ class CustomerPlan:
     usage: list[dict[str, Any]] = field(default_factory=list)
     snapshot: dict[str, Any] | None = None  # the state at plan time (see staleness.py)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, with_state: bool = False) -> dict[str, Any]:
+        """The plan's JSON form; ``with_state`` adds ``state_at_plan`` (for a saved plan only)."""
         data: dict[str, Any] = {
             "customer": self.customer,
             "name": self.name,
@@ -63,7 +64,7 @@ class CustomerPlan:
             "unsafe_reason": self.unsafe_reason,
             "usage": self.usage,
         }
-        if self.snapshot is not None:
+        if with_state and self.snapshot is not None:
             data["state_at_plan"] = self.snapshot
         return data
 

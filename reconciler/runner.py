@@ -47,12 +47,14 @@ class Plan:
     def warning_count(self) -> int:
         return sum(len(c.warnings) for c in self.customers)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, with_state: bool = False) -> dict[str, Any]:
+        """The plan's JSON form; ``with_state`` adds each customer's state at plan time, which
+        only a saved plan carries (``apply --plan`` explains a stale customer with it)."""
         return {
             "format_version": FORMAT_VERSION,
             "backend": self.backend,
             "backend_resolved": self.backend_resolved,
-            "customers": [c.to_dict() for c in self.customers],
+            "customers": [c.to_dict(with_state=with_state) for c in self.customers],
             "errors": [p.to_dict() for p in self.errors],
             "notes": list(self.notes),
             "summary": {

@@ -76,3 +76,15 @@ def test_a_fresh_saved_plan_applies(tmp_path: Path) -> None:
     assert result.code == 0, result
     again = run_cli("--backend", url, "plan", str(spec), "--format", "json")
     assert again.json["summary"]["changes"] == 0
+
+
+def test_a_saved_plan_read_back_renders_without_its_state(tmp_path: Path) -> None:
+    # What renders a saved plan again (show) gets the plan as plan printed it; the state stays
+    # in the file for apply --plan.
+    from reconciler.runner import Plan
+
+    _, _, plan_file = _setup(tmp_path)
+    saved = json.loads(plan_file.read_text())
+    plan = Plan.from_dict(saved)
+    assert "state_at_plan" not in plan.to_dict()["customers"][0]
+    assert plan.to_dict(with_state=True)["customers"][0]["state_at_plan"] == saved["customers"][0]["state_at_plan"]

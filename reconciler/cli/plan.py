@@ -66,7 +66,7 @@ def plan(obj: Context, paths: tuple[str, ...], fmt: str, out: str | None, detail
     with obj.backend() as backend:
         result = _compute_plan(obj, backend, paths, changed_since, unsafe_share, unsafe_min_accounts,
                                snapshot=bool(out))
-    data = result.to_dict()
+    data = result.to_dict(with_state=bool(out))
     if out:
         write_atomically(out, lambda stream: dump_json(data, stream))
         err(f"plan saved to {out}")
