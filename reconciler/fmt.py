@@ -97,22 +97,27 @@ def _reformat(original: str, loaded: LoadedYaml) -> str:
     yaml = _yaml()
     document = yaml.load(original)
     data = loaded.data
+    from reconciler.yamlcomments import to_block
+
+    # Block style first: where a comment sits depends on it, and the key order moves comments.
+    to_block(document, "customer")
+    for section in ENTRY_ORDER:
+        if isinstance(document.get(section), CommentedSeq):
+            to_block(document, section)
+            for index in range(len(document[section])):
+                to_block(document[section], index)
     _order(document, TOP_ORDER)
-    customer = document.get("customer")
-    if isinstance(customer, CommentedMap):
-        customer.fa.set_block_style()
-        _order(customer, CUSTOMER_ORDER)
+    if isinstance(document.get("customer"), CommentedMap):
+        _order(document["customer"], CUSTOMER_ORDER)
     for section, order in ENTRY_ORDER.items():
         entries = document.get(section)
         written = data.get(section)
         if not isinstance(entries, CommentedSeq) or not isinstance(written, list):
             continue
-        entries.fa.set_block_style()
-        for entry, values in zip(entries, written, strict=False):
+        for index, (entry, values) in enumerate(zip(entries, written, strict=False)):
             if not isinstance(entry, CommentedMap) or not isinstance(values, dict):
                 continue
-            entry.fa.set_block_style()
-            _order(entry, order)
+            _order(entry, order, seq=entries, index=index)
             if isinstance(values.get("extension"), str):
                 # The reconciler's loader keeps an extension as written: 0466 stays "0466".
                 entry["extension"] = DoubleQuotedScalarString(values["extension"])
@@ -132,14 +137,12 @@ def _did(written: str) -> str:
     return valid_did(written) or written
 
 
-def _order(mapping: Any, order: tuple[str, ...]) -> None:
+def _order(mapping: Any, order: tuple[str, ...], **where: Any) -> None:
     """Known keys first, in ``order``; other keys (errors validate reports) after, as they were."""
-    known = [key for key in order if key in mapping]
-    others = [key for key in mapping if key not in order]
-    if list(mapping) == known + others:
-        return
-    for key in known + others:
-        mapping.move_to_end(key)
+    from reconciler.yamlcomments import reorder
+
+    wanted = [key for key in order if key in mapping] + [key for key in mapping if key not in order]
+    reorder(mapping, wanted, **where)
 
 
 def _canonical_data(data: Any) -> Any:

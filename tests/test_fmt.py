@@ -131,3 +131,40 @@ def test_fmt_on_the_example_specs_keeps_their_plan(tmp_path: Path) -> None:
     after = run_cli("--backend", url, "plan", str(copy / "customers"), "--format", "json")
     assert [c["changes"] for c in after.json["customers"]] == [c["changes"] for c in before.json["customers"]]
     assert run_cli("fmt", "--check", str(copy / "customers")).code == 0
+
+
+def test_a_comment_written_above_a_key_stays_above_it_when_keys_are_reordered(tmp_path: Path) -> None:
+    spec = tmp_path / "acme.yaml"
+    spec.write_text(
+        "# Acme\n"
+        "extensions:\n"
+        "  - name: Alice\n"
+        "    # the front desk's extension\n"
+        "    extension: '1'\n"
+        "    product: Cloud PBX service\n"
+        "    addons: [Call recording]\n"
+        "  # Bob joins in May\n"
+        "  - {extension: '2', name: Bob, product: Cloud PBX service}\n"
+        "# prune: the provider asked for it\n"
+        "prune: true\n"
+        "customer: {id: 100, name: Acme}\n"
+        "# customer first, then the rest\n"
+        "version: 1\n"
+        "# end of file\n"
+    )
+    assert run_cli("fmt", str(spec)).code == 0
+    lines = spec.read_text().splitlines()
+
+    def above(key: str) -> str:
+        return lines[next(i for i, line in enumerate(lines) if line.lstrip(" -").startswith(key)) - 1].strip()
+
+    assert lines[0] == "# Acme"
+    assert above("version:") == "# customer first, then the rest"
+    assert above("prune:") == "# prune: the provider asked for it"
+    assert above("extension: \"1\"") == "# the front desk's extension"
+    assert above("extension: \"2\"") == "# Bob joins in May"
+    assert lines[-1] == "# end of file"
+    assert [line.split(":")[0] for line in lines if line and line[0].isalpha()] == [
+        "version", "customer", "prune", "extensions"
+    ]
+    assert run_cli("fmt", "--check", str(spec)).code == 0
