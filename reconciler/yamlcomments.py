@@ -47,7 +47,7 @@ def reorder(mapping: CommentedMap, wanted: list[Any], *, seq: CommentedSeq | Non
 def to_block(parent: Any, key: Any) -> None:
     """Turn ``parent[key]``, a {flow} mapping or [flow] list, to block style. In a list, the
     comment that followed the item moves to the end of its new last line."""
-    value = parent[key]
+    value = parent.get(key) if isinstance(parent, CommentedMap) else parent[key]
     if not isinstance(value, (CommentedMap, CommentedSeq)) or not value.fa.flow_style():
         return
     value.fa.set_block_style()

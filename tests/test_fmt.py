@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import FIXTURES, REPO, all_warnings, run_cli
 
@@ -168,3 +171,49 @@ def test_a_comment_written_above_a_key_stays_above_it_when_keys_are_reordered(tm
         "version", "customer", "prune", "extensions"
     ]
     assert run_cli("fmt", "--check", str(spec)).code == 0
+
+
+def test_fmt_formats_a_file_missing_parts_of_a_spec(tmp_path: Path) -> None:
+    # fmt is about layout: a file that validate would reject for a missing key is still tidied.
+    spec = tmp_path / "partial.yaml"
+    spec.write_text("extensions:\n    - {name: A, extension: 7}\nversion: 1\n")
+    result = run_cli("fmt", str(spec))
+    assert result.code == 0, result
+    assert spec.read_text() == 'version: 1\nextensions:\n  - extension: "7"\n    name: A\n'
+
+
+_LINES = (REPO / "specs" / "customers" / "abc.yaml").read_text().splitlines()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    comments=st.lists(
+        st.tuples(st.integers(0, len(_LINES)), st.sampled_from([0, 2, 4, 6]), st.integers(0, 99)),
+        max_size=4,
+    ),
+    flow=st.booleans(),
+    reverse=st.booleans(),
+)
+def test_fmt_keeps_every_comment_and_is_idempotent_whatever_the_layout(
+    comments: list[tuple[int, int, int]], flow: bool, reverse: bool
+) -> None:
+    from reconciler.fmt import format_text
+
+    lines = list(_LINES)
+    if reverse:  # the top-level sections in reverse order
+        lines = [lines[0], *lines[lines.index("extensions:"):], *lines[1:lines.index("extensions:")]]
+    text = "\n".join(lines) + "\n"
+    if flow:
+        text = text.replace("customer:\n  id: 46170\n  name: ABC\n", "customer: {name: ABC, id: 46170}\n")
+    lines = text.splitlines()
+    for at, column, number in sorted(comments, reverse=True):
+        lines.insert(at, " " * column + f"# note {number}")
+    text = "\n".join(lines) + "\n"
+    once = format_text(text, "abc.yaml")
+    if once.problems:  # a comment line that breaks a flow mapping: left alone, never a crash
+        assert once.text is None
+        return
+    assert once.text is not None
+    assert sorted(re.findall(r"# note \d+", once.text)) == sorted(re.findall(r"# note \d+", text))
+    twice = format_text(once.text, "abc.yaml")
+    assert twice.text == once.text
