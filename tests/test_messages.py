@@ -233,3 +233,21 @@ def test_a_problem_after_a_broken_list_item_points_at_its_own_item(backend: str,
         ("schema", 10, 14),
         ("wrong_product_type", 10, 32),
     ]
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        (["plan", "specs", "--backend", "U", "--format", "json"], ["--backend", "U", "plan", "specs", "--format", "json"]),
+        (["state", "load", "f.yaml", "--backend=U"], ["--backend=U", "state", "load", "f.yaml"]),
+        (["--backend", "U", "validate", "s"], ["--backend", "U", "validate", "s"]),
+        (["apply", "--plan", "p.json", "--lock-timeout", "5", "--parallelism", "2"],
+         ["--lock-timeout", "5", "--parallelism", "2", "apply", "--plan", "p.json"]),
+        (["fmt", "--", "--backend"], ["fmt", "--", "--backend"]),
+    ],
+)
+def test_global_options_after_the_command_are_read_as_global(typed: list[str], read: list[str]) -> None:
+    from reconciler.cli import cli
+    from reconciler.cli.argv import global_options_first
+
+    assert global_options_first(typed, set(cli.commands)) == read

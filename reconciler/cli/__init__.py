@@ -18,6 +18,7 @@ import click
 from reconciler import __version__
 from reconciler.backends import DEFAULT_BACKEND, BackendSettings
 from reconciler.cli.apply import apply
+from reconciler.cli.argv import global_options_first
 from reconciler.cli.common import EXIT_PROBLEM, Context, err
 from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
@@ -87,39 +88,8 @@ def _crash(exc: BaseException) -> NoReturn:
     sys.exit(EXIT_PROBLEM)
 
 
-_GLOBAL_OPTIONS = ("--backend", "--lock-timeout", "--parallelism")
-
-
-def global_options_first(argv: list[str]) -> list[str]:
-    """``plan specs/ --backend URL`` as ``--backend URL plan specs/``: global options are
-    accepted after the command too (up to a ``--``), as people type them."""
-    names = set(cli.commands)
-    start = next((i for i, arg in enumerate(argv) if arg in names), None)
-    if start is None:
-        return argv
-    moved: list[str] = []
-    rest: list[str] = []
-    tail = argv[start + 1 :]
-    index = 0
-    while index < len(tail):
-        arg = tail[index]
-        if arg == "--":
-            rest.extend(tail[index:])
-            break
-        if arg in _GLOBAL_OPTIONS and index + 1 < len(tail):
-            moved.extend(tail[index : index + 2])
-            index += 2
-            continue
-        if arg.startswith(tuple(f"{name}=" for name in _GLOBAL_OPTIONS)):
-            moved.append(arg)
-        else:
-            rest.append(arg)
-        index += 1
-    return argv[:start] + moved + argv[start : start + 1] + rest
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = global_options_first(list(sys.argv[1:] if argv is None else argv))
+    args = global_options_first(list(sys.argv[1:] if argv is None else argv), set(cli.commands))
     try:
         cli.main(args=args, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
