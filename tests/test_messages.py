@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Billing
 from tests.helpers import FIXTURES, all_problems, run_cli
 
 SEVEN = FIXTURES / "mistakes" / "seven-mistakes.yaml"
@@ -41,15 +42,16 @@ def _spec(entries: str, *, customer: str = "  id: 100\n  name: Acme\n") -> str:
     return f"version: 1\ncustomer:\n{customer}{entries}"
 
 
-def test_a_file_with_many_independent_mistakes_reports_all_of_them_in_one_run(backend: str) -> None:
+def test_a_file_with_many_independent_mistakes_reports_all_of_them_in_one_run(billing: Billing) -> None:
+    billing.load(FIXTURES / "state.yaml")
     expected = _marked(SEVEN)
     assert len(expected) >= 7
-    result = run_cli("--backend", backend, "validate", str(SEVEN), "--format", "json")
+    result = billing.cli("validate", str(SEVEN), "--format", "json")
     assert result.code == 1, result
     got = [(p["line"], p["code"]) for p in all_problems(result.json)]
     assert got == expected
 
-    text = run_cli("--backend", backend, "validate", str(SEVEN))
+    text = billing.cli("validate", str(SEVEN))
     lines = [line for line in text.out.splitlines() if line.startswith("error[")]
     shown = [(int(re.search(r":(\d+):\d+: ", line).group(1)), line.split("]")[0][6:]) for line in lines]
     assert shown == expected
