@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.conftest import Billing
 from tests.helpers import FIXTURES, run_cli
 
 SPEC = """\
@@ -88,3 +89,18 @@ def test_a_saved_plan_read_back_renders_without_its_state(tmp_path: Path) -> Non
     plan = Plan.from_dict(saved)
     assert "state_at_plan" not in plan.to_dict()["customers"][0]
     assert plan.to_dict(with_state=True)["customers"][0]["state_at_plan"] == saved["customers"][0]["state_at_plan"]
+
+
+def test_a_stale_plan_is_explained_on_either_backend(billing: Billing, tmp_path: Path) -> None:
+    billing.load(FIXTURES / "state.yaml")
+    spec = tmp_path / "acme.yaml"
+    spec.write_text(SPEC)
+    plan_file = tmp_path / "plan.json"
+    assert billing.cli("plan", str(spec), "--out", str(plan_file)).code == 0
+    billing.load(_changed_state(tmp_path))
+    result = billing.cli("apply", "--plan", str(plan_file))
+    assert result.code == 1
+    said = result.out + result.err
+    assert "account ph100x1 name: 'Alice' -> 'Alicia'" in said
+    assert "agreement Call recording quantity: 2 -> 5" in said
+
