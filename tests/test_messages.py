@@ -56,7 +56,7 @@ def test_a_file_with_many_independent_mistakes_reports_all_of_them_in_one_run(bi
     shown = [(int(re.search(r":(\d+):\d+: ", line).group(1)), line.split("]")[0][6:]) for line in lines]
     assert shown == expected
     assert text.out.splitlines()[-1] == (
-        f"1 spec file(s) checked, 1 with errors: {len(expected)} error(s), 0 warning(s)."
+        f"1 spec file(s) checked, 1 invalid: {len(expected)} error(s), 0 warning(s)."
     )
 
 
@@ -168,7 +168,7 @@ def test_the_summary_counts_every_file_read(tmp_path: Path) -> None:
     result = run_cli("validate", "--offline", str(folder))
     assert result.code == 1
     assert "error[duplicate_customer]" in result.out and "b.YAML" in result.out
-    assert result.out.splitlines()[-1].startswith("3 spec file(s) checked, 2 with errors:")
+    assert result.out.splitlines()[-1].startswith("3 spec file(s) checked, 2 invalid:")
 
 
 def test_problems_of_several_files_come_sorted_by_file_then_line(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str) -> N
         errors = sum(1 for level, _ in problems if level == "error")
         warnings = len(problems) - errors
         broken = len({p["file"] for level, p in problems if level == "error"})
-        verdict = "valid" if not errors else f"checked, {broken} with errors"
+        verdict = "valid" if not errors else f"checked, {broken} invalid"
         click.echo(
             f"{plan.files} spec file(s) {verdict}: {errors} error(s), {warnings} warning(s)."
         )
