@@ -231,6 +231,10 @@ def syntax_message(text: str, mark: Any, what: str) -> str:
     if "\t" in indent or ("\t" in what or "cannot start any token" in what) and "\t" in line:
         return ("a tab character is used to indent this line; YAML indents with spaces only "
                 f"(replace the tab with spaces) [{what}]")
+    if "cannot start any token" in what and mark is not None and 0 <= mark.column < len(line):
+        char = line[mark.column]
+        return (f"invalid YAML: a value cannot start with {char!r} unless it is quoted: "
+                f"write it in double quotes [{what}]")
     for clue, meaning in _SYNTAX_HINTS:
         if clue in what:
             return f"invalid YAML: {meaning} [{what}]"

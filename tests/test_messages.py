@@ -253,3 +253,9 @@ def test_global_options_after_the_command_are_read_as_global(typed: list[str], r
     from reconciler.cli.argv import global_options_first
 
     assert global_options_first(typed, set(cli.commands)) == read
+
+
+def test_a_value_starting_with_a_reserved_character_is_told_to_be_quoted(tmp_path: Path) -> None:
+    path = _write(tmp_path, _spec("extensions:\n  - extension: '1'\n    name: @home\n    product: P\n"))
+    result = run_cli("validate", "--offline", str(path))
+    assert f"error[yaml_syntax] {path}:7:11: invalid YAML: a value cannot start with '@' unless it is quoted" in result.out
