@@ -218,6 +218,8 @@ _SYNTAX_HINTS = (
     ("did not find expected ',' or ']'", "a [list] is not closed with ']'"),
     ("did not find expected ',' or '}'", "a {mapping} is not closed with '}'"),
     ("found unexpected end of stream", "a quoted text is not closed: its closing quote is missing"),
+    ("found undefined alias", "a value starting with '*' names an anchor (&name) that does not "
+                              "exist: if it is text, quote it"),
 )
 
 

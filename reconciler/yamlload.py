@@ -275,7 +275,11 @@ class _Constructor:
             return None
         if tag in _TEXT_TAGS:
             return node.value
-        raise Refused(f"the tag {tag!r} is not allowed (specs hold plain data only)", node)
+        raise Refused(
+            f"the tag {tag!r} is not allowed (specs hold plain data only; a text that starts with "
+            "'!' must be quoted)",
+            node,
+        )
 
     def _sequence(self, node: SequenceNode, depth: int, raw: bool) -> list[Any]:
         if node.tag != _SEQ:
