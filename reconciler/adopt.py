@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.backends.base import Backend
+from reconciler.desired import desired_state
 from reconciler.model import (
     Account,
     CustomerState,
@@ -38,7 +39,7 @@ from reconciler.model import (
 )
 from reconciler.runner import _batches, few_collections
 from reconciler.selection import Selection
-from reconciler.spec import LoadedSpec, _desired_state, discover, load_spec, schema_check
+from reconciler.spec import LoadedSpec, discover, load_spec, schema_check
 from reconciler.specedit import NewEntry, SpecEditError, SpecEditor, did_scalar, plain_or_quoted
 from reconciler.yamlload import load_yaml_text
 
@@ -127,9 +128,9 @@ def _remaining_drift(file: str, text: str, state: CustomerState) -> str | None:
     problems = schema_check(loaded, "customer-spec.schema.json")
     if problems:
         return problems[0].message
-    spec, errors, _warnings = _desired_state(loaded)
-    if errors:
-        return errors[0].message
+    spec, errors, _warnings = desired_state(loaded, set())
+    if errors or spec is None:
+        return errors[0].message if errors else "the rewritten spec cannot be read back"
     check = LoadedSpec(file, loaded, spec)
     scratch = FileAdoption(file)
     left = _Rewrite(check, state, scratch, dry=True).run()

@@ -76,10 +76,14 @@ def _apply_customer(
         with backend.customer_session(cid, catalogue) as session:  # type: ignore[arg-type]
             state = session.read()
             if state is None or fingerprint(state) != customer_plan.fingerprint:
+                from reconciler.staleness import explain_stale
+
+                changed = explain_stale(customer_plan.snapshot, state)
                 return ApplyOutcome(
                     cid,
                     STALE,
-                    "billing state changed since the plan was made; plan again",
+                    "billing state changed since the plan was made; plan again"
+                    + "".join(f"\n    {line}" for line in changed),
                     planned=planned,
                 )
             refused = out_of_bounds(customer_plan.changes, state)

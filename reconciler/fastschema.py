@@ -115,7 +115,7 @@ def compile_schema(schema: dict[str, Any]) -> Check:
             least = node["minItems"]
             checks.append(lambda v: not isinstance(v, list) or len(v) >= least)
         if node.get("uniqueItems"):
-            raise UnsupportedSchema("uniqueItems is not supported")
+            checks.append(_unique_check)
         if "items" in node:
             checks.append(_items_check(build(node["items"])))
         if "required" in node or "properties" in node or "additionalProperties" in node:
@@ -147,6 +147,18 @@ def _all_of(checks: list[Check]) -> Check:
         return True
 
     return check
+
+
+def _unique_check(value: Any) -> bool:
+    if not isinstance(value, list):
+        return True
+    try:
+        # JSON Schema equality: true is not 1, but 1 is 1.0.
+        return len({(isinstance(v, bool), v) for v in value}) == len(value)
+    except TypeError:  # lists or mappings inside: compare their JSON form
+        import json
+
+        return len({json.dumps(v, sort_keys=True) for v in value}) == len(value)
 
 
 def _items_check(item: Check) -> Check:

@@ -35,6 +35,7 @@ def merge_plans(plans: list[tuple[str, Plan]]) -> Plan:
             owner[customer.customer] = name
             merged.customers.append(customer)
         merged.errors.extend(plan.errors)
+        merged.files += plan.files
         for note in plan.notes:
             if note not in merged.notes:
                 merged.notes.append(note)

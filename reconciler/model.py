@@ -145,18 +145,32 @@ class DesiredAccount:
     kind: Kind
     key: str  # extension digits, or the auto attendant number as text
     name: str
-    product: str
+    product: str | None  # None only in a spec with errors, when the product could not be read
     addons: tuple[str, ...]
     dids: tuple[str, ...]
     blocked: bool | None
     path: Path  # e.g. ("extensions", 3)
+    # Fields of a spec with errors whose value could not be read in full ("name", "addons",
+    # "dids"): the plan neither removes nor renames anything on their account.
+    unreadable: frozenset[str] = frozenset()
+    # Where each DID and add-on was written in its list (a list may have lost broken items).
+    did_at: tuple[int, ...] = ()
+    addon_at: tuple[int, ...] = ()
+
+    def did_path(self, index: int) -> Path:
+        """The spec path of ``dids[index]`` as written in the file."""
+        return self.path + ("dids", self.did_at[index] if self.did_at else index)
+
+    def addon_path(self, index: int) -> Path:
+        """The spec path of ``addons[index]`` as written in the file."""
+        return self.path + ("addons", self.addon_at[index] if self.addon_at else index)
 
 
 @dataclass(frozen=True, slots=True)
 class CustomerSpec:
     file: str
     customer_id: int
-    customer_name: str
+    customer_name: str | None  # None only in a spec with errors, when the name could not be read
     prune: bool
     accounts: tuple[DesiredAccount, ...]
 
@@ -199,6 +213,10 @@ class Problem:
             line=data.get("line"),
             column=data.get("column"),
         )
+
+    def sort_key(self) -> tuple[str, int, int]:
+        """File, line, column: the order problems are reported in."""
+        return (self.file or "", self.line or 0, self.column or 0)
 
     def where(self) -> str:
         if self.file is None:

@@ -14,6 +14,7 @@ from typing import Any
 from reconciler.model import (
     Account,
     Change,
+    CustomerSpec,
     CustomerState,
     DesiredAccount,
     Problem,
@@ -30,6 +31,9 @@ class PlanOptions:
 
     unsafe_share: float = 0.25
     unsafe_min_accounts: int = 8
+    # Keep each customer's state in its plan (``state_at_plan``) so that a saved plan found stale
+    # can say what changed. Only for a plan that is saved: it is as big as the state.
+    snapshot: bool = False
 
 
 @dataclass
@@ -44,9 +48,11 @@ class CustomerPlan:
     unsafe: bool = False
     unsafe_reason: str | None = None
     usage: list[dict[str, Any]] = field(default_factory=list)
+    snapshot: dict[str, Any] | None = None  # the state at plan time (see staleness.py)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, with_state: bool = False) -> dict[str, Any]:
+        """The plan's JSON form; ``with_state`` adds ``state_at_plan`` (for a saved plan only)."""
+        data: dict[str, Any] = {
             "customer": self.customer,
             "name": self.name,
             "file": self.file,
@@ -58,6 +64,9 @@ class CustomerPlan:
             "unsafe_reason": self.unsafe_reason,
             "usage": self.usage,
         }
+        if with_state and self.snapshot is not None:
+            data["state_at_plan"] = self.snapshot
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CustomerPlan:
@@ -72,6 +81,7 @@ class CustomerPlan:
             unsafe=bool(data.get("unsafe", False)),
             unsafe_reason=data.get("unsafe_reason"),
             usage=list(data.get("usage", [])),
+            snapshot=data.get("state_at_plan"),
         )
 
 
@@ -102,9 +112,15 @@ def fingerprint(state: CustomerState) -> str:
 def plan_customer(
     loaded: LoadedSpec, state: CustomerState | None, options: PlanOptions | None = None
 ) -> CustomerPlan:
-    """The plan for one valid spec (``loaded.spec`` set) against its customer's state."""
-    spec = loaded.spec
-    assert spec is not None, "plan_customer needs a spec without load errors"
+    """The plan for one spec against its customer's state.
+
+    A spec with errors (``loaded.spec`` None) is checked from what could be read of it
+    (``loaded.checkable``): its problems are reported, but it gets no changes, no prune and no
+    safety verdict, since entries that could not be read are missing from it.
+    """
+    spec = loaded.spec or loaded.checkable
+    assert spec is not None, "plan_customer needs a spec whose customer can be read"
+    partial = loaded.spec is None
     result = CustomerPlan(
         customer=spec.customer_id,
         file=loaded.file,
@@ -124,7 +140,11 @@ def plan_customer(
         return result
     result.fingerprint = fingerprint(state)
     result.name = state.customer.name
-    if state.customer.name != spec.customer_name:
+    if options is not None and options.snapshot and not partial:
+        from reconciler.staleness import state_snapshot
+
+        result.snapshot = state_snapshot(state)
+    if spec.customer_name is not None and state.customer.name != spec.customer_name:
         result.errors.append(
             doc.problem(
                 "customer_mismatch",
@@ -133,18 +153,30 @@ def plan_customer(
                 ("customer", "name"),
             )
         )
+        result.errors.sort(key=Problem.sort_key)
         return result
-    _Planner(loaded, state, result, options or PlanOptions()).run()
+    _Planner(loaded, spec, state, result, options or PlanOptions(), partial=partial).run()
+    if partial:
+        result.changes.clear()
     result.changes.sort(key=Change.sort_key)
+    result.errors.sort(key=Problem.sort_key)
+    result.warnings.sort(key=Problem.sort_key)
     return result
 
 
 class _Planner:
     def __init__(
-        self, loaded: LoadedSpec, state: CustomerState, result: CustomerPlan, options: PlanOptions
+        self,
+        loaded: LoadedSpec,
+        spec: CustomerSpec,
+        state: CustomerState,
+        result: CustomerPlan,
+        options: PlanOptions,
+        *,
+        partial: bool = False,
     ) -> None:
-        assert loaded.spec is not None
-        self.spec = loaded.spec
+        self.spec = spec
+        self.partial = partial
         self.doc = loaded.yaml
         self.state = state
         self.customer = state.customer
@@ -156,6 +188,9 @@ class _Planner:
         self.holder = {did: a.id for a in state.accounts for did in a.dids}
         self.pruned: set[str] = set()
         self.planned: list[DesiredAccount] = []  # desired accounts that end up open
+        # (entry path, product) assignments refused as the wrong type: one mistake, one problem,
+        # so they do not count against the quantity too.
+        self.refused: set[tuple[tuple[Any, ...], str]] = set()
 
     def problem(self, code: str, message: str, path: tuple[Any, ...], *, assigned: bool = True) -> None:
         found = self.doc.problem(code, message, path)
@@ -167,26 +202,14 @@ class _Planner:
     # -- the steps --
 
     def run(self) -> None:
-        self.check_spec_dids()
-        self.accounts_not_in_spec()
+        if not self.partial:
+            # An entry that could not be read would look "not in spec": say nothing of removal.
+            self.accounts_not_in_spec()
         for desired in self.spec.accounts:
             self.desired_account(desired)
         self.quantities()
-        self.safety()
-
-    def check_spec_dids(self) -> None:
-        owner: dict[str, str] = {}
-        self.duplicate_dids: set[tuple[str, str]] = set()
-        for desired in self.spec.accounts:
-            for index, did in enumerate(desired.dids):
-                if did in owner and owner[did] != desired.id:
-                    self.problem(
-                        "did_duplicate",
-                        f"DID {did} is given to both {owner[did]} and {desired.id}",
-                        desired.path + ("dids", index),
-                    )
-                    self.duplicate_dids.add((desired.id, did))
-                owner.setdefault(did, desired.id)
+        if not self.partial:
+            self.safety()
 
     def accounts_not_in_spec(self) -> None:
         for account in self.state.accounts:
@@ -255,11 +278,12 @@ class _Planner:
             )
 
     def create(self, desired: DesiredAccount) -> None:
-        self.check_product(desired.product, "main", desired.path + ("product",), assigned=True)
+        if desired.product is not None:
+            self.check_product(desired.product, "main", desired.path + ("product",), assigned=True)
         addons = _unique(desired.addons)
         for addon in addons:
             index = desired.addons.index(addon)
-            self.check_product(addon, "addon", desired.path + ("addons", index), assigned=True)
+            self.check_product(addon, "addon", desired.addon_path(index), assigned=True)
         self.emit(
             change(
                 "create_account",
@@ -278,24 +302,25 @@ class _Planner:
 
     def update(self, desired: DesiredAccount, existing: Account) -> None:
         path = desired.path
-        new_product = existing.product != desired.product
-        self.check_product(desired.product, "main", path + ("product",), assigned=new_product)
+        new_product = desired.product is not None and existing.product != desired.product
+        if desired.product is not None:
+            self.check_product(desired.product, "main", path + ("product",), assigned=new_product)
         if new_product:
             self.emit(change("set_product", desired.id, from_=existing.product, to=desired.product))
-        if existing.name != desired.name:
+        if existing.name != desired.name and "name" not in desired.unreadable:
             self.emit(change("set_name", desired.id, from_=existing.name, to=desired.name))
         wanted_addons = _unique(desired.addons)
         for addon in existing.addons:
-            if addon not in wanted_addons:
+            if addon not in wanted_addons and "addons" not in desired.unreadable:
                 self.emit(change("remove_addon", desired.id, product=addon))
         for addon in wanted_addons:
             index = desired.addons.index(addon)
             added = addon not in existing.addons
-            self.check_product(addon, "addon", path + ("addons", index), assigned=added)
+            self.check_product(addon, "addon", desired.addon_path(index), assigned=added)
             if added:
                 self.emit(change("add_addon", desired.id, product=addon))
         for did in existing.dids:
-            if did not in desired.dids:
+            if did not in desired.dids and "dids" not in desired.unreadable:
                 self.emit(change("remove_alias", desired.id, did=did))
         for index, did in enumerate(desired.dids):
             if did in existing.dids:
@@ -304,7 +329,7 @@ class _Planner:
                         "did_not_owned",
                         f"DID {did} of {desired.id} is no longer in the customer's DID pool "
                         "(kept as it is)",
-                        path + ("dids", index),
+                        desired.did_path(index),
                         assigned=False,
                     )
                 continue
@@ -318,9 +343,7 @@ class _Planner:
                 self.check_block_permission(desired, "unblock")
 
     def add_did(self, desired: DesiredAccount, index: int, did: str) -> None:
-        path = desired.path + ("dids", index)
-        if (desired.id, did) in self.duplicate_dids:
-            return
+        path = desired.did_path(index)
         if did not in self.customer.dids:
             self.problem("did_not_owned", f"DID {did} is not in the customer's DID pool", path)
             return
@@ -364,6 +387,8 @@ class _Planner:
                 else f"{name!r} is a main product; `addons` takes add-on products only"
             )
             self.problem("wrong_product_type", message, path, assigned=assigned)
+            if assigned and len(path) > 2:
+                self.refused.add((path[:2], name))
         elif self.customer.quantity_for(name) is None:
             allowed = sorted(
                 n for n, _ in self.customer.agreement
@@ -392,13 +417,15 @@ class _Planner:
         for desired in self.planned:
             existing = self.current.get(desired.id)
             before = existing.products_used if existing is not None else set()
-            used = {desired.product, *desired.addons}
+            used = {*desired.addons} | ({desired.product} if desired.product is not None else set())
             for product in used:
+                if (desired.path, product) in self.refused:
+                    continue
                 planned[product] = planned.get(product, 0) + 1
                 if product not in before and product not in newly:
-                    newly[product] = desired.path + (
-                        ("product",) if product == desired.product
-                        else ("addons", desired.addons.index(product))
+                    newly[product] = (
+                        desired.path + ("product",) if product == desired.product
+                        else desired.addon_path(desired.addons.index(product))
                     )
         usage = []
         for product, quantity in sorted(self.customer.agreement):

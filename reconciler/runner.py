@@ -34,6 +34,7 @@ class Plan:
     customers: list[CustomerPlan] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    files: int = 0  # spec files read
 
     @property
     def change_count(self) -> int:
@@ -47,12 +48,14 @@ class Plan:
     def warning_count(self) -> int:
         return sum(len(c.warnings) for c in self.customers)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, with_state: bool = False) -> dict[str, Any]:
+        """The plan's JSON form; ``with_state`` adds each customer's state at plan time, which
+        only a saved plan carries (``apply --plan`` explains a stale customer with it)."""
         return {
             "format_version": FORMAT_VERSION,
             "backend": self.backend,
             "backend_resolved": self.backend_resolved,
-            "customers": [c.to_dict() for c in self.customers],
+            "customers": [c.to_dict(with_state=with_state) for c in self.customers],
             "errors": [p.to_dict() for p in self.errors],
             "notes": list(self.notes),
             "summary": {
@@ -60,6 +63,7 @@ class Plan:
                 "changes": self.change_count,
                 "errors": self.error_count,
                 "warnings": self.warning_count,
+                "files": self.files,
             },
         }
 
@@ -71,6 +75,7 @@ class Plan:
             customers=[CustomerPlan.from_dict(c) for c in data["customers"]],
             errors=[Problem.from_dict(p) for p in data.get("errors", [])],
             notes=list(data.get("notes", [])),
+            files=int(data.get("summary", {}).get("files", 0)),
         )
 
 
@@ -96,6 +101,7 @@ def validate_offline(paths: list[str], selection: Selection | None = None) -> Pl
         loaded = load_spec(path)
         if not selected.admits(selection, loaded):
             continue
+        plan.files += 1
         _admit(plan, seen, loaded, lambda spec: CustomerPlan(
             customer=spec.customer_id or 0,
             file=spec.file,
@@ -131,8 +137,12 @@ def build_plan(
         for loaded in _loaded_batches(selected.files, batch_size, _reads_concurrently(backend)):
             if selected.undecided:
                 loaded = [s for s in loaded if selected.admits(selection, s)]
+            plan.files += len(loaded)
             wanted = sorted(
-                {s.spec.customer_id for s in loaded if s.spec is not None and s.spec.customer_id not in seen}
+                {
+                    s.customer_id for s in loaded
+                    if s.checkable is not None and s.customer_id is not None and s.customer_id not in seen
+                }
             )
             states = dict(backend.read_customers(wanted, catalogue)) if wanted else {}
 
@@ -200,14 +210,14 @@ def few_collections(young: int = 20_000) -> Iterator[None]:
 def _plan_one(
     loaded: LoadedSpec, states: dict[int, Any], catalogue: Catalogue, options: PlanOptions
 ) -> CustomerPlan:
-    if loaded.spec is None:
+    if loaded.checkable is None:
         return CustomerPlan(
             customer=loaded.customer_id or 0,
             file=loaded.file,
             errors=list(loaded.errors),
             warnings=list(loaded.warnings),
         )
-    return plan_customer(loaded, states.get(loaded.spec.customer_id), options)
+    return plan_customer(loaded, states.get(loaded.checkable.customer_id), options)
 
 
 def _admit(
@@ -217,6 +227,7 @@ def _admit(
     customer_id = loaded.customer_id
     if customer_id is None:
         plan.errors.extend(loaded.errors or [Problem("schema", "customer.id is missing", loaded.file)])
+        plan.errors.sort(key=Problem.sort_key)
         return
     first = seen.get(customer_id)
     if first is not None:

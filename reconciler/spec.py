@@ -4,28 +4,39 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
 
+from reconciler.desired import desired_state, normalise_did, valid_did
 from reconciler.errors import UsageError
 from reconciler.fastschema import Check, compile_schema
-from reconciler.model import (
-    CustomerSpec,
-    DesiredAccount,
-    Problem,
-    auto_attendant_account_id,
-    extension_account_id,
-)
+from reconciler.messages import schema_problems
+from reconciler.model import CustomerSpec, Path, Problem
 from reconciler.yamlload import Limits, LoadedYaml, load_yaml
 
 if TYPE_CHECKING:
     import jsonschema
 
-SCHEMA_DIR = FsPath(__file__).resolve().parent.parent / "schemas"
+
+
+def _schema_dir() -> FsPath:
+    """Where the JSON Schemas are: inside the installed package (a wheel ships them as
+    reconciler/schemas), or the repository's schemas/ folder in a source checkout."""
+    here = FsPath(__file__).resolve().parent
+    packaged = here / "schemas"
+    return packaged if packaged.is_dir() else here.parent / "schemas"
+
+
+SCHEMA_DIR = _schema_dir()
 SPEC_SUFFIXES = (".yaml", ".yml")
+
+# normalise_did and valid_did have always been imported from here: re-exported.
+__all__ = [
+    "SCHEMA_DIR", "LoadedSpec", "discover", "load_schema", "load_spec", "normalise_did",
+    "schema_check", "valid_did",
+]
 
 
 @cache
@@ -73,7 +84,7 @@ def discover(paths: list[str]) -> list[str]:
             for folder, subfolders, files in os.walk(given, followlinks=False):
                 subfolders.sort()
                 for name in files:
-                    if not name.endswith(SPEC_SUFFIXES):
+                    if not name.lower().endswith(SPEC_SUFFIXES):
                         continue
                     full = os.path.join(folder, name)
                     if os.path.islink(full):
@@ -95,34 +106,30 @@ def discover(paths: list[str]) -> list[str]:
 
 # ---- loading -------------------------------------------------------------------------------------
 
-_DID_SEPARATORS = re.compile(r"[ ().-]")
-_DID = re.compile(r"[0-9]{7,15}")
-_EXTENSION = re.compile(r"[0-9]{1,15}")
-
-
-def normalise_did(written: str) -> str:
-    """'+1 209-455-5948' -> '12094555948'. Validity (7-15 digits) is checked by the caller."""
-    text = written.strip()
-    if text.startswith("+"):
-        text = text[1:]
-    return _DID_SEPARATORS.sub("", text)
-
-
 @dataclass
 class LoadedSpec:
-    """A spec file after loading: the desired state when valid, and every problem found."""
+    """A spec file after loading: the desired state when valid, and every problem found.
+
+    ``spec`` is set only when the file has no error. ``checkable`` is the desired state built
+    from the values that could be read even when others are broken: the agreement is checked on
+    it, so that one broken value hides only the checks that depend on it. It is never planned
+    for apply.
+    """
 
     file: str
     yaml: LoadedYaml
     spec: CustomerSpec | None = None
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    checkable: CustomerSpec | None = None
 
     @property
     def customer_id(self) -> int | None:
         """The customer id, when it can be read at all (even from an otherwise broken spec)."""
         if self.spec is not None:
             return self.spec.customer_id
+        if self.checkable is not None:
+            return self.checkable.customer_id
         data = self.yaml.data
         if isinstance(data, dict) and isinstance(data.get("customer"), dict):
             value = data["customer"].get("id")
@@ -140,7 +147,11 @@ def _is_symlink_escape(path: str) -> bool:
 
 
 def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
-    """Load and check one customer spec file. Never raises for bad content."""
+    """Load and check one customer spec file. Never raises for bad content.
+
+    Every problem of the file is collected: schema errors do not stop the duplicate checks, and
+    a broken value is left out of the desired state instead of discarding the whole file.
+    """
     if _is_symlink_escape(path):
         loaded = LoadedYaml(path)
         problem = Problem(
@@ -166,145 +177,28 @@ def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
             loaded.problem("schema", f"a spec must be a mapping (version, customer, ...), not {kind}")
         )
         return result
-    schema_problems = schema_check(loaded, "customer-spec.schema.json")
-    result.errors.extend(schema_problems)
-    if schema_problems:
-        return result
-    spec, errors, warnings = _desired_state(loaded)
+    broken: set[Path] = set()
+    if not _fast_check("customer-spec.schema.json")(loaded.data):
+        problems, broken = _schema_problems(loaded, "customer-spec.schema.json")
+        result.errors.extend(problems)
+    checkable, errors, warnings = desired_state(loaded, broken)
     result.errors.extend(errors)
     result.warnings.extend(warnings)
+    result.errors.sort(key=Problem.sort_key)
+    result.warnings.sort(key=Problem.sort_key)
+    result.checkable = checkable
     if not result.errors:
-        result.spec = spec
+        result.spec = checkable
     return result
 
 
+def _schema_problems(loaded: LoadedYaml, schema_name: str) -> tuple[list[Problem], set[Path]]:
+    return schema_problems(loaded, _validator(schema_name).iter_errors(loaded.data))
+
+
 def schema_check(loaded: LoadedYaml, schema_name: str) -> list[Problem]:
-    """Schema problems of a loaded document, each at the offending key or value."""
+    """Schema problems of a loaded document, each at the offending key or value, in line order."""
     if _fast_check(schema_name)(loaded.data):
         return []
-    validator = _validator(schema_name)
-    problems = []
-    for error in sorted(validator.iter_errors(loaded.data), key=lambda e: list(e.absolute_path)):
-        path = tuple(error.absolute_path)
-        at_key = False
-        message = error.message
-        if (
-            error.validator == "additionalProperties"
-            and isinstance(error.instance, dict)
-            and isinstance(error.schema, dict)
-        ):
-            allowed = set(error.schema.get("properties", {}))
-            extra = sorted(k for k in error.instance if k not in allowed)
-            for key in extra:
-                where = _breadcrumb(path + (key,))
-                problems.append(
-                    loaded.problem(
-                        "schema",
-                        f"{where}: unknown key {key!r}"
-                        + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""),
-                        path + (key,),
-                        at_key=True,
-                    )
-                )
-            continue
-        if error.validator == "pattern":
-            message = f"{error.instance!r} does not match the expected format"
-            if path and path[-1] == "extension" or (len(path) > 1 and path[-1] == "extension"):
-                message = f"{error.instance!r} is not an extension (1-15 digits)"
-            elif len(path) > 1 and path[-2] == "dids":
-                message = f"{error.instance!r} is not a DID (digits, e.g. 12094555948)"
-        problems.append(loaded.problem("schema", f"{_breadcrumb(path)}: {message}", path, at_key=at_key))
-    return problems
-
-
-def _breadcrumb(path: tuple[Any, ...]) -> str:
-    if not path:
-        return "top level"
-    text = ""
-    for step in path:
-        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
-    return text
-
-
-def _desired_state(loaded: LoadedYaml) -> tuple[CustomerSpec, list[Problem], list[Problem]]:
-    data = loaded.data
-    customer_id: int = data["customer"]["id"]
-    errors: list[Problem] = []
-    warnings: list[Problem] = []
-    accounts: list[DesiredAccount] = []
-    for section, kind, key_field, duplicate_code in (
-        ("extensions", "extension", "extension", "duplicate_extension"),
-        ("auto_attendants", "auto_attendant", "number", "duplicate_auto_attendant"),
-    ):
-        seen: dict[str, int] = {}
-        for index, entry in enumerate(data.get(section) or []):
-            path = (section, index)
-            key = str(entry[key_field])
-            if kind == "extension" and not _EXTENSION.fullmatch(key):
-                # The schema's pattern lets "7\n" through ($ matches before a final newline).
-                errors.append(
-                    loaded.problem(
-                        "schema",
-                        f"{_breadcrumb(path + (key_field,))}: {key!r} is not an extension (1-15 digits)",
-                        path + (key_field,),
-                    )
-                )
-                continue
-            if key in seen:
-                label = "extension" if kind == "extension" else "auto attendant number"
-                errors.append(
-                    loaded.problem(
-                        duplicate_code,
-                        f"{label} {key} is listed twice (first at {section}[{seen[key]}])",
-                        path + (key_field,),
-                    )
-                )
-                continue
-            seen[key] = index
-            dids = []
-            for did_index, written in enumerate(entry.get("dids") or []):
-                did = normalise_did(written)
-                did_path = path + ("dids", did_index)
-                if not _DID.fullmatch(did):
-                    errors.append(
-                        loaded.problem(
-                            "schema",
-                            f"{_breadcrumb(did_path)}: {written!r} is not a DID: "
-                            "it must be 7-15 digits (E.164 without +)",
-                            did_path,
-                        )
-                    )
-                    continue
-                if did != written:
-                    warnings.append(
-                        loaded.problem(
-                            "did_normalised", f"DID {written!r} is read as {did}", did_path
-                        )
-                    )
-                dids.append(did)
-            account_id = (
-                extension_account_id(customer_id, key)
-                if kind == "extension"
-                else auto_attendant_account_id(customer_id, int(key))
-            )
-            accounts.append(
-                DesiredAccount(
-                    id=account_id,
-                    kind=kind,  # type: ignore[arg-type]
-                    key=key,
-                    name=entry["name"],
-                    product=entry["product"],
-                    addons=tuple(entry.get("addons") or ()),
-                    dids=tuple(dids),
-                    blocked=entry.get("blocked"),
-                    path=path,
-                )
-            )
-    spec = CustomerSpec(
-        file=loaded.file,
-        customer_id=customer_id,
-        customer_name=data["customer"]["name"],
-        prune=bool(data.get("prune", False)),
-        accounts=tuple(accounts),
-    )
-    return spec, errors, warnings
+    problems, _ = _schema_problems(loaded, schema_name)
+    return sorted(problems, key=Problem.sort_key)

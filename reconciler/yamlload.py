@@ -77,6 +77,11 @@ def _plain_tag(value: str) -> str:
     return STR
 
 
+def reads_as_text(value: str) -> bool:
+    """Would YAML read ``value``, written plain (unquoted), as text? ``No`` and ``12`` would not."""
+    return _plain_tag(value) == STR
+
+
 # Keys whose scalar values are kept as the text written: "extension: 0466" is extension "0466",
 # never the octal number 310, and "dids: [12094555948]" is a list of DIDs, not of integers.
 RAW_TEXT_KEYS = frozenset({"extension", "dids"})
@@ -167,6 +172,21 @@ class LoadedYaml:
         mark = target.start_mark
         return mark.line + 1, mark.column + 1
 
+    def node_at(self, path: Path) -> Node | None:
+        """The node of the value at ``path``, or None when the path does not exist."""
+        node = self.nodes()
+        for step in path:
+            if node is None:
+                return None
+            node, _ = _child(node, step)
+        return node
+
+    def written(self, path: Path) -> str | None:
+        """The text of the scalar at ``path`` as written in the file (``No`` for a value read as
+        False), or None when it is not a scalar."""
+        node = self.node_at(path)
+        return node.value if isinstance(node, ScalarNode) else None
+
     def problem(self, code: str, message: str, path: Path = (), *, at_key: bool = False) -> Problem:
         line, column = self.locate(path, at_key=at_key)
         return Problem(code, message, self.file, line, column)
@@ -255,7 +275,11 @@ class _Constructor:
             return None
         if tag in _TEXT_TAGS:
             return node.value
-        raise Refused(f"the tag {tag!r} is not allowed (specs hold plain data only)", node)
+        raise Refused(
+            f"the tag {tag!r} is not allowed (specs hold plain data only; a text that starts with "
+            "'!' must be quoted)",
+            node,
+        )
 
     def _sequence(self, node: SequenceNode, depth: int, raw: bool) -> list[Any]:
         if node.tag != _SEQ:
@@ -273,11 +297,12 @@ class _Constructor:
                 raise Refused(f"the tag {key_node.tag!r} is not allowed", key_node)
             name = key_node.value
             if name in result:
+                first = next(k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == name)
                 self.loaded.problems.append(
                     _at(
                         "duplicate_key",
-                        f"the key {name!r} appears twice in the same mapping "
-                        "(YAML keeps only one; say it once)",
+                        f"the key {name!r} appears twice in the same mapping (first at line "
+                        f"{first.start_mark.line + 1}); YAML would keep only one: say it once",
                         self.loaded.file,
                         key_node.start_mark,
                     )
@@ -423,7 +448,9 @@ def load_yaml_text(
         if too_deep:
             problem = _at("yaml_refused", f"nesting is deeper than {limits.max_depth} levels", display, mark)
         else:
-            problem = _at("yaml_syntax", f"invalid YAML: {what}", display, mark)
+            from reconciler.messages import syntax_message
+
+            problem = _at("yaml_syntax", syntax_message(text, mark, what), display, mark)
         loaded.problems.append(problem)
         return loaded
     except (yaml.YAMLError, ValueError) as exc:

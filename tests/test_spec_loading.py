@@ -55,7 +55,7 @@ def test_unknown_key_points_at_the_key_and_lists_the_allowed_ones(tmp_path: Path
 def test_missing_required_field_names_the_path(tmp_path: Path) -> None:
     loaded = _load(tmp_path, "extensions:\n  - extension: '1'\n    name: J\n")
     assert loaded.errors[0].code == "schema"
-    assert "extensions[0]: 'product' is a required property" in loaded.errors[0].message
+    assert "extensions[0]: the required key 'product' is missing" in loaded.errors[0].message
     assert loaded.errors[0].line == 4
 
 

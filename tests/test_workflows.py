@@ -159,6 +159,7 @@ def test_apply_runs_one_at_a_time_and_applies_the_saved_plan() -> None:
     commands = _commands_of("apply.yml")
     assert commands[0] == ("reconciler plan specs/customers/ --out applied-plan.json --format markdown")
     assert commands[1:] == [
+        "reconciler show applied-plan.json",
         "reconciler apply --plan applied-plan.json --force",
         "reconciler apply --plan applied-plan.json",
     ]
@@ -205,14 +206,16 @@ def test_composite_action_interface() -> None:
 
 
 def test_pre_commit_hook() -> None:
-    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
-    assert hook["id"] == "reconciler-validate"
-    assert hook["entry"] == "reconciler validate --offline"
-    assert hook["language"] == "python"
-    pattern = re.compile(hook["files"])
-    assert pattern.search("specs/customers/abc.yaml") and pattern.search("specs/customers/x.yml")
-    assert not pattern.search("README.md") and not pattern.search("other/abc.yaml")
-    assert not pattern.search("specs/demo-billing-state.yaml")
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert set(hooks) == {"reconciler-validate", "reconciler-fmt"}
+    assert hooks["reconciler-validate"]["entry"] == "reconciler validate --offline"
+    assert hooks["reconciler-fmt"]["entry"] == "reconciler fmt"
+    for hook in hooks.values():
+        assert hook["language"] == "python"
+        pattern = re.compile(hook["files"])
+        assert pattern.search("specs/customers/abc.yaml") and pattern.search("specs/customers/x.yml")
+        assert not pattern.search("README.md") and not pattern.search("other/abc.yaml")
+        assert not pattern.search("specs/demo-billing-state.yaml")
 
 
 def _lint_environment() -> dict[str, str]:

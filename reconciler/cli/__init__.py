@@ -19,10 +19,12 @@ from reconciler import __version__
 from reconciler.backends import DEFAULT_BACKEND, BackendSettings
 from reconciler.cli.adopt import adopt
 from reconciler.cli.apply import apply
+from reconciler.cli.argv import global_options_first
 from reconciler.cli.common import EXIT_PROBLEM, Context, err
 from reconciler.cli.doctor import doctor
 from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
+from reconciler.cli.fmt import fmt
 from reconciler.cli.history import history
 from reconciler.cli.plan import plan
 from reconciler.cli.show import show
@@ -67,6 +69,7 @@ for _command in (validate, plan, apply, export, state, history, emulator, doctor
     cli.add_command(_command)
 cli.add_command(show)
 cli.add_command(adopt)
+cli.add_command(fmt)
 
 
 
@@ -91,8 +94,9 @@ def _crash(exc: BaseException) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = global_options_first(list(sys.argv[1:] if argv is None else argv), set(cli.commands))
     try:
-        cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
+        cli.main(args=args, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

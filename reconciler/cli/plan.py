@@ -30,10 +30,11 @@ from reconciler.selection import Selection
 
 def _compute_plan(obj: Context, backend: Backend, paths: tuple[str, ...], changed_since: str | None,
                   unsafe_share: float, unsafe_min_accounts: int,
-                  selection: Selection | None = None):  # type: ignore[no-untyped-def]
+                  selection: Selection | None = None, snapshot: bool = False):  # type: ignore[no-untyped-def]
     from reconciler.runner import build_plan
 
-    options = PlanOptions(unsafe_share=unsafe_share, unsafe_min_accounts=unsafe_min_accounts)
+    options = PlanOptions(unsafe_share=unsafe_share, unsafe_min_accounts=unsafe_min_accounts,
+                          snapshot=snapshot)
     if changed_since is None:
         return build_plan(list(paths), backend, options=options, selection=selection)
     from reconciler.gitchanges import GitChangesError, changed_spec_files
@@ -68,11 +69,13 @@ def plan(obj: Context, paths: tuple[str, ...], fmt: str, out: str | None, detail
     """Show what apply would change."""
     with obj.backend() as backend:
         result = _compute_plan(obj, backend, paths, changed_since, unsafe_share, unsafe_min_accounts,
-                               selection)
-    data = result.to_dict()
+                               selection, snapshot=bool(out))
+    data = result.to_dict(with_state=bool(out))
     if out:
         write_atomically(out, lambda stream: dump_json(data, stream))
         err(f"plan saved to {out}")
+        for customer in data["customers"]:
+            customer.pop("state_at_plan", None)  # for apply --plan only, not for the output
     emit_plan(data, fmt)
     annotate(data)
     if result.error_count:

@@ -44,13 +44,18 @@ def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str, sele
     else:
         from reconciler.render.text import where
 
-        problems = data["errors"] + [p for c in data["customers"] for p in c["errors"]]
-        warnings = [p for c in data["customers"] for p in c["warnings"]]
-        for problem in problems:
-            click.echo(f"error[{problem['code']}] {where(problem)}: {problem['message']}")
-        for problem in warnings:
-            click.echo(f"warning[{problem['code']}] {where(problem)}: {problem['message']}")
-        files = len(data["customers"]) + len({p["file"] for p in data["errors"]})
-        verdict = "valid" if not problems else "invalid"
-        click.echo(f"{files} spec file(s) {verdict}: {len(problems)} error(s), {len(warnings)} warning(s).")
+        # One list, in the order of the files and of their lines: a person reads it top down.
+        problems = [("error", p) for p in data["errors"]]
+        problems += [("error", p) for c in data["customers"] for p in c["errors"]]
+        problems += [("warning", p) for c in data["customers"] for p in c["warnings"]]
+        problems.sort(key=lambda item: (item[1]["file"] or "", item[1]["line"] or 0, item[1]["column"] or 0))
+        for level, problem in problems:
+            click.echo(f"{level}[{problem['code']}] {where(problem)}: {problem['message']}")
+        errors = sum(1 for level, _ in problems if level == "error")
+        warnings = len(problems) - errors
+        broken = len({p["file"] for level, p in problems if level == "error"})
+        verdict = "valid" if not errors else f"checked, {broken} invalid"
+        click.echo(
+            f"{plan.files} spec file(s) {verdict}: {errors} error(s), {warnings} warning(s)."
+        )
     sys.exit(EXIT_PROBLEM if plan.error_count else EXIT_OK)
