@@ -6,6 +6,7 @@ generator and the same commands on 5 customers × 20 extensions in a few seconds
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -175,3 +176,19 @@ def test_a_spec_without_its_node_tree_still_reports_the_same_problem(
     assert problem.message.startswith(message)
     if "extensions" in text:  # located from the text, composed again
         assert (problem.line, problem.column) == (4, 5)
+
+
+def test_the_parallelism_benchmark_runs_each_parallelism_as_a_verified_process(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if not bench.emulator_available():
+        pytest.skip("the PortaBilling emulator is not built")
+    from tests import bench_pb
+
+    code = bench_pb.main(["--customers", "2", "--extensions", "3", "--latency-ms", "0",
+                          "--parallelism", "1", "4", "--repeat", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "parallelism  1:" in out and "parallelism  4:" in out
+    counted = re.findall(r"([0-9.]+) calls per customer \(allowed ([0-9]+)\)", out)
+    assert len(counted) == 2 and all(0 < float(got) <= int(allowed) for got, allowed in counted), out
