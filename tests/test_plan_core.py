@@ -9,6 +9,7 @@ each problem's message and location are asserted as a person reads them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,15 @@ def spec_of(entries: list[str], *, prune: bool = False, name: str = "Acme") -> s
     # An entry that starts with a space continues the previous one (a flow mapping over lines).
     lines += [f"  {entry}" if entry.startswith(" ") else f"  - {entry}" for entry in entries]
     return "\n".join(lines) + "\n"
+
+
+def column(tmp_path: Path, line: int, text: str) -> int:
+    """The 1-based column where ``text`` starts on ``line`` of the planned spec file."""
+    return (tmp_path / "acme.yaml").read_text().splitlines()[line - 1].index(text) + 1
+
+
+def located(plan_problems: list[Any]) -> list[tuple[str, int, int | None]]:
+    return [(p.code, p.line, p.column) for p in plan_problems]
 
 
 def ops(plan: CustomerPlan) -> list[tuple[str, str]]:
@@ -337,6 +347,29 @@ def test_fingerprint_is_a_sha256_that_does_not_depend_on_the_order_billing_lists
     assert fingerprint(two) == fingerprint(two_reversed)
 
 
+def test_fingerprint_is_the_sha256_of_one_canonical_json_document() -> None:
+    # The form is part of the saved-plan format: a plan saved before an upgrade must not turn
+    # stale after it. This states it in full; changing it on purpose means changing this text.
+    state = CustomerState(
+        Customer(100, "Zoë & Co", True, (("Call recording", 2), ("Cloud PBX service", 0)),
+                 frozenset({"15550000002", "15550000001"})),
+        (Account("ph100x1", 100, "Zoë", "Cloud PBX service", ("Call recording",), ("15550000001",),
+                 "customer"),),
+        Catalogue((Product(3, "Call recording", "addon"), Product(1, "Cloud PBX service", "main"))),
+        frozenset({"ph100x9"}), frozenset({"15550000009"}),
+    )
+    canonical = (
+        '{"customer":[100,"Zoë & Co",true],'
+        '"agreement":[["Call recording",2],["Cloud PBX service",0]],'
+        '"pool":["15550000001","15550000002"],'
+        '"accounts":[["ph100x1","Zoë","Cloud PBX service",["Call recording"],["15550000001"],'
+        '"customer","open"]],'
+        '"catalogue":[[1,"Cloud PBX service","main"],[3,"Call recording","addon"]],'
+        '"foreign":[["ph100x9"],["15550000009"]]}'
+    )
+    assert fingerprint(state) == "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def test_the_plan_carries_the_fingerprint_of_the_state_it_was_computed_from(tmp_path: Path) -> None:
     text = spec_of(["{extension: '1', name: Alice, product: Cloud PBX service}"])
     plan = plan_text(tmp_path, text, FINGERPRINT_BASE)
@@ -417,25 +450,36 @@ def test_prune_terminates_after_removing_aliases_and_leaves_unmanaged_and_termin
 
 
 def test_without_prune_an_account_not_in_the_spec_is_a_warning_at_the_customer_id(tmp_path: Path) -> None:
-    state = state_of(ext(1), ext(2), ext(3, status="terminated"))
+    state = state_of(Account("trunk-1", 100, "Trunk", "Cloud PBX service"), ext(1), ext(2),
+                     ext(3, status="terminated"), ext(4))
     text = "version: 1\ncustomer:\n  id: 100  # <-\n  name: Acme\nextensions:\n" \
            "  - {extension: '1', name: User 1, product: Cloud PBX service}\n"
     plan = plan_text(tmp_path, text, state)
     assert plan.changes == [] and plan.errors == []
-    [warning] = plan.warnings
-    assert (warning.code, warning.message, warning.line) == (
-        "not_in_spec",
-        "ph100x2 (User 2) is in billing but not in the spec; it is kept (set prune: true to terminate it)",
-        3,
-    )
+    assert [(w.code, w.message, w.line, w.column) for w in plan.warnings] == [
+        ("not_in_spec",
+         "ph100x2 (User 2) is in billing but not in the spec; it is kept (set prune: true to terminate it)",
+         3, 7),
+        ("not_in_spec",
+         "ph100x4 (User 4) is in billing but not in the spec; it is kept (set prune: true to terminate it)",
+         3, 7),
+    ]
+
+
+def test_prune_goes_past_unmanaged_and_terminated_accounts_listed_first(tmp_path: Path) -> None:
+    state = state_of(Account("trunk-1", 100, "Trunk", "Cloud PBX service"), ext(3, status="terminated"),
+                     ext(1), ext(2))
+    plan = plan_text(tmp_path, spec_of(["{extension: '1', name: User 1, product: Cloud PBX service}"],
+                                       prune=True), state)
+    assert ops(plan) == [("terminate_account", "ph100x2")]
 
 
 def test_prune_refuses_to_terminate_an_admin_blocked_account(tmp_path: Path) -> None:
-    state = state_of(ext(1), ext(2, blocked_by="admin"))
+    state = state_of(ext(1), ext(2, blocked_by="admin"), ext(3))
     text = "version: 1\ncustomer: {id: 100, name: Acme}\nprune: true  # <-\nextensions:\n" \
            "  - {extension: '1', name: User 1, product: Cloud PBX service}\n"
     plan = plan_text(tmp_path, text, state)
-    assert plan.changes == []
+    assert ops(plan) == [("terminate_account", "ph100x3")]  # the others are still pruned
     assert [(p.code, p.message, p.line) for p in plan.errors] == [(
         "admin_blocked",
         "ph100x2 is blocked by the administrator and cannot be terminated by the customer; "
@@ -459,6 +503,14 @@ def test_admin_blocked_account_reports_one_problem_naming_every_change_asked_for
     )]
 
 
+def test_admin_blocked_account_keeps_the_problems_of_the_entries_before_it(tmp_path: Path) -> None:
+    state = state_of(ext(2, name="Bob", blocked_by="admin"))
+    text = spec_of(["{extension: '1', name: A, product: Xylophone}",
+                    "{extension: '2', name: Robert, product: Cloud PBX service}"])
+    plan = plan_text(tmp_path, text, state)
+    assert [(p.code, p.line) for p in plan.errors] == [("unknown_product", 5), ("admin_blocked", 6)]
+
+
 def test_admin_blocked_account_listed_as_it_is_is_no_problem(tmp_path: Path) -> None:
     state = state_of(ext(2, name="Bob", blocked_by="admin"))
     text = spec_of(["{extension: '2', name: Bob, product: Cloud PBX service, blocked: true}"])
@@ -467,21 +519,27 @@ def test_admin_blocked_account_listed_as_it_is_is_no_problem(tmp_path: Path) -> 
 
 
 def test_a_terminated_account_id_cannot_be_used_again(tmp_path: Path) -> None:
-    text = spec_of(["{extension: '3',  # <-", "   name: New, product: Cloud PBX service}"])
-    plan = plan_text(tmp_path, text, state_of(ext(3, status="terminated")))
+    text = spec_of(["{extension: '3',  # <-", "   name: New, product: Cloud PBX service}"]) + \
+        "auto_attendants:\n  - {name: Menu, product: Auto attendant, number: 2}\n"
+    gone = Account("ph100aa2", 100, "Menu", "Auto attendant", status="terminated")
+    plan = plan_text(tmp_path, text, state_of(ext(3, status="terminated"), gone))
     assert plan.changes == []
-    assert [(p.code, p.message, p.line) for p in plan.errors] == [
-        ("account_terminated", "ph100x3 was terminated in billing; its ID cannot be used again", 5)]
+    assert [(p.code, p.message, p.line, p.column) for p in plan.errors] == [
+        ("account_terminated", "ph100x3 was terminated in billing; its ID cannot be used again",
+         5, column(tmp_path, 5, "'3'")),
+        ("account_terminated", "ph100aa2 was terminated in billing; its ID cannot be used again",
+         8, column(tmp_path, 8, "2}")),
+    ]
 
 
 def test_an_account_id_of_another_customer_cannot_be_managed(tmp_path: Path) -> None:
     text = spec_of(["{extension: '7',  # <-", "   name: New, product: Cloud PBX service}"])
     plan = plan_text(tmp_path, text, state_of(foreign_ids=frozenset({"ph100x7"})))
     assert plan.changes == []
-    assert [(p.code, p.message, p.line) for p in plan.errors] == [(
+    assert [(p.code, p.message, p.line, p.column) for p in plan.errors] == [(
         "account_id_taken",
         "account ID ph100x7 belongs to another customer in billing; it cannot be managed from this spec",
-        5,
+        5, column(tmp_path, 5, "'7'"),
     )]
 
 
@@ -567,6 +625,14 @@ def test_product_problems_point_at_the_value_and_say_what_is_allowed(tmp_path: P
         "{extension: '6', name: F, product: Cloud PBX service, addons: [Fax to email]}",  # 10
     ])
     plan = plan_text(tmp_path, text, state_of())
+    assert located(plan.errors) == [
+        ("unknown_product", 5, column(tmp_path, 5, "Cloud PBX servce")),
+        ("unknown_product", 6, column(tmp_path, 6, "Xylophone")),
+        ("wrong_product_type", 7, column(tmp_path, 7, "Call recording")),
+        ("wrong_product_type", 8, column(tmp_path, 8, "Hotdesk")),
+        ("product_not_in_agreement", 9, column(tmp_path, 9, "Hotdesk")),
+        ("product_not_in_agreement", 10, column(tmp_path, 10, "Fax to email")),
+    ]
     assert [(p.code, p.message, p.line) for p in plan.errors] == [
         ("unknown_product", "no product named 'Cloud PBX servce'; did you mean 'Cloud PBX service'?", 5),
         ("unknown_product", "no product named 'Xylophone'", 6),
@@ -579,6 +645,41 @@ def test_product_problems_point_at_the_value_and_say_what_is_allowed(tmp_path: P
     ]
 
 
+def test_a_suggestion_needs_a_name_at_least_half_alike(tmp_path: Path) -> None:
+    text = spec_of(["{extension: '1', name: A, product: Cloud P}",
+                    "{extension: '2', name: B, product: Cloud}"])
+    plan = plan_text(tmp_path, text, state_of())
+    assert [p.message for p in plan.errors] == [
+        "no product named 'Cloud P'; did you mean 'Cloud PBX service'?",  # 58% alike
+        "no product named 'Cloud'",  # 45% alike: no suggestion
+    ]
+
+
+def test_changing_an_existing_account_to_products_outside_the_agreement_is_an_error(
+    tmp_path: Path,
+) -> None:
+    state = state_of(ext(1))
+    text = spec_of(["{extension: '1', name: User 1, product: Hotdesk,",
+                    "   addons: [Call recording, Fax to email]}"])
+    plan = plan_text(tmp_path, text, state)
+    assert ops(plan) == [("set_product", "ph100x1"), ("add_addon", "ph100x1"), ("add_addon", "ph100x1")]
+    assert located(plan.errors) == [
+        ("product_not_in_agreement", 5, column(tmp_path, 5, "Hotdesk")),
+        ("product_not_in_agreement", 6, column(tmp_path, 6, "Fax to email")),
+    ]
+    assert plan.warnings == []
+
+
+def test_adding_a_did_to_an_existing_account_is_checked_where_it_is_written(tmp_path: Path) -> None:
+    state = state_of(ext(1, dids=("15550000001",)))
+    text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service, dids: [",
+                    "   '15550000001',", "   '19990000000']}"])
+    plan = plan_text(tmp_path, text, state)
+    assert [(p.code, p.message, p.line, p.column) for p in plan.errors] == [
+        ("did_not_owned", "DID 19990000000 is not in the customer's DID pool", 7,
+         column(tmp_path, 7, "'1999"))]
+
+
 def test_an_agreement_without_add_ons_says_so_without_a_list(tmp_path: Path) -> None:
     text = spec_of(["{extension: '1', name: A, product: Cloud PBX service, addons: [Call recording]}"])
     plan = plan_text(tmp_path, text, state_of(customer=acme(agreement=(("Cloud PBX service", 0),))))
@@ -587,13 +688,22 @@ def test_an_agreement_without_add_ons_says_so_without_a_list(tmp_path: Path) -> 
 
 
 def test_a_kept_assignment_outside_the_agreement_is_a_warning_a_new_one_an_error(tmp_path: Path) -> None:
-    state = state_of(ext(1, product="Hotdesk", addons=("Fax to email",)))
+    state = state_of(ext(1, product="Hotdesk", addons=("Fax to email",)),
+                     ext(3, product="Legacy PBX", addons=("Hotdesk",)),
+                     ext(4, product="Call recording"))
     text = spec_of(["{extension: '1', name: User 1, product: Hotdesk, addons: [Fax to email]}",
-                    "{extension: '2', name: User 2, product: Hotdesk}"])
+                    "{extension: '2', name: User 2, product: Hotdesk}",
+                    "{extension: '3', name: User 3, product: Legacy PBX, addons: [Hotdesk]}",
+                    "{extension: '4', name: User 4, product: Call recording}"])
     plan = plan_text(tmp_path, text, state)
-    assert [(p.code, p.line) for p in plan.warnings] == [
-        ("product_not_in_agreement", 5), ("product_not_in_agreement", 5)]
-    assert [(p.code, p.line) for p in plan.errors] == [("product_not_in_agreement", 6)]
+    assert located(plan.warnings) == [
+        ("product_not_in_agreement", 5, column(tmp_path, 5, "Hotdesk")),
+        ("product_not_in_agreement", 5, column(tmp_path, 5, "Fax to email")),
+        ("unknown_product", 7, column(tmp_path, 7, "Legacy PBX")),
+        ("wrong_product_type", 7, column(tmp_path, 7, "Hotdesk")),
+        ("wrong_product_type", 8, column(tmp_path, 8, "Call recording")),
+    ]
+    assert located(plan.errors) == [("product_not_in_agreement", 6, column(tmp_path, 6, "Hotdesk"))]
     assert ops(plan) == [("create_account", "ph100x2")]
 
 
@@ -647,7 +757,18 @@ def test_a_kept_account_not_in_the_spec_still_counts(tmp_path: Path) -> None:
     text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service, addons: [Call recording]}",
                     "{extension: '3', name: New, product: Cloud PBX service, addons: [Call recording]}"])
     plan = plan_text(tmp_path, text, state)
-    assert codes(plan.errors) == ["quantity_exceeded"]
+    assert located(plan.errors) == [("quantity_exceeded", 6, column(tmp_path, 6, "Call recording]"))]
+
+
+def test_every_kept_account_not_in_the_spec_counts_once(tmp_path: Path) -> None:
+    state = state_of(ext(1, addons=("Call recording",)), ext(2, addons=("Call recording",)), ext(3))
+    text = spec_of(["{extension: '3', name: User 3, product: Cloud PBX service}"])
+    plan = plan_text(tmp_path, text, state)
+    assert plan.errors == []
+    assert plan.usage[1:] == [
+        {"product": "Call recording", "in_use": 2, "planned": 2, "quantity": 2},
+        {"product": "Cloud PBX service", "in_use": 3, "planned": 3, "quantity": 0},
+    ]
 
 
 def test_an_agreement_shrunk_below_use_warns_until_a_new_use_is_planned(tmp_path: Path) -> None:
@@ -664,6 +785,7 @@ def test_an_agreement_shrunk_below_use_warns_until_a_new_use_is_planned(tmp_path
         "(no new use is planned)",
         3,
     )]
+    assert plan.warnings[0].column == column(tmp_path, 3, "100")
     # Moving an add-on from one account to a new one is a new use while over the quantity, but
     # not more use than now: still only a warning.
     moved = text.replace("'3', name: User 3, product: Cloud PBX service, addons: [Call recording]",
@@ -682,7 +804,8 @@ def test_quantity_points_at_the_first_entry_that_newly_uses_the_product(tmp_path
             "  - {number: 1, name: Menu, product: Auto attendant}  # <-\n"
             "  - {number: 2, name: Night, product: Auto attendant}\n")
     plan = plan_text(tmp_path, text, state_of())
-    assert [(p.code, p.line) for p in plan.errors] == [("quantity_exceeded", marked_line(tmp_path / "acme.yaml"))]
+    line = marked_line(tmp_path / "acme.yaml")
+    assert located(plan.errors) == [("quantity_exceeded", line, column(tmp_path, line, "Auto attendant}"))]
 
 
 # ---- customer ---------------------------------------------------------------------------------------
@@ -691,13 +814,14 @@ def test_quantity_points_at_the_first_entry_that_newly_uses_the_product(tmp_path
 def test_unknown_customer_and_name_mismatch(tmp_path: Path) -> None:
     text = spec_of(["{extension: '1', name: A, product: Cloud PBX service}"])
     missing = plan_text(tmp_path, text, None)
-    assert [(p.code, p.message, p.line) for p in missing.errors] == [
-        ("unknown_customer", "billing has no customer 100", 2)]
-    assert missing.fingerprint is None and missing.changes == []
+    assert [(p.code, p.message, p.line, p.column) for p in missing.errors] == [
+        ("unknown_customer", "billing has no customer 100", 2, column(tmp_path, 2, "100"))]
+    assert missing.fingerprint is None and missing.changes == [] and missing.name == "Acme"
     wrong = plan_text(tmp_path, spec_of(["{extension: '1', name: A, product: Cloud PBX service}"],
                                         name="Acme Ltd"), state_of())
-    assert [(p.code, p.message) for p in wrong.errors] == [(
-        "customer_mismatch", "customer 100 is 'Acme' in billing, not 'Acme Ltd': is the id right?")]
+    assert [(p.code, p.message, p.column) for p in wrong.errors] == [(
+        "customer_mismatch", "customer 100 is 'Acme' in billing, not 'Acme Ltd': is the id right?",
+        column(tmp_path, 2, "Acme Ltd"))]
     assert wrong.changes == [] and wrong.name == "Acme"
     assert wrong.fingerprint == fingerprint(state_of())
 
@@ -706,9 +830,11 @@ def test_unknown_customer_and_name_mismatch(tmp_path: Path) -> None:
 
 
 def test_a_customer_plan_survives_its_dict_form(tmp_path: Path) -> None:
-    plan = fleet_plan(tmp_path, 8, 2, 1)
-    plan.warnings.append(plan.errors[0] if plan.errors else
-                         load_spec(str(tmp_path / "acme.yaml")).yaml.problem("not_in_spec", "w"))
+    plan = fleet_plan(tmp_path, 8, 3, 1)
+    problem = load_spec(str(tmp_path / "acme.yaml")).yaml.problem("not_in_spec", "kept", ("prune",))
+    plan.warnings.append(problem)
+    plan.errors.append(dataclasses.replace(problem, code="admin_blocked", message="refused"))
+    assert plan.unsafe is True
     data = plan.to_dict()
     assert set(data) == {"customer", "name", "file", "fingerprint", "changes", "errors", "warnings",
                          "unsafe", "unsafe_reason", "usage"}
