@@ -21,7 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.bench import (
+if __package__ in (None, ""):  # run as `python tests/bench_pb.py`: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.bench import (  # noqa: E402
     RUNNER,
     BenchFailure,
     Calls,
@@ -31,7 +34,7 @@ from tests.bench import (
     emulator_process,
     plan_through_emulator,
 )
-from tests.generate import generate
+from tests.generate import generate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
