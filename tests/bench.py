@@ -718,9 +718,9 @@ def run(args: argparse.Namespace, work: Path) -> list[Row]:
         setups.append(case_one_customer(args, work))
     for number, make in ((5, case_emulator), (6, case_fleet)):
         if number in args.cases:
-            setup = make(args, work)
-            if setup is not None:
-                setups.append(setup)
+            through_emulator = make(args, work)
+            if through_emulator is not None:
+                setups.append(through_emulator)
     # Repeats are interleaved (1, 2, 3, 4, 1, 2, …) so a busy spell hits every case alike.
     try:
         for repeat in range(args.repeat):

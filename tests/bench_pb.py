@@ -24,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python tests/bench_pb.py`: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.bench import (  # noqa: E402
+from tests.bench import (
     RUNNER,
     BenchFailure,
     Calls,
@@ -34,7 +34,7 @@ from tests.bench import (  # noqa: E402
     emulator_process,
     plan_through_emulator,
 )
-from tests.generate import generate  # noqa: E402
+from tests.generate import generate
 
 
 def main(argv: list[str] | None = None) -> int:

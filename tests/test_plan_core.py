@@ -241,8 +241,8 @@ def test_unblocking_an_admin_block_is_admin_blocked_not_a_self_care_question(tmp
     plan = plan_text(tmp_path, text, state)
     assert [(p.code, p.message) for p in plan.errors] == [(
         "admin_blocked",
-        "ph100x1 is blocked by the administrator; the customer cannot change it "
-        "(the spec asks for: unblock)",
+        ("ph100x1 is blocked by the administrator; the customer cannot change it "
+        "(the spec asks for: unblock)"),
     )]
 
 
@@ -381,8 +381,8 @@ def test_the_plan_carries_the_fingerprint_of_the_state_it_was_computed_from(tmp_
 
 
 def test_creating_accounts_lists_every_field_and_adds_their_aliases_after(tmp_path: Path) -> None:
-    text = (spec_of(["{extension: '466', name: John Doe, product: Cloud PBX service,"
-                     " addons: [Call recording, Call recording], dids: ['15550000002']}"])
+    text = (spec_of([("{extension: '466', name: John Doe, product: Cloud PBX service,"
+                     " addons: [Call recording, Call recording], dids: ['15550000002']}")])
             + "auto_attendants:\n"
             "  - {number: 1, name: Main menu, product: Auto attendant, dids: ['15550000003']}\n")
     plan = plan_text(tmp_path, text, state_of())
@@ -399,8 +399,8 @@ def test_creating_accounts_lists_every_field_and_adds_their_aliases_after(tmp_pa
 
 def test_updating_an_account_changes_only_what_differs(tmp_path: Path) -> None:
     existing = ext(1, name="Alice", addons=("Fax to email",), dids=("15550000001", "15550000002"))
-    text = spec_of(["{extension: '1', name: Alicia, product: Hotdesk, addons: [Call recording],"
-                    " dids: ['15550000002', '15550000003']}"])
+    text = spec_of([("{extension: '1', name: Alicia, product: Hotdesk, addons: [Call recording],"
+                    " dids: ['15550000002', '15550000003']}")])
     state = state_of(existing, customer=acme(agreement=AGREEMENT + (("Fax to email", 0), ("Hotdesk", 0))))
     plan = plan_text(tmp_path, text, state)
     assert [c.to_dict() for c in plan.changes] == [
@@ -416,8 +416,8 @@ def test_updating_an_account_changes_only_what_differs(tmp_path: Path) -> None:
 
 def test_a_matching_spec_plans_nothing(tmp_path: Path) -> None:
     existing = ext(1, name="Alice", addons=("Call recording",), dids=("15550000001",))
-    text = spec_of(["{extension: '1', name: Alice, product: Cloud PBX service,"
-                    " addons: [Call recording], dids: ['15550000001']}"])
+    text = spec_of([("{extension: '1', name: Alice, product: Cloud PBX service,"
+                    " addons: [Call recording], dids: ['15550000001']}")])
     plan = plan_text(tmp_path, text, state_of(existing))
     assert plan.changes == [] and plan.errors == [] and plan.warnings == []
 
@@ -482,8 +482,8 @@ def test_prune_refuses_to_terminate_an_admin_blocked_account(tmp_path: Path) -> 
     assert ops(plan) == [("terminate_account", "ph100x3")]  # the others are still pruned
     assert [(p.code, p.message, p.line) for p in plan.errors] == [(
         "admin_blocked",
-        "ph100x2 is blocked by the administrator and cannot be terminated by the customer; "
-        "list it in the spec or ask the provider",
+        ("ph100x2 is blocked by the administrator and cannot be terminated by the customer; "
+        "list it in the spec or ask the provider"),
         3,
     )]
 
@@ -497,8 +497,8 @@ def test_admin_blocked_account_reports_one_problem_naming_every_change_asked_for
     # cannot manage, so only admin_blocked is said.
     assert [(p.code, p.message, p.line) for p in plan.errors] == [(
         "admin_blocked",
-        "ph100x2 is blocked by the administrator; the customer cannot change it "
-        "(the spec asks for: add_addon, set_name, set_product, unblock)",
+        ("ph100x2 is blocked by the administrator; the customer cannot change it "
+        "(the spec asks for: add_addon, set_name, set_product, unblock)"),
         5,
     )]
 
@@ -566,10 +566,10 @@ def test_did_problems_point_at_the_did_and_say_why(tmp_path: Path) -> None:
     assert [(p.code, p.message, p.line) for p in plan.errors] == [
         ("did_duplicate", "DID 15550000002 is given to both ph100x2 and ph100x3", 12),
         ("did_not_owned", "DID 19990000000 is not in the customer's DID pool", 7),
-        ("did_in_use", "DID 15550000009 is held by trunk-1 (Trunk), "
-                       "an account the reconciler does not manage", 8),
-        ("did_in_use", "DID 15550000001 is held by ph100x1 (Alice), "
-                       "an account the spec does not list (kept because prune is false)", 9),
+        ("did_in_use", ("DID 15550000009 is held by trunk-1 (Trunk), "
+                       "an account the reconciler does not manage"), 8),
+        ("did_in_use", ("DID 15550000001 is held by ph100x1 (Alice), "
+                       "an account the spec does not list (kept because prune is false)"), 9),
         ("did_in_use", "DID 15550000008 is held by another customer's account", 10),
     ]
     assert ("add_alias", "ph100x3") not in ops(plan)
@@ -578,8 +578,8 @@ def test_did_problems_point_at_the_did_and_say_why(tmp_path: Path) -> None:
 def test_a_did_of_a_pruned_or_listed_account_may_be_taken(tmp_path: Path) -> None:
     state = state_of(ext(1, dids=("15550000001",)), ext(2, dids=("15550000002",)))
     text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service, dids: ['15550000003']}",
-                    "{extension: '3', name: New, product: Cloud PBX service,"
-                    " dids: ['15550000001', '15550000002']}"], prune=True)
+                    ("{extension: '3', name: New, product: Cloud PBX service,"
+                    " dids: ['15550000001', '15550000002']}")], prune=True)
     plan = plan_text(tmp_path, text, state)
     assert plan.errors == []
     assert [c.to_dict() for c in plan.changes if c.op == "add_alias"] == [
@@ -781,8 +781,8 @@ def test_an_agreement_shrunk_below_use_warns_until_a_new_use_is_planned(tmp_path
     assert plan.errors == []
     assert [(p.code, p.message, p.line) for p in plan.warnings] == [(
         "quantity_exceeded",
-        "'Call recording': the spec wants 3 accounts to use it, the agreement allows 2, 3 use it now "
-        "(no new use is planned)",
+        ("'Call recording': the spec wants 3 accounts to use it, the agreement allows 2, 3 use it now "
+        "(no new use is planned)"),
         3,
     )]
     assert plan.warnings[0].column == column(tmp_path, 3, "100")

@@ -126,12 +126,12 @@ def test_schema_problems_are_sorted_by_path_with_breadcrumbs_and_point_at_keys(t
                   "  - {extension: '12a', name: B, product: P, colour: red}\n"
                   "bogus: 1\n")
     assert problems(loaded) == [
-        ("schema", "bogus: unknown key 'bogus' (allowed: auto_attendants, customer, extensions, "
-                   "prune, version)", 6, 1),
+        ("schema", ("bogus: unknown key 'bogus' (allowed: auto_attendants, customer, extensions, "
+                   "prune, version)"), 6, 1),
         ("schema", "extensions[0].dids[1]: 'abc' is not a DID (digits, e.g. 12094555948)", 4,
          col(tmp_path, 4, "'abc'")),
-        ("schema", "extensions[1].colour: unknown key 'colour' (allowed: addons, blocked, dids, "
-                   "extension, name, product)", 5, col(tmp_path, 5, "colour")),
+        ("schema", ("extensions[1].colour: unknown key 'colour' (allowed: addons, blocked, dids, "
+                   "extension, name, product)"), 5, col(tmp_path, 5, "colour")),
         ("schema", "extensions[1].extension: '12a' is not an extension (1-15 digits)", 5,
          col(tmp_path, 5, "'12a'")),
     ]
