@@ -19,6 +19,7 @@ from reconciler.model import (
     managed_kind,
 )
 from reconciler.spec import discover, load_spec, normalise_did
+from reconciler.yamlload import Limits
 
 HEAD = "version: 1\ncustomer: {id: 100, name: Acme}\n"
 
@@ -82,8 +83,19 @@ def test_discover_keeps_links_inside_the_folder_reports_links_outside_and_follow
         "yaml_refused",
         f"the spec is a symbolic link to {outside / 'secret.yaml'}, outside its folder", None, None)]
     assert escaped.errors[0].file == str(specs / "escape.yaml") and escaped.spec is None
-    assert escaped.file == str(specs / "escape.yaml")
+    assert escaped.file == escaped.yaml.file == str(specs / "escape.yaml")
+    assert escaped.customer_id is None
     assert load_spec(str(specs / "inside-link.yaml")).errors == []
+
+
+def test_every_escaping_link_of_a_folder_is_reported(tmp_path: Path) -> None:
+    specs, outside = tmp_path / "specs", tmp_path / "outside"
+    specs.mkdir()
+    outside.mkdir()
+    for name in ("one", "two", "three"):
+        (outside / f"{name}.yaml").write_text(HEAD)
+        (specs / f"{name}.yaml").symlink_to(outside / f"{name}.yaml")
+    assert discover([str(specs)]) == sorted(str(specs / f"{n}.yaml") for n in ("one", "two", "three"))
 
 
 def test_a_link_in_the_working_folder_is_judged_against_the_working_folder(
@@ -117,7 +129,17 @@ def test_a_file_that_is_not_a_mapping_says_what_it_is(tmp_path: Path, text: str,
 
 def test_a_yaml_syntax_error_is_the_only_problem(tmp_path: Path) -> None:
     loaded = load(tmp_path, "version: 1\ncustomer: {id: 100\n")
-    assert [p.code for p in loaded.errors] == ["yaml_syntax"] and loaded.spec is None
+    assert [(p.code, p.file) for p in loaded.errors] == [("yaml_syntax", str(tmp_path / "acme.yaml"))]
+    assert loaded.spec is None
+
+
+def test_loading_respects_the_limits_it_is_given(tmp_path: Path) -> None:
+    path = tmp_path / "acme.yaml"
+    path.write_text(HEAD + "extensions: []\n")
+    assert load_spec(str(path)).errors == []
+    refused = load_spec(str(path), Limits(max_bytes=20))
+    assert [(p.code, p.file) for p in refused.errors] == [("yaml_refused", str(path))]
+    assert "20" in refused.errors[0].message and refused.spec is None
 
 
 def test_schema_problems_are_sorted_by_path_with_breadcrumbs_and_point_at_keys(tmp_path: Path) -> None:
@@ -149,6 +171,19 @@ def test_an_extension_with_a_trailing_newline_is_not_an_extension(tmp_path: Path
     assert problems(loaded) == [
         ("schema", "extensions[0].extension: '7\\n' is not an extension (1-15 digits)", 4,
          col(tmp_path, 4, '"7'))]
+
+
+def test_every_broken_entry_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    loaded = load(tmp_path, HEAD + "extensions:\n"
+                  '  - {extension: "1\\n", name: A, product: P}\n'
+                  '  - {extension: "2\\n", name: B, product: P}\n'
+                  "  - {extension: '3', name: C, product: P, dids: ['12', '34']}\n"
+                  "  - {extension: '3', name: D, product: P}\n"
+                  "  - {extension: '3', name: E, product: P}\n")
+    assert [(p.code, p.line) for p in loaded.errors] == [
+        ("schema", 4), ("schema", 5), ("schema", 6), ("schema", 6),
+        ("duplicate_extension", 7), ("duplicate_extension", 8),
+    ]
 
 
 def test_duplicates_name_the_first_occurrence(tmp_path: Path) -> None:
