@@ -43,7 +43,10 @@ def problems(loaded) -> list[tuple[str, str, int | None, int | None]]:  # type: 
 
 
 def test_discover_finds_yaml_files_in_folders_sorted_and_skips_the_rest(tmp_path: Path) -> None:
-    for name in ("b/two.yml", "a/one.yaml", "a/deeper/three.yaml", "a/notes.txt", "c.yaml"):
+    # Other files around the specs (whatever order the file system lists them in) are skipped,
+    # never the end of the folder.
+    others = [f"b/notes-{n}.txt" for n in range(20)]
+    for name in ("b/two.yml", "a/one.yaml", "a/deeper/three.yaml", "a/notes.txt", "c.yaml", *others):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(HEAD)
     found = discover([str(tmp_path / "b"), str(tmp_path / "a"), str(tmp_path / "c.yaml")])
