@@ -1,169 +1,90 @@
-"""Benchmark: planning many customers through the PortaBilling backend against the emulator.
+"""Planning many customers through the PortaBilling backend, at several parallelisms.
 
-Not part of the test run (slow on purpose: every call has added latency). Run it as
+    python -m tests.bench_pb [--customers 200] [--extensions 50] [--latency-ms 30]
+                             [--page-cap 100] [--parallelism 1 8 16 64] [--repeat 3]
 
-    python tests/bench_pb.py [--customers 200] [--extensions 50] [--latency-ms 5] [--parallelism 1 8]
-
-It prints, per parallelism, the wall time of planning every customer (the specs match billing,
-so the plan is empty and only reading is measured) and the API calls made.
+Not part of the test run (slow on purpose: every call has added latency). The emulator runs in a
+process of its own (as a real server would, it does not share the client's interpreter); each
+plan runs as its own process, ``python -m reconciler --backend … --parallelism N plan …``, so
+start-up is included and no run is warmed by another. Repeats are interleaved (1, 8, 16, 1, 8, …)
+and the median counts. Every run is verified before its time counts: every customer planned, no
+change (the specs match billing), no problem; a wrong result exits 1. The same machinery is
+case 5 and 6 of ``python -m tests.bench``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import subprocess
+import shutil
+import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
+from pathlib import Path
 
-import yaml
+if __package__ in (None, ""):  # run as `python tests/bench_pb.py`: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler.backends.portabilling import PortaBillingBackend
-from reconciler.emulator import EmulatorServer
-from reconciler.emulator.testing import write_spec
-from reconciler.model import Account, Customer, Product
-from reconciler.runner import build_plan
-from reconciler.statefile import BillingState, state_to_dict
-
-CREDENTIALS = {"PORTABILLING_LOGIN": "emulator", "PORTABILLING_PASSWORD": "emulator"}
-
-PRODUCTS = (Product(1, "Cloud PBX service", "main"), Product(3, "Call recording", "addon"))
-
-
-def fleet(customers: int, extensions: int, folder: str) -> BillingState:
-    """``customers`` customers of ``extensions`` extensions (one DID each), and their specs."""
-    all_customers, accounts = [], []
-    for c in range(customers):
-        cid = 100000 + c
-        dids = [f"1{cid}{n:04d}" for n in range(extensions)]
-        all_customers.append(
-            Customer(
-                cid,
-                f"Customer {cid}",
-                True,
-                (("Call recording", 0), ("Cloud PBX service", 0)),
-                frozenset(dids),
-            )
-        )
-        entries = []
-        for n in range(extensions):
-            addons = ("Call recording",) if n % 3 == 0 else ()
-            accounts.append(
-                Account(
-                    f"ph{cid}x{100 + n}", cid, f"User {n}", "Cloud PBX service", addons, (dids[n],)
-                )
-            )
-            entries.append(
-                {
-                    "extension": str(100 + n),
-                    "name": f"User {n}",
-                    "product": "Cloud PBX service",
-                    "addons": list(addons),
-                    "dids": [dids[n]],
-                }
-            )
-        write_spec(
-            folder,
-            f"c{cid}.yaml",
-            {
-                "version": 1,
-                "customer": {"id": cid, "name": f"Customer {cid}"},
-                "extensions": entries,
-            },
-        )
-    return BillingState(
-        PRODUCTS, tuple(all_customers), tuple(sorted(accounts, key=lambda a: (a.customer, a.id)))
-    )
-
-
-@contextlib.contextmanager
-def emulator_process(
-    state: BillingState, folder: str, latency_ms: float, page_cap: int
-) -> Iterator[str]:
-    """`reconciler emulator` in a process of its own, so that its work does not compete with the
-    client's for this interpreter's GIL (as a real server would not). Yields the backend URL."""
-    state_file = os.path.join(folder, "state.yaml")
-    with open(state_file, "w", encoding="utf-8") as out:
-        yaml.safe_dump(state_to_dict(state), out, sort_keys=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTABILLING_")}
-    env["RECONCILER_EMULATOR_PAGE_CAP"] = str(page_cap)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "emulator",
-            "--state",
-            state_file,
-            "--port",
-            "0",
-            "--latency-ms",
-            str(latency_ms),
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        first = process.stderr.readline()
-        if " at " not in first:
-            raise SystemExit(f"the emulator did not start: {first}{process.stderr.read()}")
-        yield first.rsplit(" at ", 1)[1].strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def measure(url: str, specs: str, parallelism: int, customers: int) -> None:
-    started = time.perf_counter()
-    backend = PortaBillingBackend(url, env=CREDENTIALS, parallelism=parallelism)
-    try:
-        plan = build_plan([specs], backend)
-        calls = backend.client.calls
-    finally:
-        backend.close()
-    elapsed = time.perf_counter() - started
-    assert plan.change_count == 0 and plan.error_count == 0, "the specs should match billing"
-    print(
-        f"  parallelism {parallelism:2d}: {elapsed:6.2f} s, {calls} API calls ({calls / customers:.1f} per customer)"
-    )
+from tests.bench import (
+    RUNNER,
+    BenchFailure,
+    Calls,
+    Run,
+    WrongResult,
+    allowed_calls,
+    emulator_process,
+    plan_through_emulator,
+)
+from tests.generate import generate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.bench_pb", description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--extensions", type=int, default=50)
-    parser.add_argument("--latency-ms", type=float, default=5.0)
+    parser.add_argument("--latency-ms", type=float, default=30.0)
     parser.add_argument("--page-cap", type=int, default=100)
-    parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 8])
-    parser.add_argument(
-        "--in-process",
-        action="store_true",
-        help="run the emulator in this process (its threads then share the client's GIL)",
-    )
+    parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 8, 16])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
-        os.chdir(folder)
-        specs = os.path.join(folder, "specs")
-        state = fleet(args.customers, args.extensions, specs)
-        where = "in this process" if args.in_process else "in its own process"
-        print(
-            f"{args.customers} customers x {args.extensions} extensions, {args.latency_ms:g} ms added per call, "
-            f"server page cap {args.page_cap}, emulator {where}"
-        )
-        if args.in_process:
-            server = EmulatorServer(state, page_cap=args.page_cap, latency_ms=args.latency_ms)
-            with server:
+    if any(not 1 <= p <= 64 for p in args.parallelism):
+        parser.error("--parallelism values are 1 to 64")
+    args.runner = list(RUNNER)
+    work = Path(tempfile.mkdtemp(prefix="reconciler-bench-pb-"))
+    runs: dict[int, list[Run]] = {p: [] for p in args.parallelism}
+    calls: dict[int, list[Calls]] = {p: [] for p in args.parallelism}
+    try:
+        generated = generate(args.customers, args.extensions, seed=args.seed)
+        specs = work / "specs"
+        generated.write_specs(specs)
+        ids = [c.id for c in generated.customers]
+        print(f"{args.customers} customers x {args.extensions} extensions, {args.latency_ms:g} ms "
+              f"added per call, server page cap {args.page_cap}, emulator in its own process",
+              flush=True)
+        with emulator_process(generated, work, "pb", args.latency_ms, args.page_cap) as server:
+            for repeat in range(args.repeat):
                 for parallelism in args.parallelism:
-                    measure(server.url, specs, parallelism, args.customers)
-        else:
-            with emulator_process(state, folder, args.latency_ms, args.page_cap) as url:
-                for parallelism in args.parallelism:
-                    measure(url, specs, parallelism, args.customers)
+                    run, counted = plan_through_emulator(
+                        args, server, specs, ids, parallelism, work, f"p{parallelism}-{repeat}")
+                    runs[parallelism].append(run)
+                    calls[parallelism].append(counted)
+    except (WrongResult, BenchFailure) as exc:
+        print(f"WRONG RESULT: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    slowest = statistics.median(r.wall for r in runs[min(args.parallelism)])
+    limit = allowed_calls(args.extensions, args.page_cap)
+    for parallelism in args.parallelism:
+        wall = statistics.median(r.wall for r in runs[parallelism])
+        per_customer = max(c.per_customer for c in calls[parallelism])
+        total = statistics.median(c.total for c in calls[parallelism])
+        bound = total * args.latency_ms / 1000 / parallelism
+        print(f"  parallelism {parallelism:2d}: {wall:6.2f} s (median of {args.repeat}), "
+              f"{slowest / wall:5.1f}x parallelism {min(args.parallelism)}, "
+              f"{per_customer:.2f} calls per customer (allowed {limit}) "
+              f"+ {max(c.per_run for c in calls[parallelism])} per run, "
+              f"latency bound {bound:.2f} s ({wall / bound if bound else float('nan'):.2f}x)")
     return 0
 
 

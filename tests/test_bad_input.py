@@ -71,14 +71,25 @@ def test_default_backend_is_the_embedded_database_in_the_working_directory(workd
     assert run_cli("plan", "specs/customers", "--detailed-exitcode").code == 2
 
 
-def test_usage_errors_exit_1_with_a_message(workdir: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("plan",), "Missing argument 'PATHS...'"),
+        (("validate", "--offline", "no-such-dir"), "no-such-dir: no such file or folder"),
+        (("--backend", "ftp://x", "plan", "specs"),
+         "unknown backend 'ftp://x': use sqlite:///PATH or portabilling+https://HOST[:PORT]"),
+        (("frobnicate",), "No such command 'frobnicate'"),
+        (("plan", "specs", "--format", "yaml"), "Invalid value for '--format'"),
+    ],
+    ids=["missing-paths", "missing-folder", "unknown-backend", "unknown-command", "bad-option-value"],
+)
+def test_usage_errors_exit_1_with_a_message(workdir: Path, args: tuple[str, ...], message: str) -> None:
     from tests.helpers import run_cli
 
-    assert run_cli("plan").code == 1
-    unknown = run_cli("validate", "--offline", "no-such-dir")
-    assert unknown.code == 1 and "no-such-dir: no such file or folder" in unknown.err
-    assert run_cli("--backend", "ftp://x", "plan", "specs").code == 1
-    assert run_cli("frobnicate").code == 1
+    result = run_cli(*args)
+    assert result.code == 1, result  # never click's 2: that means "changes present"
+    assert message in result.err, result
+    assert result.out == "" and "Traceback" not in result.err
 
 
 def test_bad_state_file_is_located_and_loads_nothing(workdir: Path) -> None:

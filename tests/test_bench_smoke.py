@@ -6,6 +6,8 @@ generator and the same commands on 5 customers × 20 extensions in a few seconds
 
 from __future__ import annotations
 
+import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -60,18 +62,81 @@ def test_generator_is_deterministic_and_the_empty_billing_needs_every_account(tm
     assert empty.expected_ops() == Counter({"create_account": 21, "add_alias": dids})
 
 
+SMALL = ["--customers", "4", "--extensions", "3", "--repeat", "1", "--change-share", "0.5",
+         "--emulator-customers", "3", "--emulator-extensions", "3", "--emulator-latency-ms", "0",
+         "--fleet-customers", "4", "--fleet-extensions", "2"]
+
+
 def test_the_benchmark_command_runs_every_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cases = "1,2,3,4,5" if bench.emulator_available() else "1,2,3,4"
-    code = bench.main([
-        "--customers", "2", "--extensions", "3", "--repeat", "1", "--cases", cases,
-        "--emulator-customers", "2", "--emulator-extensions", "3", "--emulator-latency-ms", "0",
-        "--change-share", "0.5", "--workdir", str(tmp_path),
-    ])
+    cases = "1,2,3,4,5,6" if bench.emulator_available() else "1,2,3,4"
+    code = bench.main([*SMALL, "--cases", cases, "--workdir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
     table = out.split("\n\n")[0].splitlines()
     rows = [line.split()[0] for line in table[2:]]
     assert rows == cases.split(",")
+    assert "WRONG" not in out
+
+
+# A runner that is wrong in one way, standing in for `python -m reconciler`: "half" plans (or
+# applies) only the first half of each folder's spec files; "moved" plans correctly, then moves
+# one change to another account, so every count per op stays right and only the list is wrong.
+WRONG_RUNNER = """
+import json, os, shutil, subprocess, sys, tempfile
+mode, args = sys.argv[1], sys.argv[2:]
+if mode == "half":
+    for index, arg in enumerate(args):
+        if os.path.isdir(arg):
+            names = sorted(n for n in os.listdir(arg) if n.endswith(".yaml"))
+            half = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(arg)))
+            for name in names[: max(1, len(names) // 2)]:
+                shutil.copy(os.path.join(arg, name), half)
+            args[index] = half
+    os.execv(sys.executable, [sys.executable, "-m", "reconciler", *args])
+done = subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True)
+plan = json.loads(done.stdout)
+for customer in plan["customers"]:
+    if customer["changes"]:
+        customer["changes"][0]["account"] += "9"
+        break
+print(json.dumps(plan))
+sys.exit(done.returncode)
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "case", "why"),
+    [
+        ("half", "1", "case 1: planned 2 of 4 customers; not planned: "),
+        ("half", "3", "case 3: billing holds 6 accounts, the generator recorded 12"),
+        ("moved", "2", "case 2: the plan has "),
+        ("moved", "4", "case 4 (alone): the plan has "),
+        ("half", "5", "case5-p1-0: planned 1 of 3 customers"),
+    ],
+)
+def test_a_wrong_runner_fails_the_benchmark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str, case: str, why: str
+) -> None:
+    if case == "5" and not bench.emulator_available():
+        pytest.skip("the PortaBilling emulator is not built")
+    script = tmp_path / "wrong_runner.py"
+    script.write_text(WRONG_RUNNER)
+    code = bench.main([*SMALL, "--cases", case, "--check", "--workdir", str(tmp_path / "work"),
+                       "--runner", f"{sys.executable} {script} {mode}"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    wrong = [line for line in out.splitlines() if line.startswith(f"case {case}: WRONG RESULT: ")]
+    assert len(wrong) == 1 and why in wrong[0], out
+    row = next(line for line in out.splitlines() if line.startswith(f"{case} "))
+    assert row.rstrip().endswith("WRONG"), row
+
+
+def test_a_wrong_result_fails_even_without_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "wrong_runner.py"
+    script.write_text(WRONG_RUNNER)
+    code = bench.main([*SMALL, "--cases", "1", "--workdir", str(tmp_path / "work"),
+                       "--runner", f"{sys.executable} {script} half"])
+    assert code == 1, capsys.readouterr().out
 
 
 PLAIN_SCALARS = ["", "~", "null", "Null", "yes", "No", "on", "OFF", "true", "0x1F", "0o17", "017",
@@ -111,3 +176,19 @@ def test_a_spec_without_its_node_tree_still_reports_the_same_problem(
     assert problem.message.startswith(message)
     if "extensions" in text:  # located from the text, composed again
         assert (problem.line, problem.column) == (4, 5)
+
+
+def test_the_parallelism_benchmark_runs_each_parallelism_as_a_verified_process(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if not bench.emulator_available():
+        pytest.skip("the PortaBilling emulator is not built")
+    from tests import bench_pb
+
+    code = bench_pb.main(["--customers", "2", "--extensions", "3", "--latency-ms", "0",
+                          "--parallelism", "1", "4", "--repeat", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "parallelism  1:" in out and "parallelism  4:" in out
+    counted = re.findall(r"([0-9.]+) calls per customer \(allowed ([0-9]+)\)", out)
+    assert len(counted) == 2 and all(0 < float(got) <= int(allowed) for got, allowed in counted), out

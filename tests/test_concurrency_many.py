@@ -171,12 +171,35 @@ def _check_no_interleaving(arena: Arena, db: Path) -> None:
                       1 if len(customer_runs) > 1 else 0)
 
 
+def _check_barrier_round(arena: Arena, outcomes: list[Outcome]) -> None:
+    """Round 0: all four planned on the initial state while the lock was held, so each customer is
+    applied by exactly one process and refused as stale to the other that wanted it; the process
+    with the short lock timeout gave up on the lock and says so."""
+    wanted = {process: {int(f.stem.split("-")[1]) for f in folder.glob("customer-*.yaml")}
+              for process, folder in enumerate(arena.folders)}
+    applied: dict[int, list[int]] = {}
+    for process, outcome in enumerate(outcomes):
+        for line in outcome.out.splitlines():
+            if line.startswith("customer ") and ": applied," in line:
+                applied.setdefault(int(line.split()[1].rstrip(":")), []).append(process)
+    assert sorted(applied) == sorted(arena.initial_fingerprints), f"applied: {applied}"
+    for customer, processes in sorted(applied.items()):
+        assert len(processes) == 1, f"customer {customer} applied by processes {processes}"
+        assert customer in wanted[processes[0]]
+    short = outcomes[-1]
+    assert short.code == 1, f"the process with a 0.2 s lock timeout should have given up\n{short.err}"
+    reasons = [line for line in short.err.splitlines() if line.startswith("customer ")]
+    assert reasons and "lock" in reasons[0], short.err
+
+
 @pytest.mark.parametrize("round_no", range(CONCURRENCY_ROUNDS))
 def test_four_processes_apply_overlapping_specs(arena: Arena, tmp_path: Path, round_no: int) -> None:
     db = tmp_path / "billing.db"
     shutil.copyfile(arena.template, db)
     outcomes = _race(arena, db, round_no)
     _check_outcomes(outcomes)
+    if round_no == 0:
+        _check_barrier_round(arena, outcomes)
     assert check_invariants(db, arena.baseline_usage) == []
     _check_no_interleaving(arena, db)
     final = run_cli("--backend", f"sqlite:///{db}", "apply", str(arena.reference), "--auto-approve")

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from reconciler.fastschema import compile_schema
 from reconciler.spec import load_schema
-from tests.helpers import Result, run_cli
+from tests.helpers import Result, all_problems, run_cli
 from tests.reliability_support import (
     FUZZ_EXAMPLES,
     assert_clean_failure,
@@ -494,13 +494,18 @@ def test_a_broken_spec_never_changes_its_customer_while_others_apply(fresh_db, v
 # ---- bugs the fuzzers found, reproduced one by one (regression tests) -------------------------------
 
 
-def test_an_integral_float_auto_attendant_number_is_handled(fresh_db) -> None:  # type: ignore[no-untyped-def]
-    """Found: `number: 1.0` (an integer to JSON Schema) crashed with ValueError int('1.0')."""
+def test_an_integral_float_auto_attendant_number_is_a_schema_error(fresh_db) -> None:  # type: ignore[no-untyped-def]
+    """Found: `number: 1.0` (an integer to JSON Schema) crashed with ValueError int('1.0').
+    Numbers are strict integers: 1.0 is refused where it is written, and nothing is applied."""
     db = fresh_db()
     spec = db.parent / "spec.yaml"
     spec.write_text("version: 1\ncustomer: {id: 100, name: Acme}\nauto_attendants:\n"
                     "  - {number: 1.0, name: Menu, product: Auto attendant}\n")
-    _check_apply(db, spec, dump_db(db))
+    assert _check_apply(db, spec, dump_db(db)) == "refused"
+    plan = _run(db, "plan", str(spec), "--format", "json")
+    assert plan.code == 1
+    assert [(p["code"], p["message"], p["line"], p["column"]) for p in all_problems(plan.json)] == [
+        ("schema", "auto_attendants[0].number: 1.0 is not of type 'integer'", 4, 14)]
 
 
 def test_a_product_twice_in_an_agreement_is_a_clear_error(fresh_db) -> None:  # type: ignore[no-untyped-def]

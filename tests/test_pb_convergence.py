@@ -8,6 +8,7 @@ the same specs applied to the same state there give the state PortaBilling must 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -191,9 +192,47 @@ def check_invariants(server: EmulatorServer) -> None:
     assert [d for d, n in holders.items() if n > 1] == [], "a DID on two accounts"
 
 
+STOPPED = re.compile(
+    r"customer (\d+): failed: .*; (\d+) of (\d+) change\(s\) were made before it stopped:$"
+)
+
+
+APPLIED = re.compile(r"customer (\d+): applied, (\d+) change\(s\)$")
+
+
+def stop_report(result: CliResult) -> int:
+    """The changes a failed apply says it made: the customers applied in full, plus, for each
+    customer that stopped midway, how many of its changes were made, with exactly that many
+    `done:` lines listed under it."""
+    reported = sum(int(m.group(2)) for m in map(APPLIED.match, result.out.splitlines()) if m)
+    err = result.err
+    expected_done = 0
+    for line in err.splitlines():
+        if line.startswith("    done: "):
+            assert expected_done > 0, f"a done: line under no customer that stopped:\n{err}"
+            expected_done -= 1
+            continue
+        assert expected_done == 0, f"fewer done: lines than the count says:\n{err}"
+        stopped = STOPPED.match(line)
+        if stopped:
+            made, planned = int(stopped.group(2)), int(stopped.group(3))
+            assert 0 < made <= planned, line
+            reported += made
+            expected_done = made
+    assert expected_done == 0, f"fewer done: lines than the count says:\n{err}"
+    return reported
+
+
+def audited(env: dict[str, str]) -> int:
+    history = run_cli(["history", "--format", "json"], env)
+    assert history.code == 0, history.text
+    return len(json.loads(history.out))
+
+
 def converge(server: EmulatorServer, specs: str, env: dict[str, str]) -> list[CliResult]:
     runs = []
     for _ in range(MAX_RUNS):
+        before = audited(env)
         result = run_cli(["apply", specs, "--auto-approve"], env)
         runs.append(result)
         assert "internal error" not in result.err and "Traceback" not in result.text, result.text
@@ -201,8 +240,8 @@ def converge(server: EmulatorServer, specs: str, env: dict[str, str]) -> list[Cl
         check_invariants(server)
         if result.code == 0:
             return runs
-        # A failed run says what it did before it stopped.
-        assert "change(s) were made before it stopped" in result.err or "0 of" not in result.err
+        # A failed run says what it did before it stopped, and that is what the audit log got.
+        assert stop_report(result) == audited(env) - before, result.text
     raise AssertionError(f"no convergence after {MAX_RUNS} applies:\n{runs[-1].text}")
 
 

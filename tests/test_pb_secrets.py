@@ -68,15 +68,21 @@ def env(url: str, **credentials: str) -> dict[str, str | None]:
     }
 
 
-def assert_clean(tmp_path: Path, caplog: pytest.LogCaptureFixture, *results: CliResult) -> None:
-    """No secret in any output, nor in any file the runs left (plans, audit log, crash logs)."""
-    texts = [r.text for r in results] + [caplog.text]
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and path.suffix not in (".db", ".sqlite"):
-            texts.append(path.read_text(encoding="utf-8", errors="replace"))
-    for text in texts:
-        for secret in SECRETS:
+def assert_clean(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, *results: CliResult,
+    also: tuple[str, ...] = (),
+) -> None:
+    """No secret (nor any of ``also``) in any output or log record, nor in any file the runs left
+    (plans, audit log, crash logs, databases)."""
+    secrets = SECRETS + also
+    for text in [r.text for r in results] + [caplog.text]:
+        for secret in secrets:
             assert secret not in text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data, f"{path} holds {secret!r}"
 
 
 def test_a_full_run_with_a_password_leaks_nothing(
@@ -121,7 +127,7 @@ def test_a_wrong_password_is_reported_without_it(
     # The wrong password is a secret too: a near miss of the real one.
     token_result = run_cli(["plan", specs], env(by_password.url, token=TOKEN))
     assert token_result.code == 1
-    assert_clean(tmp_path, caplog, result, token_result)
+    assert_clean(tmp_path, caplog, result, token_result, also=(wrong,))
 
 
 def test_a_server_that_echoes_the_password_in_a_fault_is_scrubbed(

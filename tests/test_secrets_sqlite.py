@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -89,14 +90,13 @@ def test_credentials_in_the_environment_never_show_up(workdir: Path) -> None:
     finally:
         con.close()
     assert rows and _leaks(repr(rows)) == []
-    assert _crash_logs_since(start, Path(tempfile.gettempdir())) == [] or all(
-        _leaks(p.read_bytes()) == [] for p in _crash_logs_since(start, Path(tempfile.gettempdir()))
-    )
+    for log in _crash_logs_since(start, workdir / ".reconciler" / "logs", Path(tempfile.gettempdir())):
+        assert _leaks(log.read_bytes()) == [], f"{log} holds a credential"
 
 
-def test_an_internal_error_and_its_crash_log_do_not_carry_credentials(workdir: Path) -> None:
-    """A database with the right version marker but no tables: the CLI's last line of defence
-    reports an internal error and writes a crash log under .reconciler/logs."""
+def test_a_table_less_database_is_a_clear_error_that_names_no_credentials(workdir: Path) -> None:
+    """A database with the right version marker but no tables is an expected failure: one
+    sentence that names the missing tables, no crash log, no credential."""
     start = time.time()
     broken = workdir / "broken.db"
     con = sqlite3.connect(broken)
@@ -109,13 +109,45 @@ def test_an_internal_error_and_its_crash_log_do_not_carry_credentials(workdir: P
         cwd=workdir, env=clean_env(SECRETS), timeout=30,
     )
     assert result.code == 1, str(result)
+    assert "not a usable billing database" in result.err and "missing tables" in result.err
+    assert "Traceback" not in result.shown and "internal error" not in result.shown
+    assert _leaks(result.shown) == [], str(result)
+    assert _crash_logs_since(start, workdir / ".reconciler" / "logs") == []
+
+
+# An unexpected exception inside `plan`, raised in a reconciler process of its own: whatever the
+# product fixes, the crash path stays exercised end to end (exit code, message, log file).
+CRASHING_PLAN = """
+import sys
+import reconciler.runner
+from reconciler.cli import main
+
+def explode(*args, **kwargs):
+    raise RuntimeError("boom while planning")
+
+reconciler.runner.build_plan = explode
+main(sys.argv[1:])
+"""
+
+
+def test_an_internal_error_and_its_crash_log_do_not_carry_credentials(workdir: Path) -> None:
+    start = time.time()
+    db = workdir / "billing.db"
+    url = f"sqlite:///{db}"
+    assert run_cli("--backend", url, "state", "load", str(FIXTURES / "state.yaml")).code == 0
+    result = run_measured(
+        [sys.executable, "-c", CRASHING_PLAN, "--backend", url, "plan", str(REPO / "specs" / "customers")],
+        cwd=workdir, env=clean_env(SECRETS), timeout=30,
+    )
+    assert result.code == 1, str(result)
+    assert "internal error: RuntimeError: boom while planning" in result.err, str(result)
     assert "Traceback" not in result.shown and _leaks(result.shown) == [], str(result)
-    logs = _crash_logs_since(start, workdir / ".reconciler" / "logs", Path(tempfile.gettempdir()))
-    if "internal error" in result.shown:
-        assert logs, "an internal error names a crash log"
-    for log in logs:
-        assert _leaks(log.read_bytes()) == [], f"{log} holds a credential"
-        record_figure("secrets: crash logs checked")
+    [log] = _crash_logs_since(start, workdir / ".reconciler" / "logs")
+    assert str(log.name) in result.err  # the message says where the details are
+    text = log.read_text()
+    assert "Traceback" in text and "boom while planning" in text
+    assert _leaks(text) == [], f"{log} holds a credential"
+    record_figure("secrets: crash logs checked")
 
 
 def test_a_crash_log_written_in_process_carries_no_credentials(
