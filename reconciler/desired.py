@@ -74,7 +74,7 @@ def desired_state(
         seen: dict[str, int] = {}
         for index, entry in enumerate(entries):
             path = (section, index)
-            if _is_broken(broken, path + (key_field,)) or not isinstance(entry, dict):
+            if broken and (_is_broken(broken, path + (key_field,)) or not isinstance(entry, dict)):
                 continue  # which account this entry means cannot be known
             key = str(entry[key_field])
             if not (_EXTENSION if kind == "extension" else _NUMBER).fullmatch(key):
@@ -150,6 +150,7 @@ def _one_account_per_did(
 
 _NOTHING: frozenset[str] = frozenset()
 _NONE: frozenset[int] = frozenset()
+_DIDS: frozenset[str] = frozenset({"dids"})
 
 
 def _desired_account(
@@ -165,32 +166,51 @@ def _desired_account(
 ) -> DesiredAccount:
     """One entry's desired account. Without schema errors (``broken`` empty, the common case)
     every value has its schema type, and the checks of what is broken are skipped."""
+    cid = customer_id or 0
+    account_id = (
+        extension_account_id(cid, key) if kind == "extension" else auto_attendant_account_id(cid, int(key))
+    )
+    if not broken:
+        written = entry.get("dids") or ()
+        dids, did_at = _dids(loaded, written, _NONE, path, kind, errors, warnings)
+        complete = len(did_at) == len(written)
+        return DesiredAccount(
+            id=account_id,
+            kind=kind,  # type: ignore[arg-type]
+            key=key,
+            name=entry["name"],
+            product=entry["product"],
+            addons=tuple(entry.get("addons") or ()),
+            dids=dids,
+            blocked=entry.get("blocked"),
+            path=path,
+            unreadable=_NOTHING if complete else _DIDS,
+            did_at=() if complete else did_at,
+        )
     unreadable: set[str] = set()
     written_dids = entry.get("dids") or ()
     written_addons = entry.get("addons") or ()
     product = entry.get("product")
     name: Any = entry.get("name")
     blocked = entry.get("blocked")
-    skip_dids: AbstractSet[int] = _NONE
-    skip_addons: AbstractSet[int] = _NONE
-    if broken:
-        if _is_broken(broken, path + ("dids",)) or not isinstance(written_dids, list):
-            written_dids = ()
-            unreadable.add("dids")
-        skip_dids = {i for i, d in enumerate(written_dids)
-                     if not isinstance(d, str) or _is_broken(broken, path + ("dids", i))}
-        if _is_broken(broken, path + ("addons",)) or not isinstance(written_addons, list):
-            written_addons = ()
-            unreadable.add("addons")
-        skip_addons = {i for i, a in enumerate(written_addons)
-                       if not isinstance(a, str) or _is_broken(broken, path + ("addons", i))}
-        if not isinstance(name, str) or _is_broken(broken, path + ("name",)):
-            name = ""
-            unreadable.add("name")
-        if not isinstance(product, str) or _is_broken(broken, path + ("product",)):
-            product = None
-        if not isinstance(blocked, bool) or _is_broken(broken, path + ("blocked",)):
-            blocked = None
+    # A spec with schema errors: each value is checked before it is used.
+    if _is_broken(broken, path + ("dids",)) or not isinstance(written_dids, list):
+        written_dids = ()
+        unreadable.add("dids")
+    skip_dids = {i for i, d in enumerate(written_dids)
+                 if not isinstance(d, str) or _is_broken(broken, path + ("dids", i))}
+    if _is_broken(broken, path + ("addons",)) or not isinstance(written_addons, list):
+        written_addons = ()
+        unreadable.add("addons")
+    skip_addons = {i for i, a in enumerate(written_addons)
+                   if not isinstance(a, str) or _is_broken(broken, path + ("addons", i))}
+    if not isinstance(name, str) or _is_broken(broken, path + ("name",)):
+        name = ""
+        unreadable.add("name")
+    if not isinstance(product, str) or _is_broken(broken, path + ("product",)):
+        product = None
+    if not isinstance(blocked, bool) or _is_broken(broken, path + ("blocked",)):
+        blocked = None
     dids, did_at = _dids(loaded, written_dids, skip_dids, path, kind, errors, warnings)
     complete = len(did_at) == len(written_dids)
     if not complete:
@@ -201,9 +221,8 @@ def _desired_account(
         addons = tuple(written_addons[i] for i in addon_at)
     else:
         addon_at, addons = (), tuple(written_addons)
-    cid = customer_id or 0
     return DesiredAccount(
-        id=extension_account_id(cid, key) if kind == "extension" else auto_attendant_account_id(cid, int(key)),
+        id=account_id,
         kind=kind,  # type: ignore[arg-type]
         key=key,
         name=name,
@@ -233,7 +252,7 @@ def _dids(
     did_at: list[int] = []
     first_index: dict[str, int] = {}
     for did_index, written in enumerate(written_dids):
-        if did_index in skip:
+        if skip and did_index in skip:
             continue
         did = normalise_did(written)
         if not _DID.fullmatch(did):
