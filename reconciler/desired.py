@@ -121,18 +121,19 @@ def _one_account_per_did(
 ) -> list[DesiredAccount]:
     """A DID given to two accounts is a did_duplicate at the second; the first keeps it."""
     first: dict[str, tuple[int, int]] = {}  # DID -> (account, DID) positions of its first use
-    for number, account in enumerate(accounts):
+    written = list(accounts)  # the positions above are in these, before any DID is dropped
+    for number, account in enumerate(written):
         dropped: set[int] = set()
         for index, did in enumerate(account.dids):
             holder, at = first.setdefault(did, (number, index))
             if holder == number:
                 continue
             dropped.add(index)
-            line, _ = loaded.locate(accounts[holder].did_path(at))
+            line, _ = loaded.locate(written[holder].did_path(at))
             errors.append(
                 loaded.problem(
                     "did_duplicate",
-                    f"DID {did} is given to both {accounts[holder].id} and {account.id} "
+                    f"DID {did} is given to both {written[holder].id} and {account.id} "
                     f"(first at line {line})",
                     account.did_path(index),
                 )
