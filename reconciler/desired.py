@@ -10,6 +10,7 @@ list or on two accounts, a DID that is not 7-15 digits once normalised.
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import Any
 
@@ -73,7 +74,7 @@ def desired_state(
         seen: dict[str, int] = {}
         for index, entry in enumerate(entries):
             path = (section, index)
-            if _is_broken(broken, path + (key_field,)) or not isinstance(entry, dict):
+            if broken and (_is_broken(broken, path + (key_field,)) or not isinstance(entry, dict)):
                 continue  # which account this entry means cannot be known
             key = str(entry[key_field])
             if not (_EXTENSION if kind == "extension" else _NUMBER).fullmatch(key):
@@ -119,32 +120,38 @@ def _one_account_per_did(
     loaded: LoadedYaml, accounts: list[DesiredAccount], errors: list[Problem]
 ) -> list[DesiredAccount]:
     """A DID given to two accounts is a did_duplicate at the second; the first keeps it."""
-    first: dict[str, tuple[str, Path]] = {}
-    result = []
-    for account in accounts:
-        kept: list[int] = []
+    first: dict[str, tuple[int, int]] = {}  # DID -> (account, DID) positions of its first use
+    written = list(accounts)  # the positions above are in these, before any DID is dropped
+    for number, account in enumerate(written):
+        dropped: set[int] = set()
         for index, did in enumerate(account.dids):
-            holder = first.setdefault(did, (account.id, account.did_path(index)))
-            if holder[0] == account.id:
-                kept.append(index)
+            holder, at = first.setdefault(did, (number, index))
+            if holder == number:
                 continue
-            line, _ = loaded.locate(holder[1])
+            dropped.add(index)
+            line, _ = loaded.locate(written[holder].did_path(at))
             errors.append(
                 loaded.problem(
                     "did_duplicate",
-                    f"DID {did} is given to both {holder[0]} and {account.id} (first at line {line})",
+                    f"DID {did} is given to both {written[holder].id} and {account.id} "
+                    f"(first at line {line})",
                     account.did_path(index),
                 )
             )
-        if len(kept) != len(account.dids):
-            account = replace(
+        if dropped:
+            kept = [i for i in range(len(account.dids)) if i not in dropped]
+            accounts[number] = replace(
                 account,
                 dids=tuple(account.dids[i] for i in kept),
-                did_at=tuple(account.did_at[i] for i in kept),
+                did_at=tuple(account.did_at[i] if account.did_at else i for i in kept),
                 unreadable=account.unreadable | {"dids"},
             )
-        result.append(account)
-    return result
+    return accounts
+
+
+_NOTHING: frozenset[str] = frozenset()
+_NONE: frozenset[int] = frozenset()
+_DIDS: frozenset[str] = frozenset({"dids"})
 
 
 def _desired_account(
@@ -158,22 +165,99 @@ def _desired_account(
     errors: list[Problem],
     warnings: list[Problem],
 ) -> DesiredAccount:
+    """One entry's desired account. Without schema errors (``broken`` empty, the common case)
+    every value has its schema type, and the checks of what is broken are skipped."""
+    cid = customer_id or 0
+    account_id = (
+        extension_account_id(cid, key) if kind == "extension" else auto_attendant_account_id(cid, int(key))
+    )
+    if not broken:
+        written = entry.get("dids") or ()
+        dids, did_at = _dids(loaded, written, _NONE, path, kind, errors, warnings)
+        complete = len(did_at) == len(written)
+        return DesiredAccount(
+            id=account_id,
+            kind=kind,  # type: ignore[arg-type]
+            key=key,
+            name=entry["name"],
+            product=entry["product"],
+            addons=tuple(entry.get("addons") or ()),
+            dids=dids,
+            blocked=entry.get("blocked"),
+            path=path,
+            unreadable=_NOTHING if complete else _DIDS,
+            did_at=() if complete else did_at,
+        )
+    unreadable: set[str] = set()
+    written_dids = entry.get("dids") or ()
+    written_addons = entry.get("addons") or ()
+    product = entry.get("product")
+    name: Any = entry.get("name")
+    blocked = entry.get("blocked")
+    # A spec with schema errors: each value is checked before it is used.
+    if _is_broken(broken, path + ("dids",)) or not isinstance(written_dids, list):
+        written_dids = ()
+        unreadable.add("dids")
+    skip_dids = {i for i, d in enumerate(written_dids)
+                 if not isinstance(d, str) or _is_broken(broken, path + ("dids", i))}
+    if _is_broken(broken, path + ("addons",)) or not isinstance(written_addons, list):
+        written_addons = ()
+        unreadable.add("addons")
+    skip_addons = {i for i, a in enumerate(written_addons)
+                   if not isinstance(a, str) or _is_broken(broken, path + ("addons", i))}
+    if not isinstance(name, str) or _is_broken(broken, path + ("name",)):
+        name = ""
+        unreadable.add("name")
+    if not isinstance(product, str) or _is_broken(broken, path + ("product",)):
+        product = None
+    if not isinstance(blocked, bool) or _is_broken(broken, path + ("blocked",)):
+        blocked = None
+    dids, did_at = _dids(loaded, written_dids, skip_dids, path, kind, errors, warnings)
+    complete = len(did_at) == len(written_dids)
+    if not complete:
+        unreadable.add("dids")
+    if skip_addons:
+        unreadable.add("addons")
+        addon_at = tuple(i for i in range(len(written_addons)) if i not in skip_addons)
+        addons = tuple(written_addons[i] for i in addon_at)
+    else:
+        addon_at, addons = (), tuple(written_addons)
+    return DesiredAccount(
+        id=account_id,
+        kind=kind,  # type: ignore[arg-type]
+        key=key,
+        name=name,
+        product=product,
+        addons=addons,
+        dids=dids,
+        blocked=blocked,
+        path=path,
+        unreadable=frozenset(unreadable) if unreadable else _NOTHING,
+        # Positions are kept only where some item was left out: else a DID's index is its place.
+        did_at=() if complete else did_at,
+        addon_at=addon_at,
+    )
+
+
+def _dids(
+    loaded: LoadedYaml,
+    written_dids: Any,
+    skip: AbstractSet[int],
+    path: Path,
+    kind: str,
+    errors: list[Problem],
+    warnings: list[Problem],
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The DIDs of one entry, normalised, and where each was written; problems on the way."""
     dids: list[str] = []
     did_at: list[int] = []
-    unreadable: set[str] = set()
-    written_dids = entry.get("dids") or []
-    if _is_broken(broken, path + ("dids",)) or not isinstance(written_dids, list):
-        written_dids = []
-        unreadable.add("dids")
     first_index: dict[str, int] = {}
     for did_index, written in enumerate(written_dids):
-        did_path = path + ("dids", did_index)
-        if _is_broken(broken, did_path) or not isinstance(written, str):
-            unreadable.add("dids")
+        if skip and did_index in skip:
             continue
         did = normalise_did(written)
         if not _DID.fullmatch(did):
-            unreadable.add("dids")
+            did_path = path + ("dids", did_index)
             errors.append(
                 loaded.problem(
                     "schema",
@@ -190,7 +274,7 @@ def _desired_account(
                     "did_duplicate",
                     f"DID {did} is listed twice for this {kind.replace('_', ' ')} "
                     f"(first at line {first_line}); say it once",
-                    did_path,
+                    path + ("dids", did_index),
                 )
             )
             continue
@@ -201,39 +285,8 @@ def _desired_account(
                 loaded.problem(
                     "did_normalised",
                     f"DID {written!r} is read as {did}; `reconciler fmt` writes it that way",
-                    did_path,
+                    path + ("dids", did_index),
                 )
             )
         dids.append(did)
-    written_addons = entry.get("addons") or []
-    if _is_broken(broken, path + ("addons",)) or not isinstance(written_addons, list):
-        written_addons = []
-        unreadable.add("addons")
-    addon_at = [
-        index for index, addon in enumerate(written_addons)
-        if isinstance(addon, str) and not _is_broken(broken, path + ("addons", index))
-    ]
-    addons = [written_addons[index] for index in addon_at]
-    if len(addons) != len(written_addons):
-        unreadable.add("addons")
-    product = entry.get("product")
-    name = entry.get("name")
-    if not isinstance(name, str) or _is_broken(broken, path + ("name",)):
-        name = ""
-        unreadable.add("name")
-    blocked = entry.get("blocked")
-    cid = customer_id or 0
-    return DesiredAccount(
-        id=extension_account_id(cid, key) if kind == "extension" else auto_attendant_account_id(cid, int(key)),
-        kind=kind,  # type: ignore[arg-type]
-        key=key,
-        name=name,
-        product=product if isinstance(product, str) and not _is_broken(broken, path + ("product",)) else None,
-        addons=tuple(addons),
-        dids=tuple(dids),
-        blocked=blocked if isinstance(blocked, bool) and not _is_broken(broken, path + ("blocked",)) else None,
-        path=path,
-        unreadable=frozenset(unreadable),
-        did_at=tuple(did_at),
-        addon_at=tuple(addon_at),
-    )
+    return tuple(dids), tuple(did_at)

@@ -150,7 +150,7 @@ def _all_of(checks: list[Check]) -> Check:
 
 
 def _unique_check(value: Any) -> bool:
-    if not isinstance(value, list):
+    if not isinstance(value, list) or len(value) < 2:
         return True
     try:
         # JSON Schema equality: true is not 1, but 1 is 1.0.

@@ -310,8 +310,9 @@ class _Planner:
         if existing.name != desired.name and "name" not in desired.unreadable:
             self.emit(change("set_name", desired.id, from_=existing.name, to=desired.name))
         wanted_addons = _unique(desired.addons)
+        keep_addons = "addons" in desired.unreadable
         for addon in existing.addons:
-            if addon not in wanted_addons and "addons" not in desired.unreadable:
+            if addon not in wanted_addons and not keep_addons:
                 self.emit(change("remove_addon", desired.id, product=addon))
         for addon in wanted_addons:
             index = desired.addons.index(addon)
@@ -319,8 +320,9 @@ class _Planner:
             self.check_product(addon, "addon", desired.addon_path(index), assigned=added)
             if added:
                 self.emit(change("add_addon", desired.id, product=addon))
+        keep_dids = "dids" in desired.unreadable
         for did in existing.dids:
-            if did not in desired.dids and "dids" not in desired.unreadable:
+            if did not in desired.dids and not keep_dids:
                 self.emit(change("remove_alias", desired.id, did=did))
         for index, did in enumerate(desired.dids):
             if did in existing.dids:
@@ -419,7 +421,7 @@ class _Planner:
             before = existing.products_used if existing is not None else set()
             used = {*desired.addons} | ({desired.product} if desired.product is not None else set())
             for product in used:
-                if (desired.path, product) in self.refused:
+                if self.refused and (desired.path, product) in self.refused:
                     continue
                 planned[product] = planned.get(product, 0) + 1
                 if product not in before and product not in newly:

@@ -259,3 +259,21 @@ def test_a_value_starting_with_a_reserved_character_is_told_to_be_quoted(tmp_pat
     path = _write(tmp_path, _spec("extensions:\n  - extension: '1'\n    name: @home\n    product: P\n"))
     result = run_cli("validate", "--offline", str(path))
     assert f"error[yaml_syntax] {path}:7:11: invalid YAML: a value cannot start with '@' unless it is quoted" in result.out
+
+
+def test_a_did_on_three_accounts_is_reported_on_the_second_and_third(tmp_path: Path) -> None:
+    # Found by the fuzz test: the first holder had itself lost a DID to an earlier account.
+    path = _write(
+        tmp_path,
+        _spec("extensions:\n"
+              "  - {extension: '1', name: A, product: P, dids: ['15550001001']}\n"
+              "  - {extension: '2', name: B, product: P, dids: ['15550001001', '15550001003']}\n"
+              "auto_attendants:\n"
+              "  - {number: 1, name: M, product: P, dids: ['15550001003', '15550001001']}\n"),
+    )
+    result = run_cli("validate", "--offline", str(path), "--format", "json")
+    assert [(p["code"], p["line"], p["message"]) for p in all_problems(result.json)] == [
+        ("did_duplicate", 7, "DID 15550001001 is given to both ph100x1 and ph100x2 (first at line 6)"),
+        ("did_duplicate", 9, "DID 15550001003 is given to both ph100x2 and ph100aa1 (first at line 7)"),
+        ("did_duplicate", 9, "DID 15550001001 is given to both ph100x1 and ph100aa1 (first at line 6)"),
+    ]
