@@ -8,6 +8,7 @@ apply on the same customer for as long as it is held.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -102,6 +103,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:
         """The audit log, oldest first."""
+
+    def audit_location(self) -> str:
+        """Where ``history`` reads and apply records the audit log, for messages to a person.
+
+        The default fits a backend keeping an ``audit`` object with a ``path`` (a local file):
+        that file's absolute path; a backend keeping its log elsewhere overrides this.
+        """
+        path = getattr(getattr(self, "audit", None), "path", None)
+        return os.path.abspath(path) if path else self.url
+
+    def audit_exists(self) -> bool:
+        """Whether the audit log exists yet: a local file is created by the first applied change."""
+        path = getattr(getattr(self, "audit", None), "path", None)
+        return os.path.exists(path) if path else True
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,7 +19,10 @@ from reconciler.cli.common import (
     styler,
 )
 from reconciler.cli.plan import _compute_plan
-from reconciler.errors import UsageError
+from reconciler.errors import UsageError, interrupt_exit_code
+
+if TYPE_CHECKING:
+    from reconciler.apply import ApplyOutcome, StopSignals
 
 
 def _confirm(count: int) -> bool:
@@ -39,8 +43,13 @@ def _confirm(count: int) -> bool:
 @pass_context
 def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, force: bool,
           unsafe_share: float, unsafe_min_accounts: int) -> None:
-    """Plan, then apply the changes (or apply a saved plan with --plan)."""
-    from reconciler.apply import apply_plan, git_commit
+    """Plan, then apply the changes (or apply a saved plan with --plan).
+
+    Ctrl-C (SIGINT) or SIGTERM while writing: the write in flight finishes and is recorded in
+    the audit log, nothing more is started, what was applied is listed per customer, and the
+    exit code is 130 (143 for SIGTERM).
+    """
+    from reconciler.apply import StopSignals, apply_plan, git_commit
     from reconciler.render.text import render_text
 
     if plan_file and paths:
@@ -48,44 +57,85 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
     if not plan_file and not paths:
         raise UsageError("give spec PATHs to plan and apply, or --plan FILE")
     with obj.backend() as backend:
-        if plan_file:
-            from reconciler.planfile import read_plan_file
-            from reconciler.runner import check_plan_backend
+        try:
+            if plan_file:
+                from reconciler.planfile import read_plan_file
+                from reconciler.runner import check_plan_backend
 
-            result = read_plan_file(plan_file)
-            check_plan_backend(result, backend)
-            commit = os.environ.get("GITHUB_SHA") or None
-        else:
-            result = _compute_plan(obj, backend, paths, None, unsafe_share, unsafe_min_accounts)
-            commit = git_commit(list(paths))
-        data = result.to_dict()
-        click.echo(render_text(data, style=styler(sys.stdout.isatty())))
-        annotate(data)
-        if result.change_count == 0:
-            click.echo("Nothing to apply.")
-            sys.exit(EXIT_PROBLEM if result.error_count else EXIT_OK)
-        if not plan_file and not auto_approve and not _confirm(result.change_count):
-            click.echo("Apply cancelled; nothing was changed.")
+                result = read_plan_file(plan_file)
+                check_plan_backend(result, backend)
+                commit = os.environ.get("GITHUB_SHA") or None
+            else:
+                result = _compute_plan(obj, backend, paths, None, unsafe_share, unsafe_min_accounts)
+                commit = git_commit(list(paths))
+            data = result.to_dict()
+            click.echo(render_text(data, style=styler(sys.stdout.isatty())))
+            annotate(data)
+            if result.change_count == 0:
+                click.echo("Nothing to apply.")
+                sys.exit(EXIT_PROBLEM if result.error_count else EXIT_OK)
+            if not plan_file and not auto_approve and not _confirm(result.change_count):
+                click.echo("Apply cancelled; nothing was changed.")
+                sys.exit(EXIT_PROBLEM)
+        except KeyboardInterrupt as exc:
+            # Still planning or asking: nothing was written.
+            err("interrupted; nothing was changed")
+            sys.exit(interrupt_exit_code(exc))
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                err("interrupted; nothing was changed")
+                sys.exit(interrupt_exit_code(exc.__context__))
+            err("Apply cancelled (no answer); nothing was changed.")
             sys.exit(EXIT_PROBLEM)
-        outcomes = apply_plan(result, backend, force=force, commit=commit)
+        # From here on a signal stops the run at the next safe point instead of raising; the
+        # handlers stay through the report, so a second Ctrl-C cannot cut the list short.
+        with StopSignals(announce=err) as signals:
+            outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
+            failed = _report(outcomes)
+            if signals.requested():
+                _report_interrupt(outcomes, signals, backend.audit_location())
+                sys.exit(signals.exit_code)
+    if result.errors:
+        failed = True
+    sys.exit(EXIT_PROBLEM if failed else EXIT_OK)
+
+
+def _report(outcomes: list[ApplyOutcome]) -> bool:
+    """One line per customer that had work (and what was done where it stopped); True if any failed."""
+    from reconciler.apply import APPLIED, INTERRUPTED, NOT_STARTED, NOTHING
+    from reconciler.render.text import describe
+
     failed = False
     for outcome in outcomes:
-        if outcome.status == "no changes":
+        if outcome.status == NOTHING:
             continue
         line = f"customer {outcome.customer}: {outcome.status}"
-        if outcome.status == "applied":
+        if outcome.status == APPLIED:
             line += f", {len(outcome.done)} change(s)"
-        else:
+        elif outcome.status == INTERRUPTED:
+            line += f" after {len(outcome.done)} of {outcome.planned} change(s); these were made:"
+        elif outcome.status != NOT_STARTED:
             failed = True
             line += f": {outcome.message}"
             if outcome.done:
                 line += f"; {len(outcome.done)} of {outcome.planned} change(s) were made before it stopped:"
         click.echo(line, err=not outcome.ok)
         if not outcome.ok:
-            from reconciler.render.text import describe
-
             for change in outcome.done:
                 err(f"    done: {describe(change.to_dict())}")
-    if result.errors:
-        failed = True
-    sys.exit(EXIT_PROBLEM if failed else EXIT_OK)
+    return failed
+
+
+def _report_interrupt(outcomes: list[ApplyOutcome], signals: StopSignals, audit_log: str) -> None:
+    from reconciler.apply import APPLIED, INTERRUPTED, NOT_STARTED
+
+    applied = sum(1 for o in outcomes if o.status == APPLIED)
+    cut = [o for o in outcomes if o.status == INTERRUPTED]
+    waiting = sum(1 for o in outcomes if o.status == NOT_STARTED)
+    parts = [f"{applied} customer(s) applied in full"]
+    parts += [f"customer {o.customer} stopped after {len(o.done)} of {o.planned} change(s)" for o in cut]
+    parts.append(f"{waiting} customer(s) not started")
+    err(
+        f"interrupted ({signals.name}): {'; '.join(parts)}. Every change made is in the audit log "
+        f"({audit_log}); run apply again to finish."
+    )
