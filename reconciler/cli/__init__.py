@@ -159,7 +159,12 @@ def main(argv: list[str] | None = None) -> None:
             _output_failed("the reader closed the pipe (broken pipe)")
         raise
     finally:
-        if previous is not None:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            # The process's own run is over and its outcome decided: a signal arriving while
+            # Python shuts down would only turn that outcome into a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        elif previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 

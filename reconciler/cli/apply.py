@@ -23,6 +23,8 @@ from reconciler.errors import UsageError, interrupt_exit_code
 
 if TYPE_CHECKING:
     from reconciler.apply import ApplyOutcome, StopSignals
+    from reconciler.backends.base import Backend
+    from reconciler.runner import Plan
 
 
 def _confirm(count: int) -> bool:
@@ -49,55 +51,80 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
     the audit log, nothing more is started, what was applied is listed per customer, and the
     exit code is 130 (143 for SIGTERM).
     """
-    from reconciler.apply import StopSignals, apply_plan, git_commit
-    from reconciler.render.text import render_text
+    from reconciler.apply import StopSignals, apply_plan
 
     if plan_file and paths:
         raise UsageError("give spec PATHs or --plan FILE, not both")
     if not plan_file and not paths:
         raise UsageError("give spec PATHs to plan and apply, or --plan FILE")
-    with obj.backend() as backend:
-        try:
-            if plan_file:
-                from reconciler.planfile import read_plan_file
-                from reconciler.runner import check_plan_backend
-
-                result = read_plan_file(plan_file)
-                check_plan_backend(result, backend)
-                commit = os.environ.get("GITHUB_SHA") or None
-            else:
-                result = _compute_plan(obj, backend, paths, None, unsafe_share, unsafe_min_accounts)
-                commit = git_commit(list(paths))
-            data = result.to_dict()
-            click.echo(render_text(data, style=styler(sys.stdout.isatty())))
-            annotate(data)
-            if result.change_count == 0:
-                click.echo("Nothing to apply.")
-                sys.exit(EXIT_PROBLEM if result.error_count else EXIT_OK)
-            if not plan_file and not auto_approve and not _confirm(result.change_count):
-                click.echo("Apply cancelled; nothing was changed.")
-                sys.exit(EXIT_PROBLEM)
-        except KeyboardInterrupt as exc:
-            # Still planning or asking: nothing was written.
-            err("interrupted; nothing was changed")
-            sys.exit(interrupt_exit_code(exc))
-        except click.exceptions.Abort as exc:
-            if isinstance(exc.__context__, KeyboardInterrupt):
+    # Installed once the plan is approved: from then on a signal stops the run at the next safe
+    # point instead of raising, through the report too, so a second Ctrl-C cannot cut it short.
+    signals = StopSignals(announce=err)
+    planning_interrupted: int | None = None  # the exit code of an interrupt before any write
+    try:
+        with obj.backend() as backend:
+            try:
+                result, commit = _plan_and_confirm(obj, backend, paths, plan_file, auto_approve,
+                                                   unsafe_share, unsafe_min_accounts)
+            except KeyboardInterrupt as exc:
                 err("interrupted; nothing was changed")
-                sys.exit(interrupt_exit_code(exc.__context__))
-            err("Apply cancelled (no answer); nothing was changed.")
-            sys.exit(EXIT_PROBLEM)
-        # From here on a signal stops the run at the next safe point instead of raising; the
-        # handlers stay through the report, so a second Ctrl-C cannot cut the list short.
-        with StopSignals(announce=err) as signals:
-            outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
-            failed = _report(outcomes)
-            if signals.requested():
-                _report_interrupt(outcomes, signals, backend.audit_location())
-                sys.exit(signals.exit_code)
+                planning_interrupted = interrupt_exit_code(exc)
+                sys.exit(planning_interrupted)
+            with signals:
+                outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
+                failed = _report(outcomes)
+                if signals.requested():
+                    _report_interrupt(outcomes, signals, backend.audit_location())
+                    sys.exit(signals.exit_code)
+    except KeyboardInterrupt:
+        # One more signal while closing the backend (which may wait for reads in flight), after
+        # a first one was handled: everything is reported already; the first signal decides.
+        if signals.requested():
+            sys.exit(signals.exit_code)
+        if planning_interrupted is not None:
+            sys.exit(planning_interrupted)
+        raise
     if result.errors:
         failed = True
     sys.exit(EXIT_PROBLEM if failed else EXIT_OK)
+
+
+def _plan_and_confirm(obj: Context, backend: Backend, paths: tuple[str, ...], plan_file: str | None,
+                      auto_approve: bool, unsafe_share: float, unsafe_min_accounts: int) -> tuple[Plan, str | None]:
+    """The plan to apply and the commit it comes from; exits when there is nothing to do.
+
+    Nothing is written here: an interrupt (KeyboardInterrupt) is left to the caller.
+    """
+    from reconciler.apply import git_commit
+    from reconciler.render.text import render_text
+
+    try:
+        if plan_file:
+            from reconciler.planfile import read_plan_file
+            from reconciler.runner import check_plan_backend
+
+            result = read_plan_file(plan_file)
+            check_plan_backend(result, backend)
+            commit = os.environ.get("GITHUB_SHA") or None
+        else:
+            result = _compute_plan(obj, backend, paths, None, unsafe_share, unsafe_min_accounts)
+            commit = git_commit(list(paths))
+        data = result.to_dict()
+        click.echo(render_text(data, style=styler(sys.stdout.isatty())))
+        annotate(data)
+        if result.change_count == 0:
+            click.echo("Nothing to apply.")
+            sys.exit(EXIT_PROBLEM if result.error_count else EXIT_OK)
+        if not plan_file and not auto_approve and not _confirm(result.change_count):
+            click.echo("Apply cancelled; nothing was changed.")
+            sys.exit(EXIT_PROBLEM)
+    except click.exceptions.Abort as exc:
+        # click.prompt turns Ctrl-C into Abort: the caller reports it as the interrupt it was.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise exc.__context__ from None
+        err("Apply cancelled (no answer); nothing was changed.")
+        sys.exit(EXIT_PROBLEM)
+    return result, commit
 
 
 def _report(outcomes: list[ApplyOutcome]) -> bool:
