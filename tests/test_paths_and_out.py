@@ -262,3 +262,20 @@ def test_state_dump_into_a_pipe_closed_early(big_billing: Path, fmt: str) -> Non
     err = proc.stderr.read() if proc.stderr else b""
     assert proc.wait(timeout=60) == 1
     assert err.decode() == "error: cannot write the output: the reader closed the pipe (broken pipe)\n"
+
+
+def test_apply_workflow_carries_the_audit_log_from_run_to_run() -> None:
+    """CI runners are thrown away: the audit log goes from each apply to the next as an artifact."""
+    import yaml
+
+    steps = yaml.safe_load((REPO / ".github" / "workflows" / "apply.yml").read_text())["jobs"]["apply"]["steps"]
+    names = [step.get("name", "") for step in steps]
+    restore = steps[names.index("Restore the audit log of earlier applies")]
+    keep = steps[names.index("Keep the audit log")]
+    applying = names.index("Apply the saved plan")
+    assert names.index(restore["name"]) < applying < names.index(keep["name"])
+    assert "gh run download" in restore["run"] and "reconciler-audit-log" in restore["run"]
+    assert keep["with"]["name"] == "reconciler-audit-log"
+    assert keep["with"]["path"] == ".reconciler/audit-*.jsonl"  # the documented default location
+    assert keep["with"]["include-hidden-files"] is True  # .reconciler/ is a hidden folder
+    assert keep["if"].startswith("always()")  # a cancelled (SIGTERM) apply keeps its record too
