@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any, Self
 
 from reconciler.backends.base import AuditEntry, Backend
-from reconciler.errors import ReconcilerError
+from reconciler.errors import BackendError, ReconcilerError
 from reconciler.model import Change, CustomerState, managed_kind
 from reconciler.plan import CustomerPlan, fingerprint
 from reconciler.runner import Plan
@@ -149,6 +149,8 @@ def apply_plan(
     billing is in the audit log, whatever stopped the run.
     """
     stopped = stop or (lambda: False)
+    if not backend.transactional and any(c.changes and not c.errors for c in plan.customers):
+        backend.check_audit_writable()  # before the first write, not after it
     catalogue = backend.catalogue()
     return [_apply_customer(c, backend, catalogue, force, commit, stopped) for c in plan.customers]
 
@@ -198,7 +200,14 @@ def _apply_customer(
             def audit(change: Change) -> None:
                 # Change by change on a backend that cannot roll back: every write that reached
                 # billing is in the audit log before the next one starts.
-                _record(session, [change], cid, fp, now, commit)
+                try:
+                    _record(session, [change], cid, fp, now, commit)
+                except (ReconcilerError, OSError) as exc:
+                    raise BackendError(
+                        f"{change.op} {change.account} reached billing but could not be recorded in "
+                        f"the audit log {backend.audit_location()} ({exc}); stopped so that no "
+                        "further change goes unrecorded"
+                    ) from None
 
             try:
                 session.execute(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,7 +117,7 @@ def replay(accounts: Iterable[Mapping[str, Any]], entries: Iterable[Mapping[str,
 
 
 def billing_differences(
-    before: Mapping[str, Any], after: Mapping[str, Any], entries: list[Mapping[str, Any]]
+    before: Mapping[str, Any], after: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """Where billing ``after`` a run differs from billing ``before`` it plus the run's audit entries.
 

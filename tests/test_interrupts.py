@@ -1,7 +1,7 @@
 """Interrupts: SIGINT and SIGTERM sent to real `apply` processes at random moments.
 
 On the embedded SQLite backend (60 customers x 40 extensions, about 6,000 changes) and on the
-PortaBilling emulator (with 20 ms of latency per call), each trial starts `apply`, sends SIGINT
+PortaBilling emulator (3 customers x 6 extensions, 20 ms of latency per call), each trial starts `apply`, sends SIGINT
 or SIGTERM at a random moment (a random time, or a random delay after the first write reached
 the audit log), sometimes a second signal right after, one to three times in a row, and after
 every run checks what an operator would:
@@ -213,7 +213,7 @@ def sqlite_world(tmp_path_factory: pytest.TempPathFactory) -> World:
 def emulator_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     if not _emulator_available():
         pytest.skip("the PortaBilling emulator is not built")
-    return _make_world(tmp_path_factory.mktemp("interrupt-pb"), "portabilling", 4, 8)
+    return _make_world(tmp_path_factory.mktemp("interrupt-pb"), "portabilling", 3, 6)
 
 
 # ---- one interrupted run ---------------------------------------------------------------------
@@ -416,16 +416,16 @@ def test_second_ctrl_c_waits_for_the_write_in_flight(emulator_world: World, tmp_
                                                      processes: list[subprocess.Popen[bytes]]) -> None:
     """Two Ctrl-C in a row while a slow write is in flight: it finishes, is audited, then apply stops."""
     target = EmulatorTarget(tmp_path, emulator_world.specs, emulator_world.spec_docs,
-                            emulator_world.state_file, latency_ms=200)
+                            emulator_world.state_file, latency_ms=100)
     try:
         before = target.dump()
         proc, out_path, err_path = _start_apply(target, processes, "run")
         deadline = time.monotonic() + 120
         while proc.poll() is None and target.audit_size() == 0 and time.monotonic() < deadline:
             time.sleep(0.002)
-        time.sleep(0.05)  # well inside the next write's 200 ms
+        time.sleep(0.02)  # inside the next write's 100 ms
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.03)
+        time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         run = Run(proc.wait(timeout=60), out_path.read_text(), err_path.read_text(), "mid-write",
                   [signal.SIGINT, signal.SIGINT])
@@ -444,17 +444,19 @@ def test_interrupt_while_planning_changes_nothing(emulator_world: World, tmp_pat
                                                   processes: list[subprocess.Popen[bytes]]) -> None:
     """SIGTERM before the first write (reads are slow here): nothing changed, said so, exit 143."""
     target = EmulatorTarget(tmp_path, emulator_world.specs, emulator_world.spec_docs,
-                            emulator_world.state_file, latency_ms=400)
+                            emulator_world.state_file, latency_ms=150)
     try:
         before = target.dump()
         proc, out_path, err_path = _start_apply(target, processes, "run")
-        time.sleep(1.0)  # started (about 0.2 s) and reading; the first plan needs several round trips
+        time.sleep(1.0)  # started (0.2 s when idle) and reading: planning takes some twenty 0.15 s calls
         assert out_path.stat().st_size == 0, "the plan was already printed: reads were too fast"
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
         err = err_path.read_text()
         assert code == 143, err
-        assert err.strip() == "interrupted; nothing was changed"
+        # (On a machine so loaded that start-up took a second, the signal comes before apply
+        # starts reading, and the one word "interrupted" is all there is to say.)
+        assert err.strip() in ("interrupted; nothing was changed", "interrupted")
         assert target.dump() == before
         assert not target.audit_log.exists()
     finally:
@@ -465,6 +467,7 @@ def test_report_names_every_customer_and_the_audit_log(sqlite_world: World, tmp_
                                                        processes: list[subprocess.Popen[bytes]]) -> None:
     """After the first commit: applied ones on stdout, the others 'not started', a summary line."""
     target = sqlite_world.target(tmp_path / "t")
+    assert isinstance(target, SqliteTarget)
     proc, out_path, err_path = _start_apply(target, processes, "run")
     deadline = time.monotonic() + 120
     while proc.poll() is None and target.audit_size() == 0 and time.monotonic() < deadline:

@@ -279,3 +279,25 @@ def test_apply_workflow_carries_the_audit_log_from_run_to_run() -> None:
     assert keep["with"]["path"] == ".reconciler/audit-*.jsonl"  # the documented default location
     assert keep["with"]["include-hidden-files"] is True  # .reconciler/ is a hidden folder
     assert keep["if"].startswith("always()")  # a cancelled (SIGTERM) apply keeps its record too
+
+
+def test_an_audit_log_that_cannot_be_written_stops_apply_before_any_change(elsewhere: Path) -> None:
+    """PortaBilling: the audit log is checked before the first write, not found broken after it."""
+    emulator = pytest.importorskip("reconciler.emulator")
+    from reconciler.statefile import load_state_file, state_to_dict
+
+    (elsewhere / "README.md").write_text("a file, not a folder\n")
+    server = emulator.EmulatorServer(load_state_file(str(DEMO_STATE)))
+    server.start()
+    try:
+        before = state_to_dict(server.dump_state())
+        env = {**server.env(), "RECONCILER_AUDIT_LOG": "README.md/audit.jsonl"}
+        result = run_cli("--backend", server.url, "apply", str(REPO / "specs" / "customers"), "--auto-approve",
+                         env=env)
+        assert result.code == 1, result
+        _no_crash(result, elsewhere)
+        assert f"error: cannot write the audit log {elsewhere / 'README.md' / 'audit.jsonl'}" in result.err
+        assert "RECONCILER_AUDIT_LOG" in result.err
+        assert state_to_dict(server.dump_state()) == before
+    finally:
+        server.stop()

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.errors import BackendError
 from reconciler.model import Catalogue, Change, CustomerState
 
 
@@ -117,6 +118,25 @@ class Backend(abc.ABC):
         """Whether the audit log exists yet: a local file is created by the first applied change."""
         path = getattr(getattr(self, "audit", None), "path", None)
         return os.path.exists(path) if path else True
+
+    def check_audit_writable(self) -> None:
+        """Raise BackendError if the audit log cannot take entries; apply asks before its first write.
+
+        A backend that cannot roll back records each change right after writing it: finding out
+        then that the log is unwritable would leave one change in billing and not in the log.
+        """
+        path = getattr(getattr(self, "audit", None), "path", None)
+        if not path:
+            return
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise BackendError(
+                f"cannot write the audit log {os.path.abspath(path)}: {exc.strerror or exc} "
+                "(set RECONCILER_AUDIT_LOG to a writable file)"
+            ) from None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from reconciler.apply import StopSignals, apply_plan
 from reconciler.cli.common import (
     EXIT_OK,
     EXIT_PROBLEM,
@@ -22,7 +23,7 @@ from reconciler.cli.plan import _compute_plan
 from reconciler.errors import UsageError, interrupt_exit_code
 
 if TYPE_CHECKING:
-    from reconciler.apply import ApplyOutcome, StopSignals
+    from reconciler.apply import ApplyOutcome
     from reconciler.backends.base import Backend
     from reconciler.runner import Plan
 
@@ -51,8 +52,6 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
     the audit log, nothing more is started, what was applied is listed per customer, and the
     exit code is 130 (143 for SIGTERM).
     """
-    from reconciler.apply import StopSignals, apply_plan
-
     if plan_file and paths:
         raise UsageError("give spec PATHs or --plan FILE, not both")
     if not plan_file and not paths:
@@ -60,30 +59,29 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
     # Installed once the plan is approved: from then on a signal stops the run at the next safe
     # point instead of raising, through the report too, so a second Ctrl-C cannot cut it short.
     signals = StopSignals(announce=err)
-    planning_interrupted: int | None = None  # the exit code of an interrupt before any write
+    writing = False
     try:
         with obj.backend() as backend:
-            try:
-                result, commit = _plan_and_confirm(obj, backend, paths, plan_file, auto_approve,
-                                                   unsafe_share, unsafe_min_accounts)
-            except KeyboardInterrupt as exc:
-                err("interrupted; nothing was changed")
-                planning_interrupted = interrupt_exit_code(exc)
-                sys.exit(planning_interrupted)
+            result, commit = _plan_and_confirm(obj, backend, paths, plan_file, auto_approve,
+                                               unsafe_share, unsafe_min_accounts)
+            writing = True
             with signals:
                 outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
                 failed = _report(outcomes)
                 if signals.requested():
                     _report_interrupt(outcomes, signals, backend.audit_location())
                     sys.exit(signals.exit_code)
-    except KeyboardInterrupt:
-        # One more signal while closing the backend (which may wait for reads in flight), after
-        # a first one was handled: everything is reported already; the first signal decides.
+    except KeyboardInterrupt as exc:
+        if not writing:
+            # Still reading, planning or asking (the backend may have waited for reads in
+            # flight to end): nothing was written.
+            err("interrupted; nothing was changed")
+            sys.exit(interrupt_exit_code(exc))
         if signals.requested():
+            # One more signal while closing the backend: everything is reported already, and
+            # the first signal decides the exit code.
             sys.exit(signals.exit_code)
-        if planning_interrupted is not None:
-            sys.exit(planning_interrupted)
-        raise
+        raise  # the first signal came once the run was over: only "interrupted" is left to say
     if result.errors:
         failed = True
     sys.exit(EXIT_PROBLEM if failed else EXIT_OK)
