@@ -112,7 +112,7 @@ class StopSignals:
             self._say(f"{signal.Signals(signum).name} received: stopping after the write in flight "
                       "(it finishes and is recorded in the audit log; nothing more is started)")
         else:
-            self._say("already stopping: waiting for the write in flight to finish and be recorded")
+            self._say("already stopping (a write in flight finishes and is recorded first)")
 
     def _say(self, line: str) -> None:
         try:
@@ -120,16 +120,27 @@ class StopSignals:
         except (OSError, RuntimeError, ValueError):
             pass  # stderr gone, or busy in the main thread: the stop still happens
 
-    def __enter__(self) -> Self:
-        if threading.current_thread() is threading.main_thread():
+    def install(self, *, already: int | None = None) -> None:
+        """Take over SIGINT and SIGTERM. ``already``: a signal that arrived before (it raised
+        KeyboardInterrupt); it counts as the first, and later ones are only noted."""
+        if already is not None and self.signum is None:
+            self.signum = already
+        if threading.current_thread() is threading.main_thread() and not self._previous:
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def restore(self) -> None:
+        """Give SIGINT and SIGTERM back to the handlers they had before ``install``."""
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+
+    def __enter__(self) -> Self:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
 
 
 def apply_plan(

@@ -308,7 +308,7 @@ def _interrupted_apply(target: Target, world: World, rng: random.Random,
                 sent.append(rng.choice((signal.SIGINT, signal.SIGTERM)))
                 proc.send_signal(sent[1])
     else:
-        how = "never (it had finished before the signal)"
+        how = "finished before the signal"
     code = proc.wait(timeout=120)
     return Run(code, out_path.read_text("utf-8", "replace"), err_path.read_text("utf-8", "replace"), how, sent)
 
@@ -378,19 +378,23 @@ def _trial(world: World, seed: int, tmp_path: Path, processes: list[subprocess.P
             entries = target.history()[logged:]
             problems = check_run(target, run, before, target.dump(), entries)
             assert problems == [], f"{target.kind} seed {seed}, run {attempt + 1}: {problems[:8]}\n{run}"
-            how = run.how
-            if run.started_python_only:
-                how = "during Python's start-up (before the reconciler's handlers)"
-            elif run.signals and run.code == 0:
-                how = "after the run had finished its work"
-            record_figure(f"interrupts ({target.kind}): runs stopped {how}")
+            if not run.signals:
+                how = "runs that finished before the signal was sent"
+            elif run.started_python_only:
+                how = "runs signalled during Python's start-up (before the reconciler's handlers)"
+            elif run.code == 0:
+                how = "runs signalled once their work was done (exit 0)"
+            else:
+                how = f"runs signalled {run.how}"
+            record_figure(f"interrupts ({target.kind}): {how}")
             for sent in run.signals:
                 record_figure(f"interrupts ({target.kind}): {signal.Signals(sent).name} sent")
             if len(run.signals) > 1:
                 record_figure(f"interrupts ({target.kind}): second signals while stopping")
             if run.report.cut:
                 record_figure(f"interrupts ({target.kind}): customers stopped between two writes")
-            record_figure(f"interrupts ({target.kind}): changes checked against billing", len(entries))
+            record_figure(f"interrupts ({target.kind}): changes audited by interrupted runs, each checked "
+                          "against billing", len(entries))
         final = target.cli("apply", str(world.specs), "--auto-approve")
         assert final.code == 0, f"{target.kind} seed {seed}: the re-run failed\n{final}"
         again = target.cli("plan", str(world.specs), "--detailed-exitcode")

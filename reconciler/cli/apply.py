@@ -56,34 +56,29 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
         raise UsageError("give spec PATHs or --plan FILE, not both")
     if not plan_file and not paths:
         raise UsageError("give spec PATHs to plan and apply, or --plan FILE")
-    # Installed once the plan is approved: from then on a signal stops the run at the next safe
-    # point instead of raising, through the report too, so a second Ctrl-C cannot cut it short.
+    # From the approval on (or from an interrupt while planning), signals only ask to stop: the
+    # run stops at the next safe point, and the report and the closing of the backend (which may
+    # wait for reads in flight) are not cut short by a second Ctrl-C.
     signals = StopSignals(announce=err)
-    writing = False
+    failed = False
     try:
         with obj.backend() as backend:
-            result, commit = _plan_and_confirm(obj, backend, paths, plan_file, auto_approve,
-                                               unsafe_share, unsafe_min_accounts)
-            writing = True
-            with signals:
+            try:
+                result, commit = _plan_and_confirm(obj, backend, paths, plan_file, auto_approve,
+                                                   unsafe_share, unsafe_min_accounts)
+            except KeyboardInterrupt as exc:
+                signals.install(already=interrupt_exit_code(exc) - 128)
+                err("interrupted; nothing was changed")
+            else:
+                signals.install()
                 outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
-                failed = _report(outcomes)
+                failed = _report(outcomes) or bool(result.errors)
                 if signals.requested():
                     _report_interrupt(outcomes, signals, backend.audit_location())
-                    sys.exit(signals.exit_code)
-    except KeyboardInterrupt as exc:
-        if not writing:
-            # Still reading, planning or asking (the backend may have waited for reads in
-            # flight to end): nothing was written.
-            err("interrupted; nothing was changed")
-            sys.exit(interrupt_exit_code(exc))
-        if signals.requested():
-            # One more signal while closing the backend: everything is reported already, and
-            # the first signal decides the exit code.
-            sys.exit(signals.exit_code)
-        raise  # the first signal came once the run was over: only "interrupted" is left to say
-    if result.errors:
-        failed = True
+    finally:
+        signals.restore()
+    if signals.requested():
+        sys.exit(signals.exit_code)
     sys.exit(EXIT_PROBLEM if failed else EXIT_OK)
 
 
