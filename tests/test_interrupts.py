@@ -1,6 +1,6 @@
 """Interrupts: SIGINT and SIGTERM sent to real `apply` processes at random moments.
 
-On the embedded SQLite backend (60 customers x 40 extensions in the long run, about 6,000
+On the embedded SQLite backend (120 customers x 40 extensions in the long run, about 13,000
 changes; 30 x 30 by default) and on the PortaBilling emulator (4 customers x 8 extensions; 2 x 6
 by default; 20 ms of latency per call), each trial starts `apply`, sends SIGINT
 or SIGTERM at a random moment (a random time, or a random delay after the first write reached
@@ -209,7 +209,7 @@ def _make_world(folder: Path, kind: str, customers: int, extensions: int) -> Wor
 # The long run's worlds take seconds to apply, so random moments fall everywhere in a run; the
 # default run's are smaller, to keep it fast.
 LONG_RUN = INTERRUPT_TRIALS > 2
-SQLITE_WORLD = (60, 40) if LONG_RUN else (30, 30)
+SQLITE_WORLD = (120, 40) if LONG_RUN else (30, 30)
 EMULATOR_WORLD = (4, 8) if LONG_RUN else (2, 6)
 
 

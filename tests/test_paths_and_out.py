@@ -16,7 +16,9 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -229,33 +231,46 @@ def big_billing(tmp_path: Path) -> Path:
     return db
 
 
-def _dump(db: Path, *args: str, **popen: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(reconciler_argv("--backend", f"sqlite:///{db}", "state", "dump", *args),
-                            cwd=db.parent, env=clean_env(), stderr=subprocess.PIPE, **popen)  # type: ignore[call-overload]
+@pytest.fixture
+def dump(big_billing: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Starts `state dump` of the big database; whatever happens, no process outlives the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, **popen: Any) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(reconciler_argv("--backend", f"sqlite:///{big_billing}", "state", "dump", *args),
+                                cwd=big_billing.parent, env=clean_env(), stderr=subprocess.PIPE, **popen)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
-def test_state_dump_into_a_full_disk(big_billing: Path, fmt: str) -> None:
+def test_state_dump_into_a_full_disk(dump: Callable[..., subprocess.Popen[bytes]], fmt: str) -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
     with open("/dev/full", "wb") as full:
-        proc = _dump(big_billing, "--format", fmt, stdout=full)
+        proc = dump("--format", fmt, stdout=full)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert err.decode() == "error: cannot write the output: No space left on device\n"
 
 
-def test_state_dump_with_standard_output_closed(big_billing: Path) -> None:
-    proc = _dump(big_billing, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1))
+def test_state_dump_with_standard_output_closed(dump: Callable[..., subprocess.Popen[bytes]]) -> None:
+    proc = dump(stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert err.decode() == "error: cannot write the output: standard output is closed\n"
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
-def test_state_dump_into_a_pipe_closed_early(big_billing: Path, fmt: str) -> None:
+def test_state_dump_into_a_pipe_closed_early(dump: Callable[..., subprocess.Popen[bytes]], fmt: str) -> None:
     """Like `reconciler state dump | head`: the reader leaves, the dump says so and exits 1."""
-    proc = _dump(big_billing, "--format", fmt, stdout=subprocess.PIPE)
+    proc = dump("--format", fmt, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stdout.read(10)
     proc.stdout.close()

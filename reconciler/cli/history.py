@@ -23,7 +23,7 @@ def history(obj: Context, customer_id: int | None, fmt: str) -> None:
     """The audit log: every applied change with time, plan fingerprint and git commit.
 
     The log read is named on standard error. A PortaBilling backend's log is a local file:
-    .reconciler/audit-HOST-PORT.jsonl in the working directory, or RECONCILER_AUDIT_LOG.
+    .reconciler/audit-HOST_PORT.jsonl in the working directory, or RECONCILER_AUDIT_LOG.
     """
     from reconciler.render.text import describe
 
