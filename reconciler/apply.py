@@ -4,17 +4,27 @@ For each customer: take its session (the lock), read its state again, refuse if 
 longer has the fingerprint the plan was computed from, write the changes, record them in the
 audit log. A customer with problems, an unsafe plan without --force, or a stale state is
 skipped; the other customers proceed.
+
+An interrupt (SIGINT, SIGTERM) never cuts a write in half: ``StopSignals`` turns it into a stop
+request that apply honours at the next safe point. On a backend that writes change by change
+that is before the next change (the one in flight finishes and is audited); on a transactional
+backend it is between customers (the customer in flight commits whole, with its audit rows).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Self
 
 from reconciler.backends.base import AuditEntry, Backend
-from reconciler.errors import ReconcilerError
+from reconciler.errors import BackendError, ReconcilerError
 from reconciler.model import Change, CustomerState, managed_kind
 from reconciler.plan import CustomerPlan, fingerprint
 from reconciler.runner import Plan
@@ -22,6 +32,9 @@ from reconciler.runner import Plan
 APPLIED, NOTHING, SKIPPED, STALE, UNSAFE, FAILED, REFUSED = (
     "applied", "no changes", "skipped", "stale", "unsafe", "failed", "refused",
 )
+# An interrupt stopped this customer midway (some of its changes were written: ``done``), or
+# came before it started (nothing written for it).
+INTERRUPTED, NOT_STARTED = "interrupted", "not started (interrupted)"
 
 
 @dataclass
@@ -38,31 +51,128 @@ class ApplyOutcome:
 
 
 def git_commit(paths: list[str]) -> str | None:
-    """The commit the specs come from: GITHUB_SHA in CI, else HEAD of the specs' repository."""
+    """The commit the specs come from: GITHUB_SHA in CI, else HEAD of the specs' repository.
+
+    The repository is the one holding the spec paths, not the working directory's; specs spread
+    over several repositories (or none) come from no one commit, and record none.
+    """
     if os.environ.get("GITHUB_SHA"):
         return os.environ["GITHUB_SHA"]
-    folder = paths[0] if paths else "."
-    if not os.path.isdir(folder):
-        folder = os.path.dirname(folder) or "."
+    from reconciler.gitchanges import GitChangesError, repository_of
+
     try:
+        toplevel = repository_of(paths)
         result = subprocess.run(
-            ["git", "-C", folder, "rev-parse", "HEAD"],
+            ["git", "-C", toplevel, "rev-parse", "HEAD"],
             capture_output=True, text=True, timeout=10, check=False,
         )
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, GitChangesError):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+class StopSignals:
+    """SIGINT and SIGTERM, while apply writes, become a request to stop at the next safe point.
+
+    Use as a context manager around ``apply_plan(..., stop=signals.requested)``. Python's own
+    SIGINT handler raises KeyboardInterrupt wherever the main thread happens to be, which could
+    be between a write that reached billing and its audit record; these handlers only set a flag,
+    so a blocking call (an HTTP request, a SQLite statement) is not interrupted and finishes.
+    The first signal is announced once; later ones are noted and honoured the same way, after
+    the write in flight: cutting that write short would leave a change in billing that the audit
+    log does not hold. The previous handlers come back on exit. Outside the main thread, where
+    Python allows no signal handlers, nothing is installed and no stop is ever requested.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, announce: Callable[[str], None] | None = None) -> None:
+        self.announce = announce or (lambda _line: None)
+        self.signum: int | None = None
+        self.received = 0
+        self._previous: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        """Whether a signal asked apply to stop; passed to ``apply_plan`` as ``stop``."""
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process the signal ended: 130, 143."""
+        return 128 + (self.signum or 0)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.received += 1
+        if self.signum is None:
+            self.signum = signum
+            self._say(f"{signal.Signals(signum).name} received: stopping after the write in flight "
+                      "(it finishes and is recorded in the audit log; nothing more is started)")
+        else:
+            self._say("already stopping (a write in flight finishes and is recorded first)")
+
+    def _say(self, line: str) -> None:
+        try:
+            self.announce(line)
+        except (OSError, RuntimeError, ValueError):
+            pass  # stderr gone, or busy in the main thread: the stop still happens
+
+    def install(self, *, already: int | None = None) -> None:
+        """Take over SIGINT and SIGTERM. ``already``: a signal that arrived before (it raised
+        KeyboardInterrupt); it counts as the first, and later ones are only noted."""
+        if already is not None and self.signum is None:
+            self.signum = already
+        if threading.current_thread() is threading.main_thread() and not self._previous:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        """Give SIGINT and SIGTERM back to the handlers they had before ``install``."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def __enter__(self) -> Self:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+
 def apply_plan(
-    plan: Plan, backend: Backend, *, force: bool = False, commit: str | None = None
+    plan: Plan,
+    backend: Backend,
+    *,
+    force: bool = False,
+    commit: str | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[ApplyOutcome]:
+    """Apply every customer of ``plan``; one outcome per customer, in plan order.
+
+    ``stop`` is asked before each customer and, on a backend that writes change by change,
+    before each change: once it says yes, the customer in flight ends after its current write
+    (``INTERRUPTED``, with ``done`` exact) or, on a transactional backend, after its commit;
+    customers with changes not yet started are ``NOT_STARTED``. Every write that reached
+    billing is in the audit log, whatever stopped the run.
+    """
+    stopped = stop or (lambda: False)
+    if not backend.transactional and any(c.changes and not c.errors for c in plan.customers):
+        backend.check_audit_writable()  # before the first write, not after it
     catalogue = backend.catalogue()
-    return [_apply_customer(c, backend, catalogue, force, commit) for c in plan.customers]
+    return [_apply_customer(c, backend, catalogue, force, commit, stopped) for c in plan.customers]
 
 
 def _apply_customer(
-    customer_plan: CustomerPlan, backend: Backend, catalogue: object, force: bool, commit: str | None
+    customer_plan: CustomerPlan,
+    backend: Backend,
+    catalogue: object,
+    force: bool,
+    commit: str | None,
+    stop: Callable[[], bool],
 ) -> ApplyOutcome:
     cid = customer_plan.customer
     planned = len(customer_plan.changes)
@@ -72,6 +182,8 @@ def _apply_customer(
         return ApplyOutcome(cid, UNSAFE, f"{customer_plan.unsafe_reason}", planned=planned)
     if not customer_plan.changes:
         return ApplyOutcome(cid, NOTHING)
+    if stop():
+        return ApplyOutcome(cid, NOT_STARTED, "nothing was changed for this customer", planned=planned)
     try:
         with backend.customer_session(cid, catalogue) as session:  # type: ignore[arg-type]
             state = session.read()
@@ -94,26 +206,47 @@ def _apply_customer(
                     "the plan holds changes this customer may not make: " + "; ".join(refused[:5]),
                     planned=planned,
                 )
+            if stop():
+                # Asked while the lock was taken and the state read: nothing is written yet.
+                return ApplyOutcome(cid, NOT_STARTED, "nothing was changed for this customer", planned=planned)
             now = datetime.now(UTC).isoformat(timespec="seconds")
             fp = customer_plan.fingerprint
 
             def audit(change: Change) -> None:
                 # Change by change on a backend that cannot roll back: every write that reached
                 # billing is in the audit log before the next one starts.
-                _record(session, [change], cid, fp, now, commit)
+                try:
+                    _record(session, [change], cid, fp, now, commit)
+                except (ReconcilerError, OSError) as exc:
+                    raise BackendError(
+                        f"{change.op} {change.account} reached billing but could not be recorded in "
+                        f"the audit log {backend.audit_location()} ({exc}); stopped so that no "
+                        "further change goes unrecorded"
+                    ) from None
 
             try:
                 session.execute(
                     customer_plan.changes,
                     on_written=None if backend.transactional else audit,
+                    stop=None if backend.transactional else stop,
                 )
             except ReconcilerError as exc:
                 if backend.transactional:
                     raise  # the session rolls the whole customer back
                 return ApplyOutcome(cid, FAILED, str(exc), done=session.done, planned=planned)
             if backend.transactional:
+                # The audit rows join the customer's transaction: both commit, or neither.
                 _record(session, customer_plan.changes, cid, fp, now, commit)
-            return ApplyOutcome(cid, APPLIED, done=list(customer_plan.changes), planned=planned)
+                return ApplyOutcome(cid, APPLIED, done=list(customer_plan.changes), planned=planned)
+            done = session.done
+            if len(done) < planned:
+                # Only a stop request makes a session return early without an error.
+                if not done:
+                    return ApplyOutcome(cid, NOT_STARTED, "nothing was changed for this customer",
+                                        planned=planned)
+                return ApplyOutcome(cid, INTERRUPTED, f"stopped after {len(done)} of {planned} change(s)",
+                                    done=done, planned=planned)
+            return ApplyOutcome(cid, APPLIED, done=done, planned=planned)
     except ReconcilerError as exc:
         suffix = "; nothing was changed for this customer" if backend.transactional else ""
         return ApplyOutcome(cid, FAILED, f"{exc}{suffix}", planned=planned)

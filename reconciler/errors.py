@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class ReconcilerError(Exception):
     """An expected failure with a message a person can act on."""
@@ -9,6 +11,10 @@ class ReconcilerError(Exception):
 
 class UsageError(ReconcilerError):
     """The command line or a saved plan file is not usable as given."""
+
+
+class OutputError(ReconcilerError):
+    """A file the user asked for (``--out FILE``) cannot be written; nothing was written there."""
 
 
 class BackendError(ReconcilerError):
@@ -33,3 +39,15 @@ class StateFileError(ReconcilerError):
     def __init__(self, message: str, problems: list | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what CI runners send on cancel), raised where Python raises KeyboardInterrupt
+    for SIGINT, so both stop a read-only command the same way; exit 128 + ``signum``."""
+
+    signum = int(signal.SIGTERM)
+
+
+def interrupt_exit_code(exc: BaseException | None) -> int:
+    """The exit code of a command stopped by ``exc``: 143 for SIGTERM, else 130 (SIGINT)."""
+    return 128 + exc.signum if isinstance(exc, Terminated) else 130

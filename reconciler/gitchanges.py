@@ -18,7 +18,7 @@ from pathlib import Path
 
 from reconciler.errors import ReconcilerError
 
-__all__ = ["GitChangesError", "SpecChanges", "changed_spec_files"]
+__all__ = ["GitChangesError", "SpecChanges", "changed_spec_files", "repository_of"]
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -61,13 +61,48 @@ def _git(args: list[str], cwd: str) -> str:
     return result.stdout
 
 
-def _toplevel(cwd: str) -> str:
+def _toplevel(folder: str, spec_path: str | None = None) -> str:
     try:
-        return _git(["rev-parse", "--show-toplevel"], cwd).strip()
+        return _git(["rev-parse", "--show-toplevel"], folder).strip()
     except GitChangesError as error:
         if "git is not installed" in str(error):
             raise
-        raise GitChangesError(f"not a git repository: {cwd}") from None
+        holds = f" (the folder of the spec path {spec_path})" if spec_path is not None else ""
+        raise GitChangesError(f"not a git repository: {folder}{holds}") from None
+
+
+def _nearest_folder(path: str) -> str:
+    """``path`` if it is a folder, else its nearest existing ancestor (a deleted spec's folder)."""
+    current = os.path.abspath(path)
+    if not os.path.isdir(current):
+        current = os.path.dirname(current)
+    while not os.path.isdir(current) and os.path.dirname(current) != current:
+        current = os.path.dirname(current)
+    return current
+
+
+def repository_of(paths: list[str], *, cwd: str | None = None) -> str:
+    """The top folder of the one git repository that holds every path of ``paths``.
+
+    The repository is found from the spec paths, not from the working directory: `cd /tmp &&
+    reconciler plan --changed-since main /repo/specs` compares within /repo. Paths in several
+    repositories are refused: a ref names a commit of one repository.
+    """
+    workdir = os.path.abspath(cwd or os.getcwd())
+    found: dict[str, list[str]] = {}
+    toplevels: dict[str, str] = {}  # one git call per folder, not per spec file
+    for path in paths or ["."]:
+        folder = _nearest_folder(os.path.join(workdir, path))
+        if folder not in toplevels:
+            toplevels[folder] = _toplevel(folder, path)
+        found.setdefault(toplevels[folder], []).append(path)
+    if len(found) > 1:
+        listing = "; ".join(f"{top}: {', '.join(held)}" for top, held in sorted(found.items()))
+        raise GitChangesError(
+            f"the spec paths are in {len(found)} git repositories ({listing}); a git ref belongs to "
+            "one repository: run one command per repository"
+        )
+    return next(iter(found))
 
 
 def _base(ref: str, cwd: str) -> str:
@@ -111,12 +146,20 @@ def _parse_name_status(output: str) -> tuple[set[str], set[str]]:
     return changed, deleted
 
 
-def _relative(root_relative: set[str], toplevel: str, cwd: str) -> list[str]:
-    result = {
-        Path(os.path.relpath(os.path.join(toplevel, path), cwd)).as_posix()
-        for path in root_relative
-        if _is_spec(path)
-    }
+def _as_given(root_relative: set[str], toplevel: str, given: list[tuple[str, str]]) -> list[str]:
+    """Repository paths of spec files, spelt under the spec path (as the user gave it) holding them."""
+    result = set()
+    for path in root_relative:
+        if not _is_spec(path):
+            continue
+        real = os.path.join(toplevel, path)
+        for prefix, spelt in given:
+            if real == prefix:
+                result.add(Path(os.path.normpath(spelt)).as_posix())
+                break
+            if real.startswith(prefix.rstrip(os.sep) + os.sep):
+                result.add(Path(os.path.normpath(os.path.join(spelt, os.path.relpath(real, prefix)))).as_posix())
+                break
     return sorted(result)
 
 
@@ -124,18 +167,23 @@ def changed_spec_files(ref: str, paths: list[str], *, cwd: str | None = None) ->
     """Spec files (``*.yaml``/``*.yml``) under ``paths`` that changed since ``ref``.
 
     ``paths`` are files or folders, relative to ``cwd`` (default: the current
-    directory). A file that was renamed counts as deleted under its old name and changed
-    under its new one. Raises :class:`GitChangesError` when git is missing, ``cwd`` is
-    not in a git repository, or ``ref`` names no commit.
+    directory); the results are spelt under the path that holds them, so relative paths give
+    relative results. The repository is the one holding ``paths``, wherever ``cwd`` is. A file
+    that was renamed counts as deleted under its old name and changed under its new one.
+    Raises :class:`GitChangesError` when git is missing, the paths are not in one git
+    repository, or ``ref`` names no commit.
     """
     workdir = os.path.realpath(cwd or os.getcwd())
     if not os.path.isdir(workdir):
         # Checked here, or running git there would fail as if git were missing.
         raise GitChangesError(f"not a git repository: {workdir} (no such folder)")
-    toplevel = _toplevel(workdir)
-    base = _base(ref, workdir)
+    given = list(paths) or ["."]
+    toplevel = repository_of(given, cwd=workdir)
+    base = _base(ref, toplevel)
+    # Each spec path as the repository sees it (real paths: git reports the top folder resolved).
+    real = [(os.path.realpath(os.path.join(workdir, path)), path) for path in given]
     # Pathspecs are taken as literal paths: a folder named "specs[1]" is not a glob.
-    pathspecs = [f":(literal){path}" for path in paths] or ["."]
+    pathspecs = [f":(literal){os.path.relpath(prefix, toplevel)}" for prefix, _ in real]
     diff = _git(
         [
             "-c",
@@ -149,18 +197,18 @@ def changed_spec_files(ref: str, paths: list[str], *, cwd: str | None = None) ->
             "--",
             *pathspecs,
         ],
-        workdir,
+        toplevel,
     )
     changed, deleted = _parse_name_status(diff)
     untracked = _git(
         ["ls-files", "--others", "--exclude-standard", "--full-name", "-z", "--", *pathspecs],
-        workdir,
+        toplevel,
     )
     changed.update(path for path in untracked.split("\0") if path)
     # A path deleted and re-added (e.g. renamed away and a new file put in its place)
     # exists now: it is a change, not a deletion.
     deleted -= changed
     return SpecChanges(
-        changed=_relative(changed, toplevel, workdir),
-        deleted=_relative(deleted, toplevel, workdir),
+        changed=_as_given(changed, toplevel, real),
+        deleted=_as_given(deleted, toplevel, real),
     )

@@ -1,8 +1,9 @@
-"""The long reliability run: many fuzz examples, many crash trials, many concurrency rounds.
+"""The long reliability run: many fuzz examples, crash trials, interrupt trials, concurrency rounds.
 
-    python -m tests.fuzz_long --examples 5000 --crash-trials 20 --concurrency-rounds 10
+    python -m tests.fuzz_long --examples 5000 --crash-trials 20 --interrupt-trials 40 --concurrency-rounds 10
 
-runs tests/test_fuzz.py, tests/test_crash.py and tests/test_concurrency_many.py (and, with
+runs tests/test_fuzz.py, tests/test_crash.py, tests/test_interrupts.py and
+tests/test_concurrency_many.py (and, with
 ``--all``, the other reliability tests) with those settings, then prints the figures the tests
 gathered (cases tried, kills survived, ...) and the time taken. The same knobs work with plain
 pytest through environment variables:
@@ -11,6 +12,7 @@ pytest through environment variables:
                                       40, and 30 for isolation); the pure schema property tests
                                       use four times as many (default 100)
     RECONCILER_CRASH_TRIALS=20        apply runs killed with SIGKILL (default 3)
+    RECONCILER_INTERRUPT_TRIALS=40    trials of applies sent SIGINT/SIGTERM, per backend (default 2)
     RECONCILER_CONCURRENCY_ROUNDS=10  rounds of four concurrent applies (default 1)
 """
 
@@ -24,7 +26,7 @@ import tempfile
 import time
 from collections import Counter
 
-FILES = ["tests/test_fuzz.py", "tests/test_crash.py", "tests/test_concurrency_many.py"]
+FILES = ["tests/test_fuzz.py", "tests/test_crash.py", "tests/test_interrupts.py", "tests/test_concurrency_many.py"]
 OTHERS = ["tests/test_hostile.py", "tests/test_isolation.py", "tests/test_secrets_sqlite.py"]
 
 
@@ -33,10 +35,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=5000, help="hypothesis examples per fuzz test")
     parser.add_argument("--crash-trials", type=int, default=20, help="SIGKILL trials of apply")
+    parser.add_argument("--interrupt-trials", type=int, default=40,
+                        help="trials per backend of applies interrupted with SIGINT/SIGTERM")
     parser.add_argument("--concurrency-rounds", type=int, default=10, help="rounds of four concurrent applies")
     parser.add_argument("--all", action="store_true", help="also run hostile, isolation and secrets tests")
     parser.add_argument("-k", dest="keyword", help="pytest -k expression")
-    parser.add_argument("files", nargs="*", help="test files (default: fuzz, crash, concurrency)")
+    parser.add_argument("files", nargs="*", help="test files (default: fuzz, crash, interrupts, concurrency)")
     args = parser.parse_args(argv)
 
     handle, figures_path = tempfile.mkstemp(prefix="reliability-figures-", suffix=".jsonl")
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({
         "RECONCILER_FUZZ_EXAMPLES": str(args.examples),
         "RECONCILER_CRASH_TRIALS": str(args.crash_trials),
+        "RECONCILER_INTERRUPT_TRIALS": str(args.interrupt_trials),
         "RECONCILER_CONCURRENCY_ROUNDS": str(args.concurrency_rounds),
         "RECONCILER_FIGURES_FILE": figures_path,
     })

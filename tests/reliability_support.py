@@ -42,6 +42,7 @@ FIGURES: Counter[str] = Counter()
 FUZZ_EXAMPLES = int(os.environ.get("RECONCILER_FUZZ_EXAMPLES", "0") or 0)  # 0 = the profile's own
 CRASH_TRIALS = int(os.environ.get("RECONCILER_CRASH_TRIALS", "3") or 3)
 CONCURRENCY_ROUNDS = int(os.environ.get("RECONCILER_CONCURRENCY_ROUNDS", "1") or 1)
+INTERRUPT_TRIALS = int(os.environ.get("RECONCILER_INTERRUPT_TRIALS", "2") or 2)
 
 
 def record_figure(name: str, amount: int = 1) -> None:

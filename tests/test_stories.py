@@ -260,6 +260,7 @@ def test_block_and_unblock_when_permitted(billing: Billing, workdir: Path) -> No
 def test_export_then_plan_shows_no_changes(billing: Billing, workdir: Path) -> None:
     billing.load(DEMO_STATE)
     assert billing.cli("apply", "specs/customers", "--auto-approve").code == 0
+    Path("exported").mkdir()  # --out never creates folders
     for customer in ("46170", "51234", "60001"):
         exported = billing.cli("export", "--customer", customer, "--out", f"exported/{customer}.yaml")
         assert exported.code == 0, exported

@@ -252,6 +252,13 @@ class SqliteBackend(Backend):
         else:
             self.db.execute("COMMIT")
 
+    def audit_location(self) -> str:
+        # The audit table lives in the billing database itself, in each customer's transaction.
+        return f"the audit table of {os.path.abspath(self.path)}"
+
+    def audit_exists(self) -> bool:
+        return True  # a database that opened has its audit table (checked by _check_schema)
+
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:
         query = "SELECT time, customer_id, op, account, change, fingerprint, git_commit FROM audit"
         params: tuple[Any, ...] = ()

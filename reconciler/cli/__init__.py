@@ -6,11 +6,16 @@ backend); 2 only from ``plan --detailed-exitcode`` when changes are present.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 from datetime import UTC, datetime
+from types import FrameType
 from typing import NoReturn
 
 import click
@@ -30,7 +35,7 @@ from reconciler.cli.plan import plan
 from reconciler.cli.show import show
 from reconciler.cli.state import state
 from reconciler.cli.validate import validate
-from reconciler.errors import ReconcilerError, StateFileError
+from reconciler.errors import ReconcilerError, StateFileError, Terminated, interrupt_exit_code
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -93,14 +98,97 @@ def _crash(exc: BaseException) -> NoReturn:
     sys.exit(EXIT_PROBLEM)
 
 
+# Errors of writing the output (standard output redirected to a full disk, a closed descriptor,
+# a failing device) that reach main() as plain OSError: files the reconciler writes itself are
+# wrapped into ReconcilerErrors where they are written.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF})
+
+
+class _ClosedOutput(io.RawIOBase):
+    """Standard output when its descriptor was closed (``reconciler state dump >&-``).
+
+    Python sets ``sys.stdout`` to None then, and click writes nothing without a word; this
+    stream makes the first write fail, so the command says it could not write its output.
+    """
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, _data: object) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
+def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _discard_stdout() -> None:
+    """Send what is left in the stdout buffer to /dev/null, so Python's last flush cannot fail.
+
+    Only for the process's own standard output (not a stream a test harness put in its place).
+    """
+    if sys.__stdout__ is None or sys.stdout is not sys.__stdout__:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _output_failed(detail: str) -> NoReturn:
+    _discard_stdout()
+    try:
+        err(f"error: cannot write the output: {detail}")
+    except (OSError, ValueError):
+        pass  # standard error is gone too: the exit code says it
+    sys.exit(EXIT_PROBLEM)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The console entry point: runs the command and turns every outcome into an exit code.
+
+    Ctrl-C (SIGINT) or SIGTERM stops a command that only reads with the one word "interrupted"
+    and exit 130 / 143; ``apply`` handles both itself while it writes (reconciler.apply.StopSignals).
+    """
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(_ClosedOutput(), encoding="utf-8")
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    stdout = sys.stdout
+    try:
+        _dispatch(argv)
+    except SystemExit:
+        if sys.stdout is not stdout:
+            # click replaces standard output after a broken pipe, and exits 1 without a word.
+            sys.stdout = stdout
+            _output_failed("the reader closed the pipe (broken pipe)")
+        raise
+    finally:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            # The process's own run is over and its outcome decided: a signal arriving while
+            # Python shuts down would only turn that outcome into a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        elif previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(argv: list[str] | None) -> None:
     args = global_options_first(list(sys.argv[1:] if argv is None else argv), set(cli.commands))
     try:
         cli.main(args=args, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err("aborted; nothing more was changed")
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C (and SIGTERM, raised as KeyboardInterrupt) into Abort, and so
+        # does end of input at a prompt.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            err("interrupted")
+            sys.exit(interrupt_exit_code(exc.__context__))
+        err("aborted: no answer (end of input)")
         sys.exit(EXIT_PROBLEM)
     except click.ClickException as exc:
         # Usage errors exit 1, not click's 2: 2 is reserved for "changes present".
@@ -116,11 +204,18 @@ def main(argv: list[str] | None = None) -> None:
     except ReconcilerError as exc:
         err(f"error: {exc}")
         sys.exit(EXIT_PROBLEM)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err("interrupted")
-        sys.exit(130)
+        sys.exit(interrupt_exit_code(exc))
     except BrokenPipeError:
-        sys.exit(EXIT_PROBLEM)
+        _output_failed("the reader closed the pipe (broken pipe)")
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            _crash(exc)
+        if exc.filename:
+            err(f"error: cannot write {exc.filename}: {exc.strerror}")
+            sys.exit(EXIT_PROBLEM)
+        _output_failed(exc.strerror or str(exc))
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks

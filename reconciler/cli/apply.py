@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
+from reconciler.apply import StopSignals, apply_plan
 from reconciler.cli.common import (
     EXIT_OK,
     EXIT_PROBLEM,
@@ -19,8 +21,13 @@ from reconciler.cli.common import (
     styler,
 )
 from reconciler.cli.plan import _compute_plan
-from reconciler.errors import UsageError
+from reconciler.errors import UsageError, interrupt_exit_code
 from reconciler.selection import Selection
+
+if TYPE_CHECKING:
+    from reconciler.apply import ApplyOutcome
+    from reconciler.backends.base import Backend
+    from reconciler.runner import Plan
 
 
 def _confirm(count: int) -> bool:
@@ -42,15 +49,53 @@ def _confirm(count: int) -> bool:
 @pass_context
 def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, force: bool,
           unsafe_share: float, unsafe_min_accounts: int, selection: Selection) -> None:
-    """Plan, then apply the changes (or apply a saved plan with --plan)."""
-    from reconciler.apply import apply_plan, git_commit
-    from reconciler.render.text import render_text
+    """Plan, then apply the changes (or apply a saved plan with --plan).
 
+    Ctrl-C (SIGINT) or SIGTERM while writing: the write in flight finishes and is recorded in
+    the audit log, nothing more is started, what was applied is listed per customer, and the
+    exit code is 130 (143 for SIGTERM).
+    """
     if plan_file and paths:
         raise UsageError("give spec PATHs or --plan FILE, not both")
     if not plan_file and not paths:
         raise UsageError("give spec PATHs to plan and apply, or --plan FILE")
-    with obj.backend() as backend:
+    # From the approval on (or from an interrupt while planning), signals only ask to stop: the
+    # run stops at the next safe point, and the report and the closing of the backend (which may
+    # wait for reads in flight) are not cut short by a second Ctrl-C.
+    signals = StopSignals(announce=err)
+    failed = False
+    try:
+        with obj.backend() as backend:
+            try:
+                result, commit = _plan_and_confirm(obj, backend, paths, plan_file, auto_approve,
+                                                   unsafe_share, unsafe_min_accounts, selection)
+            except KeyboardInterrupt as exc:
+                signals.install(already=interrupt_exit_code(exc) - 128)
+                err("interrupted; nothing was changed")
+            else:
+                signals.install()
+                outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
+                failed = _report(outcomes) or bool(result.errors)
+                if signals.requested():
+                    _report_interrupt(outcomes, signals, backend.audit_location())
+    finally:
+        signals.restore()
+    if signals.requested():
+        sys.exit(signals.exit_code)
+    sys.exit(EXIT_PROBLEM if failed else EXIT_OK)
+
+
+def _plan_and_confirm(obj: Context, backend: Backend, paths: tuple[str, ...], plan_file: str | None,
+                      auto_approve: bool, unsafe_share: float, unsafe_min_accounts: int,
+                      selection: Selection) -> tuple[Plan, str | None]:
+    """The plan to apply and the commit it comes from; exits when there is nothing to do.
+
+    Nothing is written here: an interrupt (KeyboardInterrupt) is left to the caller.
+    """
+    from reconciler.apply import git_commit
+    from reconciler.render.text import render_text
+
+    try:
         if plan_file:
             from reconciler.planfile import read_plan_file
             from reconciler.runner import check_plan_backend
@@ -60,7 +105,10 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
             result.customers = [c for c in result.customers if selection.wants(c.customer)]
             commit = os.environ.get("GITHUB_SHA") or None
         else:
-            result = _compute_plan(obj, backend, paths, None, unsafe_share, unsafe_min_accounts, selection)
+            # With the state it was computed from, so a customer that changes before its turn is
+            # explained field by field, as for a saved plan.
+            result = _compute_plan(obj, backend, paths, None, unsafe_share, unsafe_min_accounts,
+                                   selection, snapshot=True)
             commit = git_commit(list(paths))
         data = result.to_dict()
         click.echo(render_text(data, style=styler(sys.stdout.isatty())))
@@ -71,25 +119,51 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
         if not plan_file and not auto_approve and not _confirm(result.change_count):
             click.echo("Apply cancelled; nothing was changed.")
             sys.exit(EXIT_PROBLEM)
-        outcomes = apply_plan(result, backend, force=force, commit=commit)
+    except click.exceptions.Abort as exc:
+        # click.prompt turns Ctrl-C into Abort: the caller reports it as the interrupt it was.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise exc.__context__ from None
+        err("Apply cancelled (no answer); nothing was changed.")
+        sys.exit(EXIT_PROBLEM)
+    return result, commit
+
+
+def _report(outcomes: list[ApplyOutcome]) -> bool:
+    """One line per customer that had work (and what was done where it stopped); True if any failed."""
+    from reconciler.apply import APPLIED, INTERRUPTED, NOT_STARTED, NOTHING
+    from reconciler.render.text import describe
+
     failed = False
     for outcome in outcomes:
-        if outcome.status == "no changes":
+        if outcome.status == NOTHING:
             continue
         line = f"customer {outcome.customer}: {outcome.status}"
-        if outcome.status == "applied":
+        if outcome.status == APPLIED:
             line += f", {len(outcome.done)} change(s)"
-        else:
+        elif outcome.status == INTERRUPTED:
+            line += f" after {len(outcome.done)} of {outcome.planned} change(s); these were made:"
+        elif outcome.status != NOT_STARTED:
             failed = True
             line += f": {outcome.message}"
             if outcome.done:
                 line += f"; {len(outcome.done)} of {outcome.planned} change(s) were made before it stopped:"
         click.echo(line, err=not outcome.ok)
         if not outcome.ok:
-            from reconciler.render.text import describe
-
             for change in outcome.done:
                 err(f"    done: {describe(change.to_dict())}")
-    if result.errors:
-        failed = True
-    sys.exit(EXIT_PROBLEM if failed else EXIT_OK)
+    return failed
+
+
+def _report_interrupt(outcomes: list[ApplyOutcome], signals: StopSignals, audit_log: str) -> None:
+    from reconciler.apply import APPLIED, INTERRUPTED, NOT_STARTED
+
+    applied = sum(1 for o in outcomes if o.status == APPLIED)
+    cut = [o for o in outcomes if o.status == INTERRUPTED]
+    waiting = sum(1 for o in outcomes if o.status == NOT_STARTED)
+    parts = [f"{applied} customer(s) applied in full"]
+    parts += [f"customer {o.customer} stopped after {len(o.done)} of {o.planned} change(s)" for o in cut]
+    parts.append(f"{waiting} customer(s) not started")
+    err(
+        f"interrupted ({signals.name}): {'; '.join(parts)}. Every change made is in the audit log "
+        f"({audit_log}); run apply again to finish."
+    )

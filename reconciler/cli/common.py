@@ -5,6 +5,7 @@ The ``reconciler.cli`` package is the only place that imports click, prints, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ import click
 
 from reconciler.backends import BackendSettings, open_backend
 from reconciler.backends.base import Backend
+from reconciler.errors import OutputError
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CHANGES = 0, 1, 2
 
@@ -30,21 +32,47 @@ def styler(stream_is_tty: bool) -> Callable[..., str] | None:
 
 
 def write_atomically(path: str, content: str | Callable[[Any], None]) -> None:
-    """Write a file whole or not at all: ``content`` is text, or a function writing to a stream."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=folder, prefix=".reconciler-", suffix=".tmp")
+    """Write a file whole or not at all: ``content`` is text, or a function writing to a stream.
+
+    The text goes to a temporary file in the same folder, renamed over ``path`` once complete, so
+    a reader never sees half a file and a failure leaves any earlier file as it was. Missing
+    folders are not created (a typo in a path is not a request for a new tree). A path that cannot
+    be written raises OutputError, which names the path and why; the temporary file is removed.
+    """
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise OutputError(f"cannot write {path}: it is a folder")
+    if not os.path.isdir(folder):
+        raise OutputError(f"cannot write {path}: {_why_not_a_folder(folder)}")
+    temp = None
     try:
+        handle, temp = tempfile.mkstemp(dir=folder, prefix=".reconciler-", suffix=".tmp")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             if callable(content):
                 content(out)
             else:
                 out.write(content)
         os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+        temp = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+
+def _why_not_a_folder(folder: str) -> str:
+    """Why ``folder`` cannot take a file: the first part of it that is missing or not a folder."""
+    parts: list[str] = []
+    current = folder
+    while current and not os.path.exists(current) and os.path.dirname(current) != current:
+        parts.append(current)
+        current = os.path.dirname(current)
+    if current and os.path.exists(current) and not os.path.isdir(current):
+        return f"{current} is not a folder"
+    missing = parts[-1] if parts else folder
+    return f"the folder {missing} does not exist (it is not created)"
 
 
 def annotate(plan_dict: dict[str, Any]) -> None:

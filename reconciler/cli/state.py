@@ -51,4 +51,7 @@ def state_dump(obj: Context, fmt: str) -> None:
     else:
         import yaml
 
-        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100), nl=False)
+        # Streamed in small writes: one big write to a pipe whose reader left can lose its tail
+        # without an error, while the next small write fails and is reported.
+        yaml.safe_dump(data, sys.stdout, sort_keys=False, allow_unicode=True, width=100)
+        sys.stdout.flush()
