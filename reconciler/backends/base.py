@@ -106,18 +106,12 @@ class Backend(abc.ABC):
         """The audit log, oldest first."""
 
     def audit_location(self) -> str:
-        """Where ``history`` reads and apply records the audit log, for messages to a person.
-
-        The default fits a backend keeping an ``audit`` object with a ``path`` (a local file):
-        that file's absolute path; a backend keeping its log elsewhere overrides this.
-        """
-        path = getattr(getattr(self, "audit", None), "path", None)
-        return os.path.abspath(path) if path else self.url
+        """Where ``history`` reads and apply records the audit log, for messages to a person."""
+        return self.url
 
     def audit_exists(self) -> bool:
-        """Whether the audit log exists yet: a local file is created by the first applied change."""
-        path = getattr(getattr(self, "audit", None), "path", None)
-        return os.path.exists(path) if path else True
+        """Whether the audit log exists yet (a local file is created by the first applied change)."""
+        return True
 
     def check_audit_writable(self) -> None:
         """Raise BackendError if the audit log cannot take entries; apply asks before its first write.

@@ -159,3 +159,10 @@ class PortaBillingBackend(Backend):
 
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:
         return self.audit.read(customer_id)
+
+    def audit_location(self) -> str:
+        # PortaBilling keeps no audit table for us: the log is a local JSON-lines file.
+        return os.path.abspath(self.audit.path)
+
+    def audit_exists(self) -> bool:
+        return os.path.exists(self.audit.path)
