@@ -545,6 +545,38 @@ def test_an_account_id_of_another_customer_cannot_be_managed(tmp_path: Path) -> 
     )]
 
 
+# ---- a spec with errors: checked from what could be read ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ["name: [Alice]", "addons: Call recording", "dids: 15550000001"],
+    ids=["name", "addons", "dids"],
+)
+def test_a_value_that_cannot_be_read_is_not_taken_for_a_change(tmp_path: Path, broken: str) -> None:
+    # The account is blocked by the administrator, so any change planned for it is an error: a
+    # broken name or list must not read as "rename to nothing" or "remove them all".
+    existing = ext(1, name="Alice", addons=("Call recording",), dids=("15550000001",), blocked_by="admin")
+    fields = {"name": "name: Alice", "addons": "addons: [Call recording]", "dids": "dids: ['15550000001']"}
+    key, value = broken.split(": ")
+    fields[key] = broken  # the one value that cannot be read
+    text = spec_of([f"{{extension: '1', product: Cloud PBX service, {', '.join(fields.values())}}}"])
+    plan = plan_text(tmp_path, text, state_of(existing), loads=False)
+    assert located(plan.errors) == [("schema", 5, column(tmp_path, 5, value))]
+    assert plan.changes == [] and plan.warnings == []
+
+
+def test_a_wrong_customer_name_is_reported_in_line_order_with_the_spec_s_own_errors(tmp_path: Path) -> None:
+    text = ("version: 1\ncustomer: {colour: red, id: 100, name: Acne}\nextensions:\n"
+            "  - {extension: '1a', name: A, product: Cloud PBX service}\n")
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+    assert located(plan.errors) == [
+        ("schema", 2, column(tmp_path, 2, "colour")),
+        ("customer_mismatch", 2, column(tmp_path, 2, "Acne")),
+        ("schema", 4, column(tmp_path, 4, "'1a'")),
+    ]
+
+
 # ---- DIDs --------------------------------------------------------------------------------------------
 
 
