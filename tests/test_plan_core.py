@@ -838,6 +838,33 @@ def test_an_agreement_shrunk_below_use_warns_until_a_new_use_is_planned(tmp_path
     assert [(p.code, p.line) for p in plan.errors] == [("quantity_exceeded", 9)]
 
 
+def test_a_refused_product_is_not_counted_but_the_rest_of_its_entry_is(tmp_path: Path) -> None:
+    # Cloud PBX service is no add-on: that assignment is refused and never happens, so it uses
+    # no quantity; the same entry's Auto attendant (1 allowed) still counts, with the menu's.
+    text = (spec_of(["{extension: '3', name: C, product: Auto attendant, addons: [Cloud PBX service]}"])
+            + "auto_attendants:\n  - {number: 1, name: Menu, product: Auto attendant}\n")
+    plan = plan_text(tmp_path, text, state_of())
+    assert located(plan.errors) == [
+        ("quantity_exceeded", 5, column(tmp_path, 5, "Auto attendant")),
+        ("wrong_product_type", 5, column(tmp_path, 5, "Cloud PBX service]")),
+    ]
+    assert plan.usage[0] == {"product": "Auto attendant", "in_use": 0, "planned": 2, "quantity": 1}
+    assert plan.usage[2] == {"product": "Cloud PBX service", "in_use": 0, "planned": 0, "quantity": 0}
+
+
+def test_a_kept_wrong_product_type_is_a_warning_and_still_counts(tmp_path: Path) -> None:
+    # Billing has an add-on as an account's main product; keeping it is only a warning, and the
+    # account uses Call recording (2 allowed) all the same: two new uses make three.
+    state = state_of(ext(1, product="Call recording"))
+    text = spec_of(["{extension: '1', name: User 1, product: Call recording}",
+                    "{extension: '2', name: B, product: Cloud PBX service, addons: [Call recording]}",
+                    "{extension: '3', name: C, product: Cloud PBX service, addons: [Call recording]}"])
+    plan = plan_text(tmp_path, text, state)
+    assert located(plan.warnings) == [("wrong_product_type", 5, column(tmp_path, 5, "Call recording"))]
+    assert located(plan.errors) == [("quantity_exceeded", 6, column(tmp_path, 6, "Call recording"))]
+    assert plan.usage[1] == {"product": "Call recording", "in_use": 1, "planned": 3, "quantity": 2}
+
+
 def test_quantity_points_at_the_first_entry_that_newly_uses_the_product(tmp_path: Path) -> None:
     text = (spec_of(["{extension: '1', name: A, product: Cloud PBX service}"])
             + "auto_attendants:\n"
