@@ -170,7 +170,9 @@ def _value_message(loaded: LoadedYaml, path: Path, error: ValidationError) -> st
 
 def _type_message(wanted: list[str], value: Any, written: str | None, key: str, path: Path) -> str:
     shown = written if written is not None else value
-    if "string" in wanted and isinstance(value, (bool, int, float)):
+    # Quoting helps only where text is wanted: an auto attendant number takes "1" as well as 1,
+    # but 1.0 or true quoted is still no whole number, so those are told so below.
+    if "string" in wanted and "integer" not in wanted and isinstance(value, (bool, int, float)):
         how = f"the boolean {str(value).lower()}" if isinstance(value, bool) else f"the number {value!r}"
         return (
             f"{shown} is read by YAML as {how}, not as text; to mean the text, quote it: "

@@ -496,7 +496,8 @@ def test_a_broken_spec_never_changes_its_customer_while_others_apply(fresh_db, v
 
 def test_an_integral_float_auto_attendant_number_is_a_schema_error(fresh_db) -> None:  # type: ignore[no-untyped-def]
     """Found: `number: 1.0` (an integer to JSON Schema) crashed with ValueError int('1.0').
-    Numbers are strict integers: 1.0 is refused where it is written, and nothing is applied."""
+    A number is a whole number (1, or quoted "1"): 1.0 is refused where it is written, without
+    being told to quote it, and nothing is applied."""
     db = fresh_db()
     spec = db.parent / "spec.yaml"
     spec.write_text("version: 1\ncustomer: {id: 100, name: Acme}\nauto_attendants:\n"
@@ -505,7 +506,7 @@ def test_an_integral_float_auto_attendant_number_is_a_schema_error(fresh_db) -> 
     plan = _run(db, "plan", str(spec), "--format", "json")
     assert plan.code == 1
     assert [(p["code"], p["message"], p["line"], p["column"]) for p in all_problems(plan.json)] == [
-        ("schema", "auto_attendants[0].number: 1.0 is not of type 'integer'", 4, 14)]
+        ("schema", "auto_attendants[0].number: 1.0 is not a whole number", 4, 14)]
 
 
 def test_a_product_twice_in_an_agreement_is_a_clear_error(fresh_db) -> None:  # type: ignore[no-untyped-def]

@@ -292,7 +292,7 @@ def test_a_huge_customer_id_is_a_clear_error(arena: Path, value: str) -> None:
     path.write_text(f"version: 1\ncustomer: {{id: {value}, name: Acme}}\n")
     result, _ = _apply_in_process(arena, path)  # no traceback, no internal error, billing unchanged
     assert result.code == 1, str(result)
-    assert (f"error[schema] {path}:2:16: customer.id: {value} is greater than the maximum of "
+    assert (f"error[schema] {path}:2:16: customer.id: {value} is over the maximum of "
             f"{2**63 - 1}") in result.out, str(result)
 
 

@@ -49,11 +49,13 @@ def state_of(*accounts: Account, customer: Customer | None = None, **extra: Any)
 
 
 def plan_text(tmp_path: Path, text: str, state: CustomerState | None,
-              options: PlanOptions | None = None) -> CustomerPlan:
+              options: PlanOptions | None = None, *, loads: bool = True) -> CustomerPlan:
+    """The plan of ``text`` against ``state``. With ``loads=False`` the spec itself has errors
+    (found when it is read): it is checked from what could be read, and gets no changes."""
     spec = tmp_path / "acme.yaml"
     spec.write_text(text)
     loaded = load_spec(str(spec))
-    assert loaded.spec is not None, loaded.errors
+    assert (loaded.spec is not None) == loads, loaded.errors
     return plan_customer(loaded, state, options)
 
 
@@ -382,15 +384,15 @@ def test_the_plan_carries_the_fingerprint_of_the_state_it_was_computed_from(tmp_
 
 def test_creating_accounts_lists_every_field_and_adds_their_aliases_after(tmp_path: Path) -> None:
     text = (spec_of([("{extension: '466', name: John Doe, product: Cloud PBX service,"
-                     " addons: [Call recording, Call recording], dids: ['15550000002']}")])
+                     " addons: [Call recording, Fax to email], dids: ['15550000002']}")])
             + "auto_attendants:\n"
             "  - {number: 1, name: Main menu, product: Auto attendant, dids: ['15550000003']}\n")
-    plan = plan_text(tmp_path, text, state_of())
+    plan = plan_text(tmp_path, text, state_of(customer=acme(agreement=AGREEMENT + (("Fax to email", 0),))))
     assert [c.to_dict() for c in plan.changes] == [
         {"op": "create_account", "account": "ph100aa1", "kind": "auto_attendant", "name": "Main menu",
          "product": "Auto attendant", "addons": [], "blocked": False},
         {"op": "create_account", "account": "ph100x466", "kind": "extension", "name": "John Doe",
-         "product": "Cloud PBX service", "addons": ["Call recording"], "blocked": False},
+         "product": "Cloud PBX service", "addons": ["Call recording", "Fax to email"], "blocked": False},
         {"op": "add_alias", "account": "ph100aa1", "did": "15550000003"},
         {"op": "add_alias", "account": "ph100x466", "did": "15550000002"},
     ]
@@ -543,6 +545,38 @@ def test_an_account_id_of_another_customer_cannot_be_managed(tmp_path: Path) -> 
     )]
 
 
+# ---- a spec with errors: checked from what could be read ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ["name: [Alice]", "addons: Call recording", "dids: 15550000001"],
+    ids=["name", "addons", "dids"],
+)
+def test_a_value_that_cannot_be_read_is_not_taken_for_a_change(tmp_path: Path, broken: str) -> None:
+    # The account is blocked by the administrator, so any change planned for it is an error: a
+    # broken name or list must not read as "rename to nothing" or "remove them all".
+    existing = ext(1, name="Alice", addons=("Call recording",), dids=("15550000001",), blocked_by="admin")
+    fields = {"name": "name: Alice", "addons": "addons: [Call recording]", "dids": "dids: ['15550000001']"}
+    key, value = broken.split(": ")
+    fields[key] = broken  # the one value that cannot be read
+    text = spec_of([f"{{extension: '1', product: Cloud PBX service, {', '.join(fields.values())}}}"])
+    plan = plan_text(tmp_path, text, state_of(existing), loads=False)
+    assert located(plan.errors) == [("schema", 5, column(tmp_path, 5, value))]
+    assert plan.changes == [] and plan.warnings == []
+
+
+def test_a_wrong_customer_name_is_reported_in_line_order_with_the_spec_s_own_errors(tmp_path: Path) -> None:
+    text = ("version: 1\ncustomer: {colour: red, id: 100, name: Acne}\nextensions:\n"
+            "  - {extension: '1a', name: A, product: Cloud PBX service}\n")
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+    assert located(plan.errors) == [
+        ("schema", 2, column(tmp_path, 2, "colour")),
+        ("customer_mismatch", 2, column(tmp_path, 2, "Acne")),
+        ("schema", 4, column(tmp_path, 4, "'1a'")),
+    ]
+
+
 # ---- DIDs --------------------------------------------------------------------------------------------
 
 
@@ -554,7 +588,7 @@ def test_did_problems_point_at_the_did_and_say_why(tmp_path: Path) -> None:
     )
     text = spec_of([
         "{extension: '2', name: B, product: Cloud PBX service, dids: [",
-        "   '15550000002', '15550000002',",  # the same DID twice on one account is not a duplicate
+        "   '15550000002',",
         "   '19990000000',",                 # not in the pool
         "   '15550000009',",                 # held by the unmanaged trunk
         "   '15550000001',",                 # held by Alice, kept because prune is false
@@ -562,17 +596,23 @@ def test_did_problems_point_at_the_did_and_say_why(tmp_path: Path) -> None:
         "{extension: '3', name: C, product: Cloud PBX service, dids: [",
         "   '15550000002']}",                # already given to ph100x2
     ])
-    plan = plan_text(tmp_path, text, state)
-    assert [(p.code, p.message, p.line) for p in plan.errors] == [
-        ("did_duplicate", "DID 15550000002 is given to both ph100x2 and ph100x3", 12),
-        ("did_not_owned", "DID 19990000000 is not in the customer's DID pool", 7),
+    # A DID given to two accounts is an error of the spec itself, found when it is read; the
+    # billing checks still run on everything else, and all problems come in line order.
+    plan = plan_text(tmp_path, text, state, loads=False)
+    assert [(p.code, p.message, p.line, p.column) for p in plan.errors] == [
+        ("did_not_owned", "DID 19990000000 is not in the customer's DID pool", 7,
+         column(tmp_path, 7, "'19990000000'")),
         ("did_in_use", ("DID 15550000009 is held by trunk-1 (Trunk), "
-                       "an account the reconciler does not manage"), 8),
+                       "an account the reconciler does not manage"), 8, column(tmp_path, 8, "'15550000009'")),
         ("did_in_use", ("DID 15550000001 is held by ph100x1 (Alice), "
-                       "an account the spec does not list (kept because prune is false)"), 9),
-        ("did_in_use", "DID 15550000008 is held by another customer's account", 10),
+                       "an account the spec does not list (kept because prune is false)"), 9,
+         column(tmp_path, 9, "'15550000001'")),
+        ("did_in_use", "DID 15550000008 is held by another customer's account", 10,
+         column(tmp_path, 10, "'15550000008'")),
+        ("did_duplicate", "DID 15550000002 is given to both ph100x2 and ph100x3 (first at line 6)",
+         12, column(tmp_path, 12, "'15550000002'")),
     ]
-    assert ("add_alias", "ph100x3") not in ops(plan)
+    assert plan.changes == []  # a spec with errors is never planned for apply
 
 
 def test_a_did_of_a_pruned_or_listed_account_may_be_taken(tmp_path: Path) -> None:
@@ -609,7 +649,7 @@ def test_a_normalised_did_is_planned_as_digits_with_a_warning(tmp_path: Path) ->
     assert [c.to_dict() for c in plan.changes][1:] == [
         {"op": "add_alias", "account": "ph100x1", "did": "15550000004"}]
     assert [(p.code, p.message) for p in plan.warnings] == [
-        ("did_normalised", "DID '+1 555-000-0004' is read as 15550000004")]
+        ("did_normalised", "DID '+1 555-000-0004' is read as 15550000004; `reconciler fmt` writes it that way")]
 
 
 # ---- products ----------------------------------------------------------------------------------------
@@ -796,6 +836,33 @@ def test_an_agreement_shrunk_below_use_warns_until_a_new_use_is_planned(tmp_path
     grown = text + "  - {extension: '4', name: New, product: Cloud PBX service, addons: [Call recording]}\n"
     plan = plan_text(tmp_path, grown, state_of(*accounts))
     assert [(p.code, p.line) for p in plan.errors] == [("quantity_exceeded", 9)]
+
+
+def test_a_refused_product_is_not_counted_but_the_rest_of_its_entry_is(tmp_path: Path) -> None:
+    # Cloud PBX service is no add-on: that assignment is refused and never happens, so it uses
+    # no quantity; the same entry's Auto attendant (1 allowed) still counts, with the menu's.
+    text = (spec_of(["{extension: '3', name: C, product: Auto attendant, addons: [Cloud PBX service]}"])
+            + "auto_attendants:\n  - {number: 1, name: Menu, product: Auto attendant}\n")
+    plan = plan_text(tmp_path, text, state_of())
+    assert located(plan.errors) == [
+        ("quantity_exceeded", 5, column(tmp_path, 5, "Auto attendant")),
+        ("wrong_product_type", 5, column(tmp_path, 5, "Cloud PBX service]")),
+    ]
+    assert plan.usage[0] == {"product": "Auto attendant", "in_use": 0, "planned": 2, "quantity": 1}
+    assert plan.usage[2] == {"product": "Cloud PBX service", "in_use": 0, "planned": 0, "quantity": 0}
+
+
+def test_a_kept_wrong_product_type_is_a_warning_and_still_counts(tmp_path: Path) -> None:
+    # Billing has an add-on as an account's main product; keeping it is only a warning, and the
+    # account uses Call recording (2 allowed) all the same: two new uses make three.
+    state = state_of(ext(1, product="Call recording"))
+    text = spec_of(["{extension: '1', name: User 1, product: Call recording}",
+                    "{extension: '2', name: B, product: Cloud PBX service, addons: [Call recording]}",
+                    "{extension: '3', name: C, product: Cloud PBX service, addons: [Call recording]}"])
+    plan = plan_text(tmp_path, text, state)
+    assert located(plan.warnings) == [("wrong_product_type", 5, column(tmp_path, 5, "Call recording"))]
+    assert located(plan.errors) == [("quantity_exceeded", 6, column(tmp_path, 6, "Call recording"))]
+    assert plan.usage[1] == {"product": "Call recording", "in_use": 1, "planned": 3, "quantity": 2}
 
 
 def test_quantity_points_at_the_first_entry_that_newly_uses_the_product(tmp_path: Path) -> None:

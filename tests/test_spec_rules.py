@@ -145,27 +145,57 @@ def test_loading_respects_the_limits_it_is_given(tmp_path: Path) -> None:
     assert "20" in refused.errors[0].message and refused.spec is None
 
 
-def test_schema_problems_are_sorted_by_path_with_breadcrumbs_and_point_at_keys(tmp_path: Path) -> None:
+def test_schema_problems_are_sorted_by_line_and_column_with_breadcrumbs_and_point_at_keys(
+    tmp_path: Path,
+) -> None:
+    # In the order a person reads the file, not by field path: on line 5 the extension (column
+    # 17) comes before the unknown key after it, and the unknown top-level key last.
     loaded = load(tmp_path, HEAD + "extensions:\n"
                   "  - {extension: '1', name: A, product: P, dids: ['12345678', 'abc']}\n"
                   "  - {extension: '12a', name: B, product: P, colour: red}\n"
                   "bogus: 1\n")
     assert problems(loaded) == [
-        ("schema", ("bogus: unknown key 'bogus' (allowed: auto_attendants, customer, extensions, "
-                   "prune, version)"), 6, 1),
         ("schema", "extensions[0].dids[1]: 'abc' is not a DID (digits, e.g. 12094555948)", 4,
          col(tmp_path, 4, "'abc'")),
-        ("schema", ("extensions[1].colour: unknown key 'colour' (allowed: addons, blocked, dids, "
-                   "extension, name, product)"), 5, col(tmp_path, 5, "colour")),
         ("schema", "extensions[1].extension: '12a' is not an extension (1-15 digits)", 5,
          col(tmp_path, 5, "'12a'")),
+        ("schema", ("extensions[1].colour: unknown key 'colour' (allowed: addons, blocked, dids, "
+                   "extension, name, product)"), 5, col(tmp_path, 5, "colour")),
+        ("schema", ("bogus: unknown key 'bogus' (allowed: auto_attendants, customer, extensions, "
+                   "prune, version)"), 6, 1),
     ]
 
 
-def test_a_missing_top_level_key_is_named_at_the_top_level(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("1.0", "1.0 is not a whole number"),
+        ("true", "true is read by YAML as the boolean true; a whole number is wanted"),
+        ("'1.0'", "'1.0' is not an auto attendant number (a positive whole number)"),
+    ],
+)
+def test_an_auto_attendant_number_that_is_not_whole_is_not_told_to_be_quoted(
+    tmp_path: Path, written: str, message: str
+) -> None:
+    # A number may be quoted ("1"), but quoting 1.0 or true would make it no whole number either.
+    loaded = load(tmp_path, HEAD + f"auto_attendants:\n  - {{number: {written}, name: M, product: P}}\n")
+    assert problems(loaded) == [("schema", f"auto_attendants[0].number: {message}", 4, 14)]
+
+
+def test_a_misspelt_key_gets_did_you_mean_and_no_second_missing_key_problem(tmp_path: Path) -> None:
+    loaded = load(tmp_path, HEAD + "extensions:\n  - {extention: '1', name: A, product: P}\n")
+    assert problems(loaded) == [
+        ("schema", "extensions[0].extention: unknown key 'extention'; did you mean 'extension'?", 4,
+         col(tmp_path, 4, "extention"))]
+
+
+def test_a_missing_key_is_named_in_plain_words_where_it_belongs(tmp_path: Path) -> None:
+    # At the top level there is no breadcrumb to give; inside a mapping, the mapping is named.
     loaded = load(tmp_path, "version: 1\nextensions: []\n")
-    assert [(p.code, p.message) for p in loaded.errors] == [
-        ("schema", "top level: 'customer' is a required property")]
+    assert problems(loaded) == [("schema", "the required key 'customer' is missing", 1, 1)]
+    inner = load(tmp_path, "version: 1\ncustomer: {id: 100}\n", "inner.yaml")
+    assert problems(inner) == [("schema", "customer: the required key 'name' is missing", 2,
+                                col(tmp_path, 2, "{", "inner.yaml"))]
 
 
 def test_an_extension_with_a_trailing_newline_is_not_an_extension(tmp_path: Path) -> None:
@@ -198,11 +228,26 @@ def test_duplicates_name_the_first_occurrence(tmp_path: Path) -> None:
                   "  - {number: 1, name: M, product: P}\n"
                   "  - {number: 1, name: N, product: P}\n")
     assert problems(loaded) == [
-        ("duplicate_extension", "extension 7 is listed twice (first at extensions[0])", 6,
+        ("duplicate_extension", "extension 7 is listed twice (first at line 4)", 6,
          col(tmp_path, 6, "'7'")),
-        ("duplicate_auto_attendant", "auto attendant number 1 is listed twice (first at auto_attendants[0])",
+        ("duplicate_auto_attendant", "auto attendant number 1 is listed twice (first at line 8)",
          9, col(tmp_path, 9, "1,")),
     ]
+
+
+def test_a_did_or_add_on_twice_in_one_list_is_an_error_naming_the_first(tmp_path: Path) -> None:
+    # Said once is what was meant; said twice is an error, not silently merged. The same DID
+    # written two ways ('+1 ...' and digits) is the same DID.
+    loaded = load(tmp_path, HEAD + "extensions:\n"
+                  "  - {extension: '1', name: A, product: P, addons: [R, S, R],\n"
+                  "     dids: ['12094555948', '+1 209-455-5948']}\n")
+    assert problems(loaded) == [
+        ("schema", "extensions[0].addons: 'R' is listed twice (first at line 4); say it once", 4,
+         col(tmp_path, 4, "R]")),
+        ("did_duplicate", ("DID 12094555948 is listed twice for this extension (first at line 5); "
+                           "say it once"), 5, col(tmp_path, 5, "'+1")),
+    ]
+    assert loaded.spec is None
 
 
 def test_dids_are_normalised_with_a_warning_and_refused_when_not_7_to_15_digits(tmp_path: Path) -> None:
@@ -213,7 +258,8 @@ def test_dids_are_normalised_with_a_warning_and_refused_when_not_7_to_15_digits(
         "schema", "extensions[0].dids[1]: '123456' is not a DID: it must be 7-15 digits (E.164 without +)",
         4, col(tmp_path, 4, "'123456'"))]
     assert [(p.code, p.message) for p in loaded.warnings] == [
-        ("did_normalised", "DID '+1 (209) 455-5948' is read as 12094555948")]
+        ("did_normalised",
+         "DID '+1 (209) 455-5948' is read as 12094555948; `reconciler fmt` writes it that way")]
     assert normalise_did(" +1 209.455-5948 ") == "12094555948"
     assert normalise_did("12094555948") == "12094555948"
 
