@@ -90,6 +90,7 @@ class StopSignals:
         self.announce = announce or (lambda _line: None)
         self.signum: int | None = None
         self.received = 0
+        self._settled = False
         self._previous: dict[int, Any] = {}
 
     def requested(self) -> bool:
@@ -105,8 +106,15 @@ class StopSignals:
         """128 + the signal number, as a shell reports a process the signal ended: 130, 143."""
         return 128 + (self.signum or 0)
 
+    def settle(self) -> None:
+        """The run's outcome is decided and reported: later signals are received and ignored
+        (while the backend closes), so they change neither the exit code nor the output."""
+        self._settled = True
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received += 1
+        if self._settled:
+            return
         if self.signum is None:
             self.signum = signum
             self._say(f"{signal.Signals(signum).name} received: stopping after the write in flight "

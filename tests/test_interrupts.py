@@ -547,5 +547,10 @@ def test_apply_handlers_are_restored(tmp_path: Path) -> None:
         while signals.received < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert signals.requested() and signals.name == "SIGTERM" and signals.exit_code == 143
+        signals.settle()  # the outcome is reported: later signals change nothing, say nothing
+        os.kill(os.getpid(), signal.SIGINT)
+        while signals.received < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert signals.received == 3 and signals.exit_code == 143
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert len(said) == 2 and said[0].startswith("SIGTERM received") and said[1].startswith("already stopping")

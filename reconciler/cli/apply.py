@@ -71,11 +71,13 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
                                                    unsafe_share, unsafe_min_accounts, selection)
             except KeyboardInterrupt as exc:
                 signals.install(already=interrupt_exit_code(exc) - 128)
+                signals.settle()
                 err("interrupted; nothing was changed")
             else:
                 signals.install()
                 outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
                 failed = _report(outcomes) or bool(result.errors)
+                signals.settle()  # everything is written: a signal from here on stops nothing
                 if signals.requested():
                     _report_interrupt(outcomes, signals, backend.audit_location())
     finally:
