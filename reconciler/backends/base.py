@@ -8,13 +8,11 @@ apply on the same customer for as long as it is held.
 from __future__ import annotations
 
 import abc
-import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.errors import BackendError
 from reconciler.model import Catalogue, Change, CustomerState
 
 
@@ -113,24 +111,13 @@ class Backend(abc.ABC):
         """Whether the audit log exists yet (a local file is created by the first applied change)."""
         return True
 
-    def check_audit_writable(self) -> None:
+    def check_audit_writable(self) -> None:  # noqa: B027 - optional hook
         """Raise BackendError if the audit log cannot take entries; apply asks before its first write.
 
         A backend that cannot roll back records each change right after writing it: finding out
         then that the log is unwritable would leave one change in billing and not in the log.
+        The default has nothing to check (a transactional backend audits in its transaction).
         """
-        path = getattr(getattr(self, "audit", None), "path", None)
-        if not path:
-            return
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with open(path, "a", encoding="utf-8"):
-                pass
-        except OSError as exc:
-            raise BackendError(
-                f"cannot write the audit log {os.path.abspath(path)}: {exc.strerror or exc} "
-                "(set RECONCILER_AUDIT_LOG to a writable file)"
-            ) from None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -55,6 +55,18 @@ class AuditLog:
     def __init__(self, path: str) -> None:
         self.path = path
 
+    def check_writable(self) -> None:
+        """Raise BackendError unless entries can be appended (creating the file and its folder)."""
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            with open(self.path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise BackendError(
+                f"cannot write the audit log {os.path.abspath(self.path)}: {exc.strerror or exc} "
+                "(set RECONCILER_AUDIT_LOG to a writable file)"
+            ) from None
+
     def append(self, entries: list[AuditEntry]) -> None:
         if not entries:
             return

@@ -166,3 +166,6 @@ class PortaBillingBackend(Backend):
 
     def audit_exists(self) -> bool:
         return os.path.exists(self.audit.path)
+
+    def check_audit_writable(self) -> None:
+        self.audit.check_writable()
