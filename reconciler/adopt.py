@@ -37,7 +37,7 @@ from reconciler.model import (
     managed_key,
     managed_kind,
 )
-from reconciler.runner import _batches, few_collections
+from reconciler.runner import batches, few_collections
 from reconciler.selection import Selection
 from reconciler.spec import LoadedSpec, discover, load_spec, schema_check
 from reconciler.specedit import NewEntry, SpecEditError, SpecEditor, did_scalar, plain_or_quoted
@@ -302,7 +302,7 @@ def adopt_specs(
     seen: dict[int, FileAdoption] = {}
     results: list[FileAdoption] = []
     with few_collections():
-        for batch in _batches(selected.files, batch_size):
+        for batch in batches(selected.files, batch_size):
             loaded = [load_spec(path) for path in batch]
             loaded = [s for s in loaded if selected.admits(selection, s)]
             wanted = sorted({s.spec.customer_id for s in loaded if s.spec is not None and s.spec.customer_id not in seen})

@@ -266,12 +266,12 @@ def _loaded_batches(
     process (SQLite) would only compete with the loading for the interpreter: no helper then.
     """
     if not ahead:
-        for batch in _batches(spec_files, size):
+        for batch in batches(spec_files, size):
             yield [load_spec(path) for path in batch]
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spec-loader") as pool:
         pending: Future[list[LoadedSpec]] | None = None
-        for batch in _batches(spec_files, size):
+        for batch in batches(spec_files, size):
             future = pool.submit(lambda paths: [load_spec(path) for path in paths], batch)
             if pending is not None:
                 yield pending.result()
@@ -280,7 +280,7 @@ def _loaded_batches(
             yield pending.result()
 
 
-def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+def batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for item in items:
         batch.append(item)

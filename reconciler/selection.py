@@ -25,9 +25,8 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import ScalarNode
 
 from reconciler.errors import UsageError
-from reconciler.spec import LoadedSpec
-from reconciler.spec import _is_symlink_escape as is_symlink_escape
-from reconciler.yamlload import INT, Limits, _Loader, _plain_tag, read_text
+from reconciler.spec import LoadedSpec, is_symlink_escape
+from reconciler.yamlload import INT, Limits, SpecLoader, plain_tag, read_text
 
 _SHARD = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 
@@ -154,7 +153,7 @@ def customer_id_in_text(text: str) -> int | None:
     Anything unusual (an alias, a tag, a non-scalar key, a syntax error) answers None, and the
     caller loads the file whole: this function may be unsure, never wrong.
     """
-    loader = _Loader(text)
+    loader = SpecLoader(text)
     try:
         return _walk(loader)
     except yaml.YAMLError:
@@ -163,7 +162,7 @@ def customer_id_in_text(text: str) -> int | None:
         loader.dispose()
 
 
-def _walk(loader: _Loader) -> int | None:
+def _walk(loader: SpecLoader) -> int | None:
     events = iter(lambda: loader.get_event() if loader.check_event() else None, None)
     for event in events:
         if isinstance(event, yaml.MappingStartEvent):
@@ -197,7 +196,7 @@ def _customer_id(events: Iterable[yaml.Event]) -> int | None:
             value = next(iterator, None)
             if not isinstance(value, yaml.ScalarEvent) or not value.implicit[0] or value.tag:
                 return None
-            if _plain_tag(value.value) != INT:
+            if plain_tag(value.value) != INT:
                 return None
             node = ScalarNode(INT, value.value)
             try:

@@ -138,7 +138,7 @@ class LoadedSpec:
         return None
 
 
-def _is_symlink_escape(path: str) -> bool:
+def is_symlink_escape(path: str) -> bool:
     if not os.path.islink(path):
         return False
     target = os.path.realpath(path)
@@ -152,7 +152,7 @@ def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
     Every problem of the file is collected: schema errors do not stop the duplicate checks, and
     a broken value is left out of the desired state instead of discarding the whole file.
     """
-    if _is_symlink_escape(path):
+    if is_symlink_escape(path):
         loaded = LoadedYaml(path)
         problem = Problem(
             "yaml_refused",

@@ -21,7 +21,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import ReconcilerError
-from reconciler.yamlload import STR, _compose, _plain_tag
+from reconciler.yamlload import STR, compose, plain_tag
 
 # Entry keys in the order `export` and `fmt` write them: a key added to an entry goes after
 # the last key that comes before it in this order.
@@ -39,7 +39,7 @@ def plain_or_quoted(value: str, like: str | None = None) -> str:
     if like == "'":
         return "'" + value.replace("'", "''") + "'"
     plain = like in (None, "") and _PLAIN.fullmatch(value) and not value.endswith(" ")
-    if plain and _plain_tag(value) == STR and " #" not in value and ": " not in value:
+    if plain and plain_tag(value) == STR and " #" not in value and ": " not in value:
         return value
     return json.dumps(value, ensure_ascii=False)
 
@@ -83,7 +83,7 @@ class SpecEditor:
         if self._unterminated:
             text += self.newline
         self.text = text
-        root = _compose(text)
+        root = compose(text)
         if not isinstance(root, MappingNode) or root.flow_style:
             raise SpecEditError("the spec is not a block mapping at the top level")
         self.root = root

@@ -32,7 +32,7 @@ _MAP, _SEQ = _TAG + "map", _TAG + "seq"
 _MERGE = _TAG + "merge"
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+class SpecLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     """The safe loader with a faster tag resolver; the tags it gives are the same.
 
     The parser asks the resolver for the tag of every node, and PyYAML's generic resolver (path
@@ -46,7 +46,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
             if implicit[0]:
                 tag = _PLAIN_TAGS.get(value)
                 if tag is None:
-                    tag = _plain_tag(value)
+                    tag = plain_tag(value)
                     if len(_PLAIN_TAGS) >= _PLAIN_TAGS_MAX:
                         _PLAIN_TAGS.clear()
                     _PLAIN_TAGS[value] = tag
@@ -62,13 +62,13 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
 
 
 if _BaseLoader.yaml_path_resolvers:  # pragma: no cover - nobody registers path resolvers on it
-    _Loader = _BaseLoader  # type: ignore[misc,assignment]
+    SpecLoader = _BaseLoader  # type: ignore[misc,assignment]
 
 _PLAIN_TAGS: dict[str, str] = {}
 _PLAIN_TAGS_MAX = 50_000
 
 
-def _plain_tag(value: str) -> str:
+def plain_tag(value: str) -> str:
     """The tag PyYAML's resolver gives a plain scalar: the first implicit resolver that matches."""
     table = _BaseLoader.yaml_implicit_resolvers
     for tag, regexp in table.get(value[:1], []) + table.get(None, []):
@@ -79,7 +79,7 @@ def _plain_tag(value: str) -> str:
 
 def reads_as_text(value: str) -> bool:
     """Would YAML read ``value``, written plain (unquoted), as text? ``No`` and ``12`` would not."""
-    return _plain_tag(value) == STR
+    return plain_tag(value) == STR
 
 
 # Keys whose scalar values are kept as the text written: "extension: 0466" is extension "0466",
@@ -150,7 +150,7 @@ class LoadedYaml:
     def nodes(self) -> Node | None:
         """The node tree, composed again from the text if it was dropped."""
         if self.root is None and self.nodes_dropped and self.text is not None:
-            self.root = _compose(self.text)
+            self.root = compose(self.text)
         return self.root
 
     def locate(self, path: Path, *, at_key: bool = False) -> tuple[int | None, int | None]:
@@ -340,7 +340,7 @@ def _flow_depth_suspicious(text: str, limit: int) -> bool:
 
 def _event_depth_exceeds(text: str, limit: int) -> bool:
     depth = 0
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in yaml.parse(text, Loader=SpecLoader):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > limit:
@@ -402,9 +402,9 @@ def load_yaml(
     return load_yaml_text(text, display, limits, keep_nodes=keep_nodes)
 
 
-def _compose(text: str) -> Node | None:
+def compose(text: str) -> Node | None:
     """The first document's node tree of a text that has loaded before."""
-    loader = _Loader(text)
+    loader = SpecLoader(text)
     try:
         return loader.get_node() if loader.check_node() else None
     finally:
@@ -427,7 +427,7 @@ def load_yaml_text(
                 Problem("yaml_refused", f"nesting is deeper than {limits.max_depth} levels", display)
             )
             return loaded
-        loader = _Loader(text)
+        loader = SpecLoader(text)
         try:
             documents = 0
             while loader.check_node():

@@ -149,9 +149,9 @@ def test_the_fast_tag_resolver_agrees_with_pyyaml(value: str) -> None:
     import yaml
     from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-    from reconciler.yamlload import _Loader
+    from reconciler.yamlload import SpecLoader
 
-    ours, theirs = _Loader(""), yaml.CSafeLoader("")
+    ours, theirs = SpecLoader(""), yaml.CSafeLoader("")
     for implicit in ((True, False), (False, True), (False, False)):
         assert ours.resolve(ScalarNode, value, implicit) == theirs.resolve(ScalarNode, value, implicit)
     for kind in (SequenceNode, MappingNode):
