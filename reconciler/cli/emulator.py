@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from reconciler.cli.common import err
@@ -68,7 +70,7 @@ from reconciler.cli.common import err
 def emulator(state_file: str, host: str, port: int, latency_ms: float, fault_rate: float, seed: int,
              fault_kinds: str, fault_scope: str, page_cap: int, token_ttl_calls: int | None,
              token_ttl_seconds: float | None, read_only: bool, no_extension_blocking: bool,
-             db_path: str | None, **wire: object) -> None:
+             db_path: str | None, **wire: Any) -> None:
     """Serve a PortaBilling-compatible JSON API for local development and tests."""
     from reconciler.emulator import run_emulator
 
