@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from reconciler.backends.portabilling import PortaBillingBackend
+from reconciler.backends.portabilling.backend import PortaBillingBackend
 from reconciler.backends.sqlite import SqliteBackend
 from reconciler.emulator import EmulatorServer, FaultConfig, run_emulator
 from reconciler.emulator.testing import state_from_yaml, write_spec
@@ -485,7 +485,7 @@ def test_the_emulator_command_serves_until_stopped(demo_state: BillingState) -> 
 
 
 def test_a_stopped_emulator_answers_nothing_more(demo_state: BillingState) -> None:
-    from reconciler.pbclient import ClientSettings, TransportError
+    from reconciler.backends.portabilling.client import ClientSettings, TransportError
 
     server = EmulatorServer(demo_state).start()
     backend = PortaBillingBackend(

@@ -210,7 +210,7 @@ def test_a_body_over_the_limit_is_refused_unread(server: EmulatorServer, token: 
 
 
 def test_the_emulator_does_not_share_the_clients_field_names() -> None:
-    """A misspelt name in the client's pb_fields must fail a test, not be mirrored here."""
+    """A misspelt name in the client's fields module must fail a test, not be mirrored here."""
     for module in EMULATOR.glob("*.py"):
         tree = ast.parse(module.read_text(), str(module))
         imported = [

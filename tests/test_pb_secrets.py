@@ -186,7 +186,7 @@ def test_a_crash_log_holds_no_credentials(
     by_password: EmulatorServer, specs: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A bug nobody planned for, raised while the credentials are in use.
-    from reconciler.backends import portabilling
+    from reconciler.backends.portabilling import backend as portabilling
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("a bug")

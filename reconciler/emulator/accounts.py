@@ -2,7 +2,7 @@
 
 The field names here are the emulator's own declaration of the wire contract (see
 docs/emulator.md), deliberately not shared with the client's
-``pb_fields`` module: a misspelt name on either side then fails a test instead of being mirrored.
+``fields`` module: a misspelt name on either side then fails a test instead of being mirrored.
 """
 
 from __future__ import annotations
