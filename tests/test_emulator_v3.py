@@ -21,6 +21,7 @@ from reconciler.emulator import EmulatorServer
 from reconciler.emulator.profile import V2, V3, wire_profile
 from reconciler.emulator.testing import state_from_yaml
 from reconciler.statefile import BillingState
+from tests.cli_capture import run_cli
 from tests.emulator_support import LOGIN, PASSWORD, STATE, account, base_url, call, fault, post
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,10 +75,12 @@ def pool(server: EmulatorServer, token: str) -> set[str]:
 # ---- the default is v3 ----------------------------------------------------------------------------
 
 
-def test_the_emulator_command_speaks_v3_unless_told_otherwise() -> None:
-    """Run as a user runs it (a process of its own, nothing of the test suite's set-up)."""
+def run_command(*options: str) -> tuple[list[str], dict[str, Any]]:
+    """Start ``reconciler emulator`` as a user does (a process of its own, nothing of the test
+    suite's set-up), log in over raw HTTP, stop it: (its first lines, the login answer)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "emulator", "--state", str(DEMO_STATE), "--port", "0"],
+        [sys.executable, "-m", "reconciler", "emulator", "--state", str(DEMO_STATE), "--port", "0",
+         *options],
         stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
     )  # fmt: skip
@@ -93,9 +96,37 @@ def test_the_emulator_command_speaks_v3_unless_told_otherwise() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+    return lines, answer
+
+
+def test_the_emulator_command_speaks_v3_unless_told_otherwise() -> None:
+    lines, answer = run_command()
     assert set(answer) == {"session_id", "access_token", "refresh_token", "expires_at"}
-    assert any("wire: v3" in line for line in lines), lines
+    assert lines[3].strip() == "wire: v3", lines
     assert wire_profile("v3") == V3 and wire_profile("v2") == V2
+
+
+def test_the_emulator_command_takes_a_profile_and_variants() -> None:
+    lines, answer = run_command("--wire", "v2", "--tokens", "both", "--release-dids",
+                                "--time-zone", "Europe/Prague")  # fmt: skip
+    assert lines[3].strip() == (
+        "wire: v2 with tokens=both, release_dids=True, time_zone=Europe/Prague"
+    ), lines
+    assert set(answer) == {"session_id", "access_token", "refresh_token", "expires_at", "expires_in"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--account-id-format", "{customer}-{id}"], "account_id_format '{customer}-{id}' must"),
+        (["--time-zone", "Mars/Olympus"], "time_zone 'Mars/Olympus' is not a time zone name"),
+        (["--tokens", "forever"], "'forever' is not one of"),
+    ],
+)
+def test_a_bad_wire_option_is_one_message_and_exit_1(options: list[str], message: str) -> None:
+    result = run_cli(["emulator", "--state", str(DEMO_STATE), "--port", "0", *options])
+    assert result.code == 1 and message in result.err, result.err
+    assert "Traceback" not in result.text and "serving" not in result.text
 
 
 # ---- blocks ---------------------------------------------------------------------------------------
