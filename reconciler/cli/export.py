@@ -27,14 +27,14 @@ def export(obj: Context, customer_id: int, out: str | None) -> None:
     # current folder for standard output) to the nearest schemas/ copy, so editors find it.
     folder = Path(out).parent if out else Path.cwd()
     comment = schema_comment(folder)
-    if comment is None:
-        err(
-            f"note: no schemas/customer-spec.schema.json in {folder} or a folder above it, so the "
-            "spec has no $schema comment (`reconciler init` puts the schemas in a specs repository)"
-        )
     text = export_spec(state, comment)
     if out:
         write_atomically(out, text)
         err(f"spec for customer {customer_id} written to {out}")
     else:
         click.echo(text, nl=False)
+    if comment is None:
+        err(
+            f"note: no schemas/customer-spec.schema.json in {folder} or a folder above it, so the "
+            "spec has no $schema comment (`reconciler init` puts the schemas in a specs repository)"
+        )
