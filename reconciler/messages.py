@@ -1,7 +1,7 @@
 """YAML and JSON Schema errors in the words of a person editing YAML.
 
-libyaml and jsonschema find the errors; this module says them: a tab in the indentation is
-named, an unquoted ': ' inside a value is explained, a misspelt key gets "did you mean", a value
+jsonschema finds the errors; this module says them (YAML syntax errors are said by
+reconciler.yamlsyntax, which the loader uses): a misspelt key gets "did you mean", a value
 YAML read as a boolean or a number where text is wanted says how it was read and to quote it, a
 single value where a list is wanted shows the list form. Each problem carries the path of the
 value it breaks, so that later checks skip only what depends on a broken value.
@@ -15,11 +15,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from reconciler.model import Path, Problem
+from reconciler.yamlload import LoadedYaml, reads_as_text
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
-
-    from reconciler.yamlload import LoadedYaml
 
 
 def breadcrumb(path: Path) -> str:
@@ -65,8 +64,6 @@ def _kind(value: Any) -> str:
 
 def _yaml_scalar(text: str) -> str:
     """A value as it reads in a flow list: quoted when YAML would not read it as text."""
-    from reconciler.yamlload import reads_as_text
-
     if text and reads_as_text(text) and text == text.strip() and not any(c in text for c in ",[]{}#:"):
         return text
     return json.dumps(text, ensure_ascii=False)
@@ -206,40 +203,3 @@ def _type_message(wanted: list[str], value: Any, written: str | None, key: str, 
     if "string" in wanted:
         return f"text is wanted, not {_kind(value)}"
     return f"{_kind(value)} is not allowed here (wanted: {' or '.join(wanted)})"
-
-
-# What libyaml says, and what it usually means in a hand-edited file.
-_SYNTAX_HINTS = (
-    ("mapping values are not allowed", ("a ':' where YAML does not expect one: a value that "
-                                        "holds ': ' must be quoted, or a line is indented too far")),
-    ("could not find expected ':'", ("a line is not 'key: value' (a missing ':'?) or is indented "
-                                     "differently from the lines around it")),
-    ("did not find expected '-' indicator", ("a list entry does not start with '- ', or a line of "
-                                             "the entry above is indented differently")),
-    ("did not find expected key", "a line is indented differently from the other keys of its mapping"),
-    ("did not find expected ',' or ']'", "a [list] is not closed with ']'"),
-    ("did not find expected ',' or '}'", "a {mapping} is not closed with '}'"),
-    ("found unexpected end of stream", "a quoted text is not closed: its closing quote is missing"),
-    ("found undefined alias", "a value starting with '*' names an anchor (&name) that does not "
-                              "exist: if it is text, quote it"),
-)
-
-
-def syntax_message(text: str, mark: Any, what: str) -> str:
-    """A YAML syntax error in words for a person editing the file, libyaml's own words after."""
-    line = ""
-    if mark is not None:
-        lines = text.splitlines()
-        line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
-    indent = line[: len(line) - len(line.lstrip(" \t"))]
-    if "\t" in indent or ("\t" in what or "cannot start any token" in what) and "\t" in line:
-        return ("a tab character is used to indent this line; YAML indents with spaces only "
-                f"(replace the tab with spaces) [{what}]")
-    if "cannot start any token" in what and mark is not None and 0 <= mark.column < len(line):
-        char = line[mark.column]
-        return (f"invalid YAML: a value cannot start with {char!r} unless it is quoted: "
-                f"write it in double quotes [{what}]")
-    for clue, meaning in _SYNTAX_HINTS:
-        if clue in what:
-            return f"invalid YAML: {meaning} [{what}]"
-    return f"invalid YAML: {what}"

@@ -117,7 +117,8 @@ def test_a_link_in_the_working_folder_is_judged_against_the_working_folder(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "the file is empty: a spec needs version, customer and extensions"),
+        ("", "the file is empty: a spec needs at least version and customer "
+              "(extensions and auto_attendants may be left out)"),
         ("- a\n- b\n", "a spec must be a mapping (version, customer, ...), not a list"),
         ("just text\n", "a spec must be a mapping (version, customer, ...), not text"),
         ("42\n", "a spec must be a mapping (version, customer, ...), not a number"),

@@ -1,0 +1,121 @@
+"""What trips a new user up: one test per rough edge found by trying the tool as a newcomer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FIXTURES, REPO, all_problems, run_cli
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    loaded = run_cli("--backend", url, "state", "load", str(FIXTURES / "state.yaml"))
+    assert loaded.code == 0, loaded
+    return url
+
+
+def _write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+HEAD = "version: 1\ncustomer:\n  id: 100\n  name: Acme\n"
+
+
+# ---- a syntax error hides nothing else --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("broken", "said"),
+    [
+        ("\tname: Tab\n", "a tab character is used to indent this line; YAML indents with spaces only "
+                          "(replace the tab with spaces)"),
+        ("    name: Sales: 2nd floor\n", "a value that holds ': ' must be quoted (YAML reads the ':' "
+                                         'as the start of another key): name: "Sales: 2nd floor"'),
+    ],
+)
+def test_a_syntax_error_does_not_hide_the_other_problems_of_the_file(
+    backend: str, tmp_path: Path, broken: str, said: str
+) -> None:
+    path = _write(
+        tmp_path,
+        HEAD + "extensions:\n"
+        "  - extension: '1'\n" + broken + "    product: Cloud PBX servce\n"
+        "  - extension: '2'\n    nme: Bob\n    product: Cloud PBX service\n    dids: ['12']\n",
+    )
+    result = run_cli("--backend", backend, "validate", str(path), "--format", "json")
+    assert result.code == 1
+    got = [(p["code"], p["line"]) for p in all_problems(result.json)]
+    assert got == [("yaml_syntax", 7), ("unknown_product", 8), ("schema", 10), ("schema", 12)], got
+    syntax = all_problems(result.json)[0]["message"]
+    assert syntax.endswith(said), syntax
+    assert "[" not in syntax  # no raw parser wording in brackets
+    # Still an error: nothing of a file with a syntax error is ever planned.
+    plan = run_cli("--backend", backend, "plan", str(path), "--format", "json")
+    assert plan.code == 1 and plan.json["summary"]["changes"] == 0
+
+
+def test_several_syntax_errors_are_each_reported(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        HEAD + "extensions:\n"
+        "  - extension: '1'\n\tname: A\n    product: P\n"
+        "  - extension: '2'\n    name: @home\n    product: P\n"
+        "  - extension: '3'\n    name: B: c\n    product: P\n    blocked: maybe\n",
+    )
+    result = run_cli("validate", "--offline", str(path), "--format", "json")
+    got = [(p["code"], p["line"]) for p in all_problems(result.json)]
+    assert got == [("yaml_syntax", 7), ("yaml_syntax", 10), ("yaml_syntax", 13), ("schema", 15)], got
+
+
+# ---- the empty file ------------------------------------------------------------------------
+
+
+def test_the_empty_file_message_matches_the_guide(tmp_path: Path) -> None:
+    path = _write(tmp_path, "# nothing yet\n")
+    result = run_cli("validate", "--offline", str(path))
+    assert result.code == 1
+    assert (
+        f"error[schema] {path}: the file is empty: a spec needs at least version and customer "
+        "(extensions and auto_attendants may be left out)"
+    ) in result.out
+    guide = (REPO / "docs" / "specs.md").read_text()
+    assert "`version` and `customer` are required; `extensions` and `auto_attendants` may be left out" in guide
+
+
+# ---- no import circle ------------------------------------------------------------------------
+
+
+def _imports(module: str) -> set[str]:
+    """Every reconciler module ``module`` imports, at the top or inside a function."""
+    source = (REPO / (module.replace(".", "/") + ".py")).read_text()
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("reconciler"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("reconciler"))
+    return found
+
+
+def _reaches(start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        module = todo.pop()
+        if module == goal:
+            return True
+        if module in seen or not (REPO / (module.replace(".", "/") + ".py")).exists():
+            continue
+        seen.add(module)
+        todo.extend(_imports(module))
+    return False
+
+
+def test_the_yaml_loader_does_not_import_the_messages_module() -> None:
+    assert "reconciler.yamlload" in _imports("reconciler.messages")
+    assert not _reaches("reconciler.yamlload", "reconciler.messages")
