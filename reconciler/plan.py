@@ -207,6 +207,8 @@ class _Planner:
             self.accounts_not_in_spec()
         for desired in self.spec.accounts:
             self.desired_account(desired)
+        for desired in self.spec.unplaced:
+            self.unplaced_dids(desired)
         self.quantities()
         if not self.partial:
             self.safety()
@@ -366,6 +368,18 @@ class _Planner:
                 )
                 return
         self.emit(change("add_alias", desired.id, did=did))
+
+    def unplaced_dids(self, desired: DesiredAccount) -> None:
+        """The DIDs of an entry whose account cannot be known (its extension is broken): a DID
+        no account of the customer holds is a new assignment, and must be the customer's."""
+        for index, did in enumerate(desired.dids):
+            if did in self.holder:
+                continue  # perhaps the very account the entry means: nothing can be said
+            path = desired.did_path(index)
+            if did in self.state.foreign_dids:
+                self.problem("did_in_use", f"DID {did} is held by another customer's account", path)
+            elif did not in self.customer.dids:
+                self.problem("did_not_owned", f"DID {did} is not in the customer's DID pool", path)
 
     def check_block_permission(self, desired: DesiredAccount, what: str) -> None:
         if not self.customer.block_extensions:

@@ -119,3 +119,22 @@ def _reaches(start: str, goal: str) -> bool:
 def test_the_yaml_loader_does_not_import_the_messages_module() -> None:
     assert "reconciler.yamlload" in _imports("reconciler.messages")
     assert not _reaches("reconciler.yamlload", "reconciler.messages")
+
+
+# ---- a bad extension hides nothing of its DIDs -------------------------------------------------
+
+
+def test_a_bad_extension_number_does_not_hide_the_did_checks_of_its_entry(backend: str, tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        HEAD + "extensions:\n"
+        '  - extension: "4 66"\n    name: Sales\n    product: Cloud PBX service\n'
+        '    dids: ["123", "15550000201", "+1 555 000 0002", "15550000002", "15550000001"]\n',
+    )
+    result = run_cli("--backend", backend, "validate", str(path), "--format", "json")
+    assert result.code == 1
+    got = [(p["code"], p["column"]) for p in all_problems(result.json)]
+    # Not a DID; another customer's pool; written twice. 15550000001 is held by an account of the
+    # customer, perhaps the very one the entry means: nothing is said of it.
+    assert got == [("schema", 16), ("schema", 12), ("did_not_owned", 19), ("did_duplicate", 53)], got
+    assert [w["code"] for w in result.json["customers"][0]["warnings"]] == ["did_normalised"]
