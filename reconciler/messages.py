@@ -21,14 +21,41 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
 
+# What one item of a list is called in a message: the list's key -> the item's name.
+_ITEM_NAMES = {
+    "extensions": "extension", "auto_attendants": "auto attendant", "dids": "DID",
+    "addons": "add-on", "products": "product", "customers": "customer", "accounts": "account",
+    "agreement": "agreement entry",
+}
+
+
+def ordinal(number: int) -> str:
+    """1 -> '1st', 2 -> '2nd', 11 -> '11th', 23 -> '23rd'."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
 def breadcrumb(path: Path) -> str:
-    """('extensions', 2, 'name') -> 'extensions[2].name'."""
+    """Where a value is, counting list items from one as people do:
+    ('extensions', 2, 'name') -> '3rd extension, name'; ('customer', 'id') -> 'customer.id'."""
     if not path:
         return "top level"
-    text = ""
-    for step in path:
-        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
-    return text
+    parts: list[str] = []
+    for index, step in enumerate(path):
+        if isinstance(step, int):
+            owner = str(path[index - 1]) if index else ""
+            item = f"{ordinal(step + 1)} {_ITEM_NAMES.get(owner, 'entry')}"
+            if parts and owner in _ITEM_NAMES and parts[-1].endswith(owner):
+                # "extensions" is said by "2nd extension"; a nested key path keeps its head.
+                head = parts[-1][: -len(owner)].rstrip(".")
+                parts[-1:] = [head, item] if head else [item]
+            else:
+                parts.append(item)
+        elif parts and not isinstance(path[index - 1], int):
+            parts[-1] += f".{step}"
+        else:
+            parts.append(str(step))
+    return ", ".join(parts)
 
 
 def _squash(key: str) -> str:

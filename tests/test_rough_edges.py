@@ -138,3 +138,21 @@ def test_a_bad_extension_number_does_not_hide_the_did_checks_of_its_entry(backen
     # customer, perhaps the very one the entry means: nothing is said of it.
     assert got == [("schema", 16), ("schema", 12), ("did_not_owned", 19), ("did_duplicate", 53)], got
     assert [w["code"] for w in result.json["customers"][0]["warnings"]] == ["did_normalised"]
+
+
+# ---- entries are counted from one ------------------------------------------------------------
+
+
+def test_messages_count_entries_from_one(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        HEAD + "extensions:\n"
+        "  - {extension: '1', name: A, product: P}\n"
+        "  - {extension: '2', nme: B, product: P, dids: ['15550000001', 'abc']}\n",
+    )
+    result = run_cli("validate", "--offline", str(path))
+    assert "2nd extension, nme: unknown key 'nme'; did you mean 'name'?" in result.out
+    assert "2nd extension, 2nd DID: 'abc' is not a DID" in result.out
+    assert "extensions[1]" not in result.out
+    guide = (REPO / "docs" / "specs.md").read_text()
+    assert "counting from one" in guide and "extensions[" not in guide
