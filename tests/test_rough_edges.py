@@ -156,3 +156,63 @@ def test_messages_count_entries_from_one(tmp_path: Path) -> None:
     assert "extensions[1]" not in result.out
     guide = (REPO / "docs" / "specs.md").read_text()
     assert "counting from one" in guide and "extensions[" not in guide
+
+
+def test_an_unknown_product_lists_the_products_billing_has_closest_first(backend: str, tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        HEAD + "extensions:\n"
+        "  - {extension: '11', name: A, product: Cloud PBX service, addons: [Conference bridge]}\n"
+        "  - {extension: '12', name: B, product: Hotdsk}\n"
+        "  - {extension: '13', name: C, product: Desk phone}\n",
+    )
+    result = run_cli("--backend", backend, "validate", str(path), "--format", "json")
+    messages = [p["message"] for p in all_problems(result.json)]
+    assert messages == [
+        "no product named 'Conference bridge' (add-on products in billing: Call recording, Fax to email)",
+        "no product named 'Hotdsk'; did you mean 'Hotdesk'? "
+        "(other main products in billing: Auto attendant, Cloud PBX service)",
+        "no product named 'Desk phone' (main products in billing: Hotdesk, Cloud PBX service, Auto attendant)",
+    ], messages
+
+
+def test_the_list_of_products_is_bounded() -> None:
+    from reconciler.model import Catalogue, Product
+    from reconciler.plan import _products_like
+
+    catalogue = Catalogue(tuple(Product(i, f"Plan {i:02}", "main") for i in range(1, 41)))
+    said = _products_like("Plan 7", catalogue, "main", but=[])
+    assert said.startswith(" (main products in billing: Plan 07, ") and said.endswith(" and 35 more)")
+
+
+# ---- what the README's steps write is ignored by git ------------------------------------------
+
+
+def test_the_files_the_readme_steps_write_are_ignored_by_git() -> None:
+    import re
+    import subprocess
+
+    readme = (REPO / "README.md").read_text()
+    written = set(re.findall(r"--out (\S+)", readme.split("## The customer spec at a glance")[0]))
+    written |= {".reconciler/billing.db", ".reconciler/logs/crash.log", "applied-plan.json", "plan-1.json"}
+    assert "plan.json" in written
+    for name in sorted(written):
+        ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", name], check=False)
+        assert ignored.returncode == 0, f"{name} is not in .gitignore"
+
+
+# ---- doctor and a mistyped path ----------------------------------------------------------------
+
+
+def test_doctor_with_a_mistyped_spec_path_is_an_error(tmp_path: Path) -> None:
+    from reconciler.emulator import EmulatorServer
+    from reconciler.statefile import load_state_file
+
+    state = load_state_file(str(REPO / "specs" / "demo-billing-state.yaml"))
+    with EmulatorServer(state, login="api", password="pw") as server:
+        result = run_cli("--backend", server.url, "doctor", str(tmp_path / "customrs"),
+                         env={"PORTABILLING_LOGIN": "api", "PORTABILLING_PASSWORD": "pw"})
+        assert result.code == 1, result
+        assert f"error: {tmp_path / 'customrs'}: no such file or folder" in result.err
+        assert result.out == ""  # nothing was checked
+        assert server.call_counts.get("Session/login", 0) == 0
