@@ -8,6 +8,7 @@ node tree so that a problem's file, line and column are found lazily, only when 
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import stat
@@ -356,6 +357,20 @@ def _at(code: str, message: str, display: str, mark: Any) -> Problem:
     if mark is None:
         return Problem(code, message, display)
     return Problem(code, message, display, mark.line + 1, mark.column + 1)
+
+
+def has_bom(path: str) -> bool:
+    """Does the file start with a UTF-8 byte order mark? (read_text drops it; a rewrite keeps it.)"""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(3) == codecs.BOM_UTF8
+    except OSError:
+        return False
+
+
+def newline_of(text: str) -> str:
+    """The line break a file uses: a file with any CRLF is a CRLF file, and a rewrite keeps it."""
+    return "\r\n" if "\r\n" in text else "\n"
 
 
 def read_text(path: str, display: str, limits: Limits) -> tuple[str | None, Problem | None]:

@@ -216,3 +216,61 @@ def test_doctor_with_a_mistyped_spec_path_is_an_error(tmp_path: Path) -> None:
         assert f"error: {tmp_path / 'customrs'}: no such file or folder" in result.err
         assert result.out == ""  # nothing was checked
         assert server.call_counts.get("Session/login", 0) == 0
+
+
+# ---- fmt and what it is given ------------------------------------------------------------------
+
+
+def test_an_exported_spec_passes_the_format_check(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    assert run_cli("--backend", url, "state", "load", str(REPO / "specs" / "demo-billing-state.yaml")).code == 0
+    for customer in ("46170", "51234", "60001"):
+        out = tmp_path / f"{customer}.yaml"
+        assert run_cli("--backend", url, "export", "--customer", customer, "--out", str(out)).code == 0
+        check = run_cli("fmt", "--check", str(out))
+        assert check.code == 0, check
+        assert "dids: [" in out.read_text() or "dids" not in out.read_text()
+
+
+def test_the_shipped_example_specs_pass_the_format_check() -> None:
+    result = run_cli("fmt", "--check", str(REPO / "specs" / "customers"))
+    assert result.code == 0, result
+
+
+def test_fmt_keeps_crlf_on_every_line_and_the_byte_order_mark(tmp_path: Path) -> None:
+    spec = tmp_path / "win.yaml"
+    text = ("# written on Windows\r\nversion: 1\r\ncustomer: {id: 100, name: Acme}  # c\r\n"
+            "extensions:\r\n  # the first\r\n  - {extension: 1, name: A, product: P}\r\n")
+    spec.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    result = run_cli("fmt", str(spec))
+    assert result.code == 0, result
+    written = spec.read_bytes()
+    assert written.startswith(b"\xef\xbb\xbf")
+    body = written[3:].decode()
+    assert body.count("\r\n") == body.count("\n") == 10, body
+    assert body == ("# written on Windows\r\nversion: 1\r\ncustomer:  # c\r\n  id: 100\r\n  name: Acme\r\n"
+                    'extensions:\r\n  # the first\r\n  - extension: "1"\r\n    name: A\r\n    product: P\r\n'), body
+    assert run_cli("fmt", "--check", str(spec)).code == 0
+
+
+def test_a_comment_after_a_flow_entry_stays_close_to_its_line(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(HEAD + "extensions:\n"
+                    "  - {extension: '466', name: John Doe, product: Cloud PBX service, addons: [Call recording]}"
+                    "  # John\n")
+    assert run_cli("fmt", str(spec)).code == 0
+    assert "    addons: [Call recording]  # John\n" in spec.read_text()
+
+
+def test_fmt_quotes_a_text_value_yaml_would_read_as_a_boolean_or_a_number(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\ncustomer:\n  id: 100\n  name: No\nextensions:\n"
+                    "  - extension: '1'\n    name: yes\n    product: 1234\n    addons: [On, Call recording]\n")
+    assert run_cli("validate", "--offline", str(spec)).code == 1
+    result = run_cli("fmt", str(spec))
+    assert result.code == 0, result
+    assert spec.read_text() == ('version: 1\ncustomer:\n  id: 100\n  name: "No"\nextensions:\n'
+                                '  - extension: "1"\n    name: "yes"\n    product: "1234"\n'
+                                '    addons: ["On", Call recording]\n')
+    valid = run_cli("validate", "--offline", str(spec))
+    assert valid.code == 0, valid
