@@ -32,8 +32,10 @@ CUSTOMERS = "specs/customers"
 GITIGNORE = """\
 # The reconciler's local files: the embedded database, locks, the audit log, crash logs.
 .reconciler/
-# A plan saved with `reconciler plan --out plan.json`.
+# Saved plans (`reconciler plan --out plan.json`; the workflows' plan-1.json, applied-plan.json).
 plan.json
+plan-*.json
+applied-plan.json
 """
 
 
