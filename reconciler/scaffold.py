@@ -129,8 +129,9 @@ def create(root: Path, files: list[NewFile]) -> None:
 
 
 def released_workflow(text: str, version: str) -> str:
-    """The project's workflow ``text`` for a specs repository: the step named "Install
-    pbx-reconciler" installs release ``version`` from the package index instead of the checkout.
+    """The project's workflow ``text`` for a specs repository: each step whose name starts with
+    "Install pbx-reconciler" installs release ``version`` from the package index instead of the
+    checkout, and is named for it.
 
     The file is edited as text, so its comments stay; the result is checked as YAML.
     """
@@ -140,11 +141,12 @@ def released_workflow(text: str, version: str) -> str:
     i = 0
     while i < len(lines):
         line = lines[i]
-        out.append(line)
         i += 1
         step = _STEP_NAME.match(line)
-        if not step or step["name"].strip().strip("'\"") != INSTALL_STEP:
+        if not step or not step["name"].strip().strip("'\"").startswith(INSTALL_STEP):
+            out.append(line)
             continue
+        out.append(f"{step['indent']}- name: {INSTALL_STEP} {version}\n")
         key_indent = len(step["indent"]) + 2
         while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) >= key_indent):
             line = lines[i]
@@ -152,7 +154,8 @@ def released_workflow(text: str, version: str) -> str:
             if _indent(line) != key_indent or not line.lstrip().startswith("run:"):
                 out.append(line)
                 continue
-            out.append(" " * key_indent + f"run: {install_command(version)}\n")
+            out.append(" " * key_indent + "run: |\n")
+            out += [" " * (key_indent + 2) + command + "\n" for command in install_script(version).splitlines()]
             replaced += 1
             # Skip the old script (a block scalar is indented deeper than its key).
             while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > key_indent):
@@ -167,8 +170,9 @@ def released_workflow(text: str, version: str) -> str:
     return result
 
 
-def install_command(version: str) -> str:
-    return f'python -m pip install "pbx-reconciler=={version}"'
+def install_script(version: str) -> str:
+    """The `run:` script of a specs repository's install step."""
+    return f'python -m pip install "pbx-reconciler=={version}"\n'
 
 
 _STEP_NAME = re.compile(r"^(?P<indent> *)- name:(?P<name>.*)$")
@@ -179,14 +183,17 @@ def _indent(line: str) -> int:
 
 
 def _check_released(text: str, version: str, replaced: int) -> None:
-    """The edited workflow is valid YAML, and every install step installs the release."""
+    """The edited workflow is valid YAML, every install step installs the release, and nothing
+    installs the checkout."""
     workflow: dict[str, Any] = yaml.safe_load(text)
-    installs = [
-        step for job in workflow["jobs"].values() for step in job.get("steps", [])
-        if step.get("name") == INSTALL_STEP
+    steps = [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+    installs = [step for step in steps if str(step.get("name", "")).startswith(INSTALL_STEP)]
+    from_checkout = [
+        step for step in steps
+        if re.search(r"pip install[^\n]*(\s-e\s|\s\.(\s|$)|\s\./)", step.get("run", ""))
     ]
-    if not installs or replaced != len(installs) or any(
-        step.get("run") != install_command(version) for step in installs
+    if not installs or replaced != len(installs) or from_checkout or any(
+        step.get("run") != install_script(version) for step in installs
     ):
         # The project changed its install step in a way this edit does not know: a packaging bug.
         raise RuntimeError("a shipped workflow's install step could not be adapted to the release")
