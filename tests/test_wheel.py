@@ -153,7 +153,7 @@ def test_the_release_builds_one_sdist_and_one_wheel_of_this_version(release: Rel
 def test_the_release_smoke_test_ran_the_init_quick_start_from_the_wheel(release: Release) -> None:
     log = release.logs["Install the wheel in a clean virtual environment and run the quick start"]
     assert "Created a specs repository" in log and "Traceback" not in log, log
-    assert "Plan: 4 change(s) for 1 customer(s), 0 error(s)" in log, log
+    assert re.search(r"Plan: [1-9]\d* change\(s\) for [1-9]\d* customer\(s\), 0 error\(s\)", log), log
     demo = release.smoke / "demo"
     assert (demo / ".reconciler" / "billing.db").is_file()
     assert (demo / ".github" / "workflows" / "apply.yml").is_file()
