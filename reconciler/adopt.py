@@ -39,8 +39,9 @@ from reconciler.model import (
 )
 from reconciler.runner import batches, few_collections
 from reconciler.selection import Selection
-from reconciler.spec import LoadedSpec, discover, load_spec, schema_check
+from reconciler.spec import LoadedSpec, load_spec, schema_check
 from reconciler.specedit import NewEntry, SpecEditError, SpecEditor, did_scalar, plain_or_quoted
+from reconciler.specfiles import discover
 from reconciler.yamlload import load_yaml_text
 
 

@@ -21,7 +21,8 @@ from reconciler.errors import UsageError
 from reconciler.model import Catalogue, Problem
 from reconciler.plan import CustomerPlan, PlanOptions, plan_customer
 from reconciler.selection import Selection
-from reconciler.spec import LoadedSpec, discover, load_spec
+from reconciler.spec import LoadedSpec, load_spec
+from reconciler.specfiles import discover
 from reconciler.yamlload import Limits
 
 FORMAT_VERSION = 1

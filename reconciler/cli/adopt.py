@@ -20,6 +20,7 @@ from reconciler.cli.common import (
 )
 from reconciler.errors import UsageError
 from reconciler.selection import Selection
+from reconciler.specfiles import write_target
 
 
 @click.command()
@@ -38,10 +39,11 @@ def adopt(obj: Context, paths: tuple[str, ...], fmt: str, selection: Selection) 
     for result in results:
         if result.new_text is None:
             continue
+        target = write_target(result.file)  # a link inside the folder is written through
         try:
-            mode = os.stat(result.file).st_mode & 0o7777
-            write_atomically(result.file, ("\ufeff" if result.bom else "") + result.new_text)
-            os.chmod(result.file, mode)
+            mode = os.stat(target).st_mode & 0o7777
+            write_atomically(target, ("\ufeff" if result.bom else "") + result.new_text)
+            os.chmod(target, mode)
         except OSError as exc:
             raise UsageError(f"{result.file}: cannot write the spec ({exc.strerror})") from exc
     data = [r.to_dict() for r in results]

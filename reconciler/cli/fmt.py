@@ -18,7 +18,7 @@ def fmt(paths: tuple[str, ...], check: bool) -> None:
     and DIDs. Comments and entry order are kept; running it twice changes nothing more."""
     from reconciler.fmt import format_file
     from reconciler.render.text import where
-    from reconciler.spec import discover
+    from reconciler.specfiles import discover, write_target
 
     files = discover(list(paths))
     changed: list[str] = []
@@ -38,9 +38,10 @@ def fmt(paths: tuple[str, ...], check: bool) -> None:
             click.echo(f"would reformat {path}")
             continue
         assert result.text is not None
-        mode = os.stat(path).st_mode & 0o777
-        write_atomically(path, result.text)
-        os.chmod(path, mode)
+        target = write_target(path)  # a link inside the folder is written through, kept a link
+        mode = os.stat(target).st_mode & 0o777
+        write_atomically(target, result.text)
+        os.chmod(target, mode)
         click.echo(f"reformatted {path}")
     verb = "would be reformatted" if check else "reformatted"
     summary = f"{len(files)} spec file(s): {len(changed)} {verb}"
