@@ -85,10 +85,16 @@ class LoadedSpec:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     checkable: CustomerSpec | None = None
+    # Set by the owners map (reconciler.owners) when the file may not speak for the customer it
+    # names: the spec then belongs to no customer, and no command reads that customer for it.
+    disowned: bool = False
 
     @property
     def customer_id(self) -> int | None:
-        """The customer id, when it can be read at all (even from an otherwise broken spec)."""
+        """The customer id, when it can be read at all (even from an otherwise broken spec);
+        None for a spec the owners map disowned."""
+        if self.disowned:
+            return None
         if self.spec is not None:
             return self.spec.customer_id
         if self.checkable is not None:
