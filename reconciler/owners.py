@@ -61,7 +61,7 @@ class OwnersMap:
     required: bool = False
     _by_file: dict[str, Binding] = field(default_factory=dict, repr=False)
     _by_id: dict[int, Binding] = field(default_factory=dict, repr=False)
-    _real_folders: dict[str, str] = field(default_factory=dict, repr=False)
+    _folders_in_repo: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._by_file = {b.file: b for b in self.bindings}
@@ -72,15 +72,18 @@ class OwnersMap:
 
         The folder is resolved (a checkout reached through a link is still the checkout), the
         name is not: a link named ``evil.yaml`` is judged as ``evil.yaml``, never as its target.
+        Folders are resolved once each: a fleet's thousand files cost one lookup each.
         """
-        folder = os.path.dirname(os.path.abspath(path))
-        real = self._real_folders.get(folder)
-        if real is None:
-            real = self._real_folders[folder] = os.path.realpath(folder)
-        relative = os.path.relpath(os.path.join(real, os.path.basename(path)), self.root)
-        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
-            return None
-        return relative.replace(os.sep, "/")
+        folder, name = os.path.split(path)
+        if folder not in self._folders_in_repo:
+            real = os.path.realpath(folder or os.curdir)
+            relative = os.path.relpath(real, self.root)
+            outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
+            self._folders_in_repo[folder] = (
+                None if outside else "" if relative == os.curdir else relative.replace(os.sep, "/") + "/"
+            )
+        prefix = self._folders_in_repo[folder]
+        return None if prefix is None else prefix + name
 
     def governs(self, repo_path: str | None) -> bool:
         if repo_path is None:

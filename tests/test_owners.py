@@ -400,3 +400,15 @@ def test_this_repositorys_codeowners_is_the_one_its_map_implies(monkeypatch: pyt
 def test_the_owners_schema_ships_and_describes_this_repositorys_map() -> None:
     schema = json.loads((REPO / "schemas" / "owners.schema.json").read_text())
     assert schema["required"] == ["version", "provider", "customers"]
+
+
+def test_fmt_leaves_a_file_alone_that_may_not_speak_for_its_customer(owned: Billing) -> None:
+    messy = HOSTILE.replace("customer:\n  id: 200\n  name: Guessed Name\n", "customer: {name: X, id: 200}\n")
+    spec = write(owned.workdir / "own" / "acme.yaml", messy)
+    result = owned.cli("fmt", "own")
+    assert result.code == 1, result
+    assert "error[customer_not_owned] own/acme.yaml:2:" in result.out
+    assert spec.read_text() == messy
+    write(spec, messy.replace("id: 200", "id: 100"))
+    assert owned.cli("fmt", "own").code == 0
+    assert "customer:\n  id: 100\n  name: X\n" in spec.read_text()
