@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -16,11 +15,10 @@ from reconciler.cli.common import (
     pass_context,
     paths_argument,
     selection_options,
-    write_atomically,
+    rewrite_spec,
 )
 from reconciler.errors import UsageError
 from reconciler.selection import Selection
-from reconciler.specfiles import write_target
 
 
 @click.command()
@@ -40,11 +38,8 @@ def adopt(obj: Context, paths: tuple[str, ...], fmt: str, selection: Selection) 
     for result in results:
         if result.new_text is None:
             continue
-        target = write_target(result.file)  # a link inside the folder is written through
         try:
-            mode = os.stat(target).st_mode & 0o7777
-            write_atomically(target, ("\ufeff" if result.bom else "") + result.new_text)
-            os.chmod(target, mode)
+            rewrite_spec(result.file, result.new_text, bom=result.bom)
         except OSError as exc:
             raise UsageError(f"{result.file}: cannot write the spec ({exc.strerror})") from exc
     data = [r.to_dict() for r in results]

@@ -65,6 +65,21 @@ def write_atomically(path: str, content: str | Callable[[Any], None]) -> None:
                 os.unlink(temp)
 
 
+def rewrite_spec(path: str, text: str, *, bom: bool) -> None:
+    """Replace a spec file in place (fmt, adopt): whole or not at all, keeping its permissions and
+    its byte order mark (``text`` keeps the file's line breaks itself).
+
+    A link that stays inside its folder is written through and stays a link; one that leaves its
+    folder is refused (UsageError) and nothing is written (reconciler.specfiles).
+    """
+    from reconciler.specfiles import write_target
+
+    target = write_target(path)
+    mode = os.stat(target).st_mode & 0o7777
+    write_atomically(target, ("\ufeff" if bom else "") + text)
+    os.chmod(target, mode)
+
+
 def _why_not_a_folder(folder: str) -> str:
     """Why ``folder`` cannot take a file: the first part of it that is missing or not a folder."""
     parts: list[str] = []

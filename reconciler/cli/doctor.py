@@ -27,8 +27,12 @@ def doctor(obj: Context, paths: tuple[str, ...], customer_id: int | None, fmt: s
     """Check a PortaBilling server read-only: login, operating mode, products, and one customer's
     reads and fields. Never writes. Exit 0 when nothing fails."""
     from reconciler.doctor import run_doctor
+    from reconciler.specfiles import discover
 
-    chosen = _spec_customer(obj, paths) if paths and customer_id is None else None
+    # A mistyped path is a usage error before anything is checked, as for every other command:
+    # doctor must not quietly check some other customer instead.
+    files = discover(list(paths)) if paths else []
+    chosen = _spec_customer(obj, paths, files) if files and customer_id is None else None
 
     def spec_customer() -> int | None:
         return chosen
@@ -47,14 +51,13 @@ def doctor(obj: Context, paths: tuple[str, ...], customer_id: int | None, fmt: s
     sys.exit(EXIT_OK if report.ok else EXIT_PROBLEM)
 
 
-def _spec_customer(obj: Context, paths: tuple[str, ...]) -> int | None:
+def _spec_customer(obj: Context, paths: tuple[str, ...], files: list[str]) -> int | None:
     """The first spec's customer; a spec not bound to its customer stops doctor before any read."""
     from reconciler.render.text import where
     from reconciler.runner import load_checked
-    from reconciler.specfiles import discover
 
     owners = obj.owners(paths)
-    for path in discover(list(paths)):
+    for path in files:
         loaded = load_checked(path, owners)
         if loaded.disowned:
             for problem in loaded.errors:

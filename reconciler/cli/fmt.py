@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,7 @@ from reconciler.cli.common import (
     err,
     pass_context,
     paths_argument,
-    write_atomically,
+    rewrite_spec,
 )
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ def fmt(obj: Context, paths: tuple[str, ...], check: bool) -> None:
     and DIDs. Comments and entry order are kept; running it twice changes nothing more."""
     from reconciler.fmt import format_file
     from reconciler.render.text import where
-    from reconciler.specfiles import discover, write_target
+    from reconciler.specfiles import discover
 
     files = discover(list(paths))
     owners = obj.owners(paths)
@@ -55,10 +54,7 @@ def fmt(obj: Context, paths: tuple[str, ...], check: bool) -> None:
             click.echo(f"would reformat {path}")
             continue
         assert result.text is not None
-        target = write_target(path)  # a link inside the folder is written through, kept a link
-        mode = os.stat(target).st_mode & 0o777
-        write_atomically(target, result.text)
-        os.chmod(target, mode)
+        rewrite_spec(path, result.text, bom=result.bom)  # through a link inside the folder
         click.echo(f"reformatted {path}")
     verb = "would be reformatted" if check else "reformatted"
     summary = f"{len(files)} spec file(s): {len(changed)} {verb}"
