@@ -65,6 +65,7 @@ def account(i_account: int, account_id: str, cid: int = 46170, **fields: Any) ->
         "blocked": "N",
         "bill_status": "O",
         "firstname": "",
+        "note": "",
     }
     row.update(fields)
     return row
