@@ -164,11 +164,13 @@ class TokenSession:
         refresh: Callable[[str], dict[str, Any]],
         clock: Callable[[], float] = time.monotonic,
         zone: Callable[[], tzinfo] = lambda: UTC,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._login = login
         self._refresh = refresh
         self._clock = clock
         self._zone = zone
+        self._wall = wall
         self._lock = threading.Lock()
         self._grant: Grant | None = None
         self._refused: LoginRefused | None = None
@@ -187,7 +189,7 @@ class TokenSession:
             if isinstance(value, str) and value:
                 self._seen.add(value)
         grant = Grant.from_answer(
-            method, answer, self._clock(), previous=previous, zone=self._zone()
+            method, answer, self._clock(), previous=previous, wall=self._wall(), zone=self._zone()
         )
         self._grant = grant
         return grant
