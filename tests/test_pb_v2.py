@@ -444,7 +444,9 @@ def test_a_create_whose_follow_up_fails_is_audited_as_written_and_says_exactly_w
 def test_an_auto_attendant_is_created_with_add_account_in_the_v2_shape(
     stubs: Callable[..., Stub],
 ) -> None:
-    stub = stubs(customer())
+    abc = customer()
+    abc["accounts"] = [account(1, "ph46170x100")]  # this server shows notes: a block is marked
+    stub = stubs(abc)
     backend = backend_for(stub)
     item = change(
         "create_account",

@@ -278,13 +278,15 @@ def without_marker(note: Any) -> str:
     return "\n".join(lines).replace(BLOCK_MARKER, "").strip("\n")
 
 
-def block_params(blocked: bool, note: Any = None) -> dict[str, Any]:
+def block_params(blocked: bool, note: Any = None, *, marked: bool = True) -> dict[str, Any]:
     """The account_info fields that block or unblock an account on the customer's behalf, in one
-    update_account: ``blocked``, the note with the marker added or removed, and
-    ``blocked_by: "customer"`` with a block (¹: for servers that keep who blocked)."""
-    if blocked:
-        return {BLOCKED: "Y", BLOCKED_BY: "customer", NOTE: note_with_marker(note)}
-    return {BLOCKED: "N", NOTE: without_marker(note)}
+    update_account: ``blocked``, the note with the marker added or removed (only when ``marked``:
+    the server shows notes), and ``blocked_by: "customer"`` with a block (¹: for servers that
+    keep who blocked)."""
+    fields: dict[str, Any] = {BLOCKED: "Y", BLOCKED_BY: "customer"} if blocked else {BLOCKED: "N"}
+    if marked:
+        fields[NOTE] = note_with_marker(note) if blocked else without_marker(note)
+    return fields
 
 
 def is_terminated(account_info: dict[str, Any]) -> bool:

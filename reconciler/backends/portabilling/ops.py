@@ -46,7 +46,7 @@ def _create_auto_attendant(s: PortaBillingSession, item: Change) -> None:
         "firstname": item.get("name"),
     }
     if item.get("blocked"):
-        info.update(wire.block_params(True))
+        info.update(wire.block_params(True, marked=s.raw.notes_shown))
     answer = s.writer.perform(
         Write(
             "Account/add_account",
@@ -131,7 +131,8 @@ def _create_extension(s: PortaBillingSession, item: Change, landed: Landed) -> N
             {"i_product": s.product_id(n)} for n in item.get("addons")
         ]
     if item.get("blocked"):
-        fields.update(wire.block_params(True, info.get(wire.NOTE)))
+        marked = s.raw.notes_shown or wire.NOTE in info
+        fields.update(wire.block_params(True, info.get(wire.NOTE), marked=marked))
     if fields:
         _update(s, item.account, fields, f"setting the add-ons and block of {item.account}")
 
@@ -271,23 +272,27 @@ def remove_addon(s: PortaBillingSession, item: Change, landed: Landed) -> None:
 
 def block(s: PortaBillingSession, item: Change, landed: Landed) -> None:
     known, note = _note(s, item.account)
-    _update(s, item.account, wire.block_params(True, note), f"blocking {item.account}")
+    fields = wire.block_params(True, note, marked=known)
+    _update(s, item.account, fields, f"blocking {item.account}")
 
 
 def unblock(s: PortaBillingSession, item: Change, landed: Landed) -> None:
     known, note = _note(s, item.account)
-    fields = wire.block_params(False, note)
-    if not known:
-        del fields[wire.NOTE]  # a note billing does not show is left as it is
+    fields = wire.block_params(False, note, marked=known)
     _update(s, item.account, fields, f"unblocking {item.account}")
 
 
 def _note(s: PortaBillingSession, account_id: str) -> tuple[bool, Any]:
     """(whether billing shows the account's note, the note): from the account list, else read
-    from billing, so that the block marker goes in beside the administrator's text, not over it."""
+    from billing, so that the block marker goes in beside the administrator's text, not over it.
+    A server that shows no notes gets none: its blocks then all read as the administrator's
+    unless it sends blocked_by (doctor warns)."""
     info = s.account(account_id)
     if wire.NOTE in info:
         return True, info[wire.NOTE]
+    assert s.raw is not None
+    if not s.raw.notes_shown:
+        return False, None
     current = s.account_info(i_account=int(info["i_account"]))
     if current is not None and wire.NOTE in current:
         info[wire.NOTE] = current[wire.NOTE]

@@ -86,6 +86,8 @@ class RawCustomer:
     zone: tzinfo = UTC  # the server's time zone, for add-on end dates
     agreement_shape: str = wire.AGREEMENT_INFO
     renamed: dict[str, str] = field(default_factory=dict)  # managed ID -> billing's ID
+    # Whether this server shows accounts' notes: only then does a block carry the marker.
+    notes_shown: bool = False
 
     def state(self, catalogue: Catalogue) -> CustomerState:
         with understood(ACCOUNTS_METHOD):
@@ -199,6 +201,7 @@ def fetch_customer(
         zone=zone,
         agreement_shape=agreement_shape,
         renamed=renamed,
+        notes_shown=any(wire.NOTE in row for row in rows),
     )
 
 
