@@ -7,17 +7,21 @@ makes the tests fail instead of agreeing with itself.
 
 Evidence is public code written against real servers, cited as ``repository path``:
 
-- [objects] portabilling/objects ``Test/TestData/account_2984.json`` and
-  ``Test/TestData/customer_444.json`` (real ``account_info`` / ``customer_info`` dumps);
-- [billing] portabilling/billing ``Porta/Billing/Components/SessionManager.php``;
+- [objects] portabilling/objects ``Test/TestData/account_2984.json``,
+  ``Test/TestData/account_list_444.json`` and ``Test/TestData/customer_444.json`` (real
+  ``account_info`` / ``account_list`` / ``customer_info`` dumps);
+- [billing] portabilling/billing ``Porta/Billing/Components/SessionManager.php``,
+  ``Porta/Billing/Components/SessionData.php`` and ``Tools/PortaToken.php``;
 - [adapter] portaone/porta-phone-adapter ``app/bss/adapters/portaswitch/api/admin.py``,
   ``app/bss/adapters/portaswitch/failover.py``, ``app/bss/async_http_api.py`` and
   ``tests/test_45_portaswitch_addon_alias.py``;
 - [scripts] JustJoshing19/PortaOnePyScripts ``PortaOneCustomer/SingleTaskScripts/...``;
-- [n8n] digital-boss/n8n-nodes-portaone ``nodes/PortaOne/descriptions/CustomerExtensionDescription.ts``.
+- [n8n] digital-boss/n8n-nodes-portaone ``nodes/PortaOne/descriptions/CustomerExtensionDescription.ts``
+  and ``AccountDescription.ts``.
 
-¹ marks what none of these show: an assumption to check against a server (``reconciler doctor``
-reports, for every such field, whether the server returned it).
+¹ marks what none of these show (unevidenced): an assumption to check against a server
+(``reconciler doctor`` reports, for every such field, whether the server returned it; the table
+in docs/portabilling.md says which check covers which assumption).
 """
 
 from __future__ import annotations
