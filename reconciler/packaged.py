@@ -2,8 +2,9 @@
 
 A wheel carries the repository's own files as package data (pyproject.toml maps the folders):
 ``schemas/`` as ``reconciler/schemas``, ``specs/`` (the demo billing state and an example spec)
-as ``reconciler/examples``, ``.github/`` (the workflows) as ``reconciler/github`` and the
-repository root's ``.pre-commit-hooks.yaml`` as ``reconciler/project``. In a source checkout
+as ``reconciler/examples``, ``.github/`` (the workflows, CODEOWNERS) as ``reconciler/github``
+and the repository root's ``.pre-commit-hooks.yaml`` and ``owners.yaml`` as
+``reconciler/project``. In a source checkout
 (an editable install) the same files are read where they are, so there is one copy of each.
 """
 

@@ -26,7 +26,6 @@ PROJECT_ONLY_WORKFLOWS = frozenset({"ci.yml", "release.yml"})
 INSTALL_STEP = "Install pbx-reconciler"
 
 DEMO_STATE = "specs/demo-billing-state.yaml"
-EXAMPLE_SPEC = "specs/customers/abc.yaml"
 CUSTOMERS = "specs/customers"
 
 GITIGNORE = """\
@@ -53,10 +52,14 @@ class NewFile:
 def scaffold(version: str) -> list[NewFile]:
     """Every file of a new specs repository for pbx-reconciler ``version``, in the order shown."""
     files = [
-        NewFile(EXAMPLE_SPEC, _read(packaged.EXAMPLES / "customers" / "abc.yaml"),
-                "an example customer spec (customer 46170, ABC)"),
+        NewFile(f"{CUSTOMERS}/{spec.name}", _read(spec), "an example customer spec")
+        for spec in sorted((packaged.EXAMPLES / "customers").glob("*.yaml"))
+    ]
+    files += [
         NewFile(DEMO_STATE, _read(packaged.EXAMPLES / "demo-billing-state.yaml"),
                 "the demo billing state for the embedded backend"),
+        NewFile("owners.yaml", _read(packaged.PROJECT / "owners.yaml"),
+                "the owners map: which file speaks for which customer, who edits it"),
     ]
     files += [
         NewFile(f"schemas/{schema.name}", _read(schema), "JSON Schema (editors and CI read it here)")
@@ -69,8 +72,8 @@ def scaffold(version: str) -> list[NewFile]:
         for name in INIT_WORKFLOWS
     ]
     files += [
-        NewFile(".github/CODEOWNERS", _read(packaged.GITHUB / "CODEOWNERS.example"),
-                "who approves which file (replace the example teams)"),
+        NewFile(".github/CODEOWNERS", _read(packaged.GITHUB / "CODEOWNERS"),
+                "from owners.yaml: reconciler owners --codeowners > .github/CODEOWNERS"),
         NewFile(".pre-commit-config.yaml", pre_commit_config(version), "pre-commit hooks: fmt and validate"),
         NewFile(".gitignore", GITIGNORE, "keeps .reconciler/ and plan.json out of Git"),
     ]

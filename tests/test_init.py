@@ -27,10 +27,14 @@ EXPECTED = sorted([
     ".github/workflows/drift.yml",
     ".github/workflows/plan.yml",
     ".pre-commit-config.yaml",
+    "owners.yaml",
     "schemas/billing-state.schema.json",
     "schemas/customer-spec.schema.json",
+    "schemas/owners.schema.json",
     "schemas/plan.schema.json",
     "specs/customers/abc.yaml",
+    "specs/customers/contoso-logistics.yaml",
+    "specs/customers/northwind-dental.yaml",
     "specs/demo-billing-state.yaml",
 ])
 
@@ -62,10 +66,15 @@ def test_init_makes_a_repository_where_the_quick_start_plans(in_tmp: Path) -> No
     assert planned.code == 0, planned
     plan = planned.json
     assert plan["summary"]["changes"] > 0 and plan["summary"]["errors"] == 0
-    assert [c["customer"] for c in plan["customers"]] == [46170]
+    assert sorted(c["customer"] for c in plan["customers"]) == [46170, 51234, 60001]
     assert run_cli("validate", "--offline", "specs/customers").code == 0
-    # The example is in the canonical layout the pre-commit hook and CI check for.
+    # The examples are in the canonical layout the pre-commit hook and CI check for.
     assert run_cli("fmt", "--check", "specs/customers").code == 0
+    # The owners map binds every example, as the workflows require, and CODEOWNERS matches it.
+    required = run_cli("plan", "specs/customers", "--format", "json", env={"RECONCILER_REQUIRE_OWNERS": "1"})
+    assert required.code == 0 and required.json["summary"]["errors"] == 0, required
+    checked = run_cli("owners", "--codeowners", "--check")
+    assert checked.code == 0, checked
 
 
 def test_init_in_the_current_folder_prints_no_cd(in_tmp: Path) -> None:
