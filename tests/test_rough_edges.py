@@ -274,3 +274,37 @@ def test_fmt_quotes_a_text_value_yaml_would_read_as_a_boolean_or_a_number(tmp_pa
                                 '    addons: ["On", Call recording]\n')
     valid = run_cli("validate", "--offline", str(spec))
     assert valid.code == 0, valid
+
+
+# ---- a reader that leaves early -----------------------------------------------------------------
+
+
+@pytest.fixture
+def big_plan(backend: str, tmp_path: Path) -> tuple[str, Path]:
+    """A spec creating 3,000 extensions: every format's plan is far larger than a pipe's buffer."""
+    spec = tmp_path / "many.yaml"
+    spec.write_text(HEAD + "extensions:\n" + "".join(
+        f"  - {{extension: '{n}', name: Person {n}, product: Cloud PBX service}}\n" for n in range(1000, 4000)))
+    return backend, spec
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+def test_a_plan_piped_into_head_is_quiet_and_exits_as_the_plan_decides(
+    big_plan: tuple[str, Path], fmt: str
+) -> None:
+    import subprocess
+
+    from tests.reliability_support import clean_env, reconciler_argv
+
+    backend, spec = big_plan
+    for extra, code in (((), 0), (("--detailed-exitcode",), 2)):
+        proc = subprocess.Popen(
+            reconciler_argv("--backend", backend, "plan", str(spec), "--format", fmt, *extra),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        head = [proc.stdout.readline() for _ in range(3)]  # `| head -3`
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == code, err
+        assert all(head) and err == "", err
