@@ -38,7 +38,13 @@ class Plan:
 
     @property
     def change_count(self) -> int:
-        return sum(len(c.changes) for c in self.customers)
+        """The changes apply would make: a customer with errors is skipped, so none of its."""
+        return sum(len(c.changes) for c in self.customers if not c.skipped)
+
+    @property
+    def refused_count(self) -> int:
+        """The changes the specs ask for that apply will not make, because of errors."""
+        return sum(len(c.changes) for c in self.customers if c.skipped)
 
     @property
     def error_count(self) -> int:
@@ -61,6 +67,8 @@ class Plan:
             "summary": {
                 "customers": len(self.customers),
                 "changes": self.change_count,
+                "skipped_customers": sum(1 for c in self.customers if c.skipped),
+                "refused_changes": self.refused_count,
                 "errors": self.error_count,
                 "warnings": self.warning_count,
                 "files": self.files,

@@ -308,3 +308,38 @@ def test_a_plan_piped_into_head_is_quiet_and_exits_as_the_plan_decides(
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=120) == code, err
         assert all(head) and err == "", err
+
+
+# ---- a plan with errors counts no refused change -------------------------------------------------
+
+
+def test_a_plan_with_errors_does_not_count_refused_changes_and_says_the_customer_is_skipped(
+    backend: str, tmp_path: Path
+) -> None:
+    path = _write(
+        tmp_path,
+        HEAD + "extensions:\n"
+        "  - {extension: '11', name: A, product: Cloud PBX service, addons: [Call recording]}\n"
+        "  - {extension: '12', name: B, product: Cloud PBX service, addons: [Call recording]}\n"
+        "  - {extension: '13', name: C, product: Hotdsk}\n",
+    )
+    text = run_cli("--backend", backend, "plan", str(path))
+    assert text.code == 1
+    assert "  skipped: apply changes nothing for this customer until the errors below are fixed; " \
+           "the spec asks for these 3 change(s):" in text.out
+    assert text.out.splitlines()[-1] == (
+        "Plan: 0 change(s) for 1 customer(s) (1 skipped because of errors, 3 change(s) held back), "
+        "2 error(s), 2 warning(s)."
+    )
+    data = run_cli("--backend", backend, "plan", str(path), "--format", "json").json
+    assert data["summary"]["changes"] == 0
+    assert (data["summary"]["skipped_customers"], data["summary"]["refused_changes"]) == (1, 3)
+    customer = data["customers"][0]
+    assert customer["skipped"] is True and len(customer["changes"]) == 3  # shown for review
+    markdown = run_cli("--backend", backend, "plan", str(path), "--format", "markdown").out
+    assert "**1 customer · 0 changes · 2 errors · 2 warnings**" in markdown
+    assert "(1 customer skipped, 3 changes held back)" in markdown
+    assert "3 changes held back (skipped)" in markdown
+    # apply agrees: nothing to apply, and it says so.
+    applied = run_cli("--backend", backend, "apply", str(path), "--auto-approve")
+    assert applied.code == 1 and "Nothing to apply." in applied.out
