@@ -35,6 +35,9 @@ class Plan:
     errors: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     files: int = 0  # spec files read
+    # The commit of the specs' repository when the plan was made (GITHUB_SHA in CI): what a saved
+    # plan's apply records in the audit log, since the plan was computed from the specs then.
+    git_commit: str | None = None
 
     @property
     def change_count(self) -> int:
@@ -57,7 +60,7 @@ class Plan:
     def to_dict(self, *, with_state: bool = False) -> dict[str, Any]:
         """The plan's JSON form; ``with_state`` adds each customer's state at plan time, which
         only a saved plan carries (``apply --plan`` explains a stale customer with it)."""
-        return {
+        data: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "backend": self.backend,
             "backend_resolved": self.backend_resolved,
@@ -74,6 +77,9 @@ class Plan:
                 "files": self.files,
             },
         }
+        if self.git_commit is not None:
+            data["git_commit"] = self.git_commit
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -84,6 +90,7 @@ class Plan:
             errors=[Problem.from_dict(p) for p in data.get("errors", [])],
             notes=list(data.get("notes", [])),
             files=int(data.get("summary", {}).get("files", 0)),
+            git_commit=data.get("git_commit"),
         )
 
 

@@ -343,3 +343,33 @@ def test_a_plan_with_errors_does_not_count_refused_changes_and_says_the_customer
     # apply agrees: nothing to apply, and it says so.
     applied = run_cli("--backend", backend, "apply", str(path), "--auto-approve")
     assert applied.code == 1 and "Nothing to apply." in applied.out
+
+
+# ---- apply --plan records the commit the plan was made from ---------------------------------------
+
+
+def test_apply_of_a_saved_plan_records_the_commit_the_specs_were_at_when_planned(
+    backend: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    repo = tmp_path / "repo"
+    (repo / "specs").mkdir(parents=True)
+    spec = repo / "specs" / "acme.yaml"
+    spec.write_text(HEAD + "extensions:\n  - {extension: '11', name: A, product: Cloud PBX service}\n")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "specs")
+    planned_at = git("rev-parse", "HEAD")
+    saved = tmp_path / "plan.json"
+    assert run_cli("--backend", backend, "plan", str(repo / "specs"), "--out", str(saved)).code == 0
+    # The repository moves on before the saved plan is applied: the plan is still of the old commit.
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "later", "--allow-empty")
+    applied = run_cli("--backend", backend, "apply", "--plan", str(saved))
+    assert applied.code == 0, applied
+    history = run_cli("--backend", backend, "history", "--format", "json").json
+    assert [entry["git_commit"] for entry in history] == [planned_at]
