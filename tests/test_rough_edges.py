@@ -373,3 +373,28 @@ def test_apply_of_a_saved_plan_records_the_commit_the_specs_were_at_when_planned
     assert applied.code == 0, applied
     history = run_cli("--backend", backend, "history", "--format", "json").json
     assert [entry["git_commit"] for entry in history] == [planned_at]
+
+
+# ---- the emulator in a script's background --------------------------------------------------------
+
+
+def test_an_emulator_started_in_a_scripts_background_stops_on_sigint(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.reliability_support import clean_env
+
+    script = f"""
+{sys.executable} -m reconciler emulator --state {REPO / 'specs' / 'demo-billing-state.yaml'} --port 0 2>{tmp_path / 'err'} &
+pid=$!
+for _ in $(seq 200); do grep -q 'emulator serving' {tmp_path / 'err'} && break; sleep 0.05; done
+kill -INT $pid
+for _ in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+if kill -0 $pid 2>/dev/null; then kill -KILL $pid; echo still-running; fi
+wait $pid; echo "exit $?"
+"""
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=clean_env())
+    said = (tmp_path / "err").read_text()
+    assert "emulator serving" in said, said
+    assert "still-running" not in done.stdout and "exit 0" in done.stdout, done.stdout
+    assert "PortaBilling emulator stopped" in said, said
