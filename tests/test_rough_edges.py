@@ -398,3 +398,54 @@ wait $pid; echo "exit $?"
     assert "emulator serving" in said, said
     assert "still-running" not in done.stdout and "exit 0" in done.stdout, done.stdout
     assert "PortaBilling emulator stopped" in said, said
+
+
+# ---- the help text -------------------------------------------------------------------------------
+
+
+def _every_command() -> list[tuple[str, object]]:
+    import click
+
+    from reconciler.cli import cli
+
+    found: list[tuple[str, object]] = []
+    for name, command in cli.commands.items():
+        found.append((name, command))
+        if isinstance(command, click.Group):
+            found += [(f"{name} {sub}", c) for sub, c in command.commands.items()]
+    return found
+
+
+def test_customer_is_one_type_on_every_command_and_zero_is_refused(backend: str) -> None:
+    from reconciler.cli.common import CUSTOMER_ID
+
+    takers = [name for name, command in _every_command()
+              for param in command.params if param.name in ("customers", "customer_id")]  # type: ignore[attr-defined]
+    assert {"validate", "plan", "apply", "adopt", "export", "history", "doctor"} <= set(takers)
+    for name, command in _every_command():
+        for param in command.params:  # type: ignore[attr-defined]
+            if "--customer" in getattr(param, "opts", ()):
+                assert param.type is CUSTOMER_ID, name
+    for args in (("history", "--customer", "0"), ("export", "--customer", "-3"), ("plan", "x", "--customer", "a")):
+        result = run_cli("--backend", backend, *args)
+        assert result.code == 1 and "is not a customer id (i_customer: a whole number, 1 or more)" in result.err, result
+
+
+def test_every_option_has_help_and_no_command_summary_is_cut_short() -> None:
+    for name, command in _every_command():
+        for param in command.params:  # type: ignore[attr-defined]
+            if getattr(param, "opts", None) and param.param_type_name == "option":
+                assert param.help, f"{name} {param.opts[0]} has no help"
+    for args in ((), ("state",)):
+        listing = run_cli(*args, "--help", env={"COLUMNS": "80"}).out
+        commands = listing.split("Commands:")[1]
+        assert "..." not in commands and "…" not in commands, commands
+    port = run_cli("emulator", "--help").out
+    assert "0 picks a free one" in port
+    doctor = run_cli("doctor", "--help").out
+    assert "PATHS (optional) are spec files or folders" in doctor
+
+
+def test_the_readme_lists_the_options_of_adopt() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "| `adopt PATH… [--customer ID] [--shard I/N] [--format text\\|markdown\\|json]` |" in readme

@@ -39,7 +39,7 @@ def _confirm(count: int) -> bool:
     return bool(answer.strip() == "yes")
 
 
-@click.command()
+@click.command(short_help="Apply the plan of specs, or a saved plan.")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="Apply this saved plan exactly.")
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")

@@ -9,7 +9,7 @@ import click
 from reconciler.cli.common import err
 
 
-@click.command()
+@click.command(short_help="Serve a PortaBilling-like API on loopback.")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False), required=True,
               help="Billing state file to serve.")
 @click.option("--host", default="127.0.0.1", show_default=True,

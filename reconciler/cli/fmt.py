@@ -9,7 +9,7 @@ import click
 from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, err, paths_argument, rewrite_spec
 
 
-@click.command("fmt")
+@click.command("fmt", short_help="Rewrite specs in the canonical layout.")
 @paths_argument
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 listing the files fmt would change.")
 def fmt(paths: tuple[str, ...], check: bool) -> None:
