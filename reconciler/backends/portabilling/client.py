@@ -432,7 +432,9 @@ class PortaBillingClient:
 
     def secrets(self) -> list[str]:
         """What no message may show: the password or API token, and every session token."""
-        return [*self.credentials.secrets(), *self.session.secrets()]
+        # Longest first: a short password inside a token must not leave the rest of it shown.
+        found = [*self.credentials.secrets(), *self.session.secrets()]
+        return sorted(found, key=len, reverse=True)
 
     def _http(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
