@@ -3,13 +3,20 @@ and against each variant that would have broken a v2 client."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
+
 import pytest
 
 from reconciler.backends.portabilling.backend import PortaBillingBackend
 from reconciler.emulator import EmulatorServer
+from reconciler.emulator.accounts import CUSTOMER_BLOCK_NOTE
+from reconciler.model import Account
 from reconciler.statefile import BillingState, load_state_file
 from tests.helpers import REPO, Result, run_cli
 
@@ -133,13 +140,128 @@ def test_add_on_dates_are_read_in_the_servers_time_zone(state: BillingState) -> 
         assert "time_zone: add-on dates are read in Pacific/Kiritimati" in doctor.out
 
 
+# ---- who blocked, told by the note alone ---------------------------------------------------------
 
 
-def test_doctor_warns_when_nothing_in_billing_can_tell_the_reconcilers_blocks(
+def dumped(server: EmulatorServer, account_id: str) -> Account:
+    (found,) = [a for a in server.dump_state().accounts if a.id == account_id]
+    return found
+
+
+def note_of(server: EmulatorServer, account_id: str) -> str:
+    with server.lock:
+        answer = server.store.call("Account/get_account_info", {"id": account_id})
+    return str(answer["account_info"]["note"])
+
+
+def apply_from_a_fresh_runner(
+    server: EmulatorServer, runner: Path, spec: str
+) -> subprocess.CompletedProcess[str]:
+    """`reconciler apply` in a process of its own, from a checkout of its own: nothing local (no
+    audit log, no .reconciler folder) carried over from an earlier run, as on a new CI runner."""
+    runner.mkdir()
+    (runner / "spec.yaml").write_text(spec)
+    env = {**os.environ, **server.env(), "PYTHONPATH": str(REPO)}
+    for name in ("RECONCILER_AUDIT_LOG", "RECONCILER_BACKEND", "GITHUB_ACTIONS"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "--backend", server.url, "apply", "spec.yaml",
+         "--auto-approve"],
+        cwd=runner, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def abc_reception(blocked: bool) -> str:
+    return (
+        "version: 1\ncustomer: {id: 46170, name: ABC}\nextensions:\n"
+        "  - {extension: '100', name: Reception, product: Cloud PBX service, "
+        f"addons: [Call recording], blocked: {str(blocked).lower()}}}\n"
+    )
+
+
+def test_a_block_made_on_one_runner_is_undone_from_a_fresh_one_against_plain_v3(
+    state: BillingState, tmp_path: Path
+) -> None:
+    with EmulatorServer(state, wire="v3") as server:
+        assert not server.profile.blocked_by  # no answer says who blocked
+        server.set_note("ph46170x100", "VIP: call before changing")
+
+        first = apply_from_a_fresh_runner(server, tmp_path / "runner-1", abc_reception(True))
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert dumped(server, "ph46170x100").blocked_by == "customer"
+        # The marker went in beside the administrator's own text.
+        assert note_of(server, "ph46170x100") == (
+            f"VIP: call before changing\n{CUSTOMER_BLOCK_NOTE}"
+        )
+
+        second = apply_from_a_fresh_runner(server, tmp_path / "runner-2", abc_reception(False))
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "unblock" in second.stdout
+        assert dumped(server, "ph46170x100").blocked_by is None
+        assert note_of(server, "ph46170x100") == "VIP: call before changing"
+        # Each runner kept its own audit log; the second knew nothing of the first's.
+        assert list((tmp_path / "runner-1" / ".reconciler").glob("audit-*.jsonl"))
+        assert list((tmp_path / "runner-2" / ".reconciler").glob("audit-*.jsonl"))
+
+
+def test_an_administrators_block_without_the_marker_is_never_undone(
+    state: BillingState, tmp_path: Path
+) -> None:
+    # ph51234x202 is blocked_by: admin in the state file: served blocked, with no marker.
+    with EmulatorServer(state, wire="v3") as server:
+        server.set_note("ph51234x202", "fraud check")
+        spec = (
+            "version: 1\ncustomer: {id: 51234, name: Northwind Dental}\nextensions:\n"
+            "  - {extension: '202', name: Front desk, product: Basic extension, "
+            "addons: [Voicemail to email], blocked: false}\n"
+        )
+        before = dict(server.write_counts)
+        result = apply_from_a_fresh_runner(server, tmp_path / "runner", spec)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "admin_blocked" in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert server.write_counts.get("Account/update_account", 0) == before.get(
+            "Account/update_account", 0
+        )
+        assert dumped(server, "ph51234x202").blocked_by == "admin"
+        assert note_of(server, "ph51234x202") == "fraud check"
+
+
+def test_state_file_blocks_are_served_with_the_marker_only_for_the_customers(
     state: BillingState,
 ) -> None:
-    # Plain v3 shows no blocked_by, and the emulator keeps no note: the reconciler's own blocks
-    # would read as the administrator's, and doctor says so before any apply.
+    ada = dataclasses.replace(
+        next(a for a in state.accounts if a.id == "ph46170x100"), blocked_by="customer"
+    )
+    state = dataclasses.replace(
+        state, accounts=tuple(ada if a.id == ada.id else a for a in state.accounts)
+    )
     with EmulatorServer(state, wire="v3") as server:
+        assert note_of(server, "ph46170x100") == CUSTOMER_BLOCK_NOTE
+        assert note_of(server, "ph51234x202") == ""
+        backend = PortaBillingBackend(server.url, env=server.env(), parallelism=1)
+        try:
+            read = {
+                a.id: a.blocked_by
+                for c in (46170, 51234)
+                for a in (backend.read_customer(c, backend.catalogue()) or state).accounts
+            }
+        finally:
+            backend.close()
+        assert read["ph46170x100"] == "customer"
+        assert read["ph51234x202"] == "admin"
+        assert server.dump_state() == state  # and it dumps back unchanged
+
+
+def test_doctor_reads_blocks_by_the_note_and_warns_when_the_server_hides_notes(
+    state: BillingState,
+) -> None:
+    with EmulatorServer(state, wire="v3") as server:
+        doctor = cli(server, "doctor", "--customer", "51234")
+        assert "ok    blocks: no blocked_by: a block is the customer's" in doctor.out
+        assert "(1 blocked here, 0 marked)" in doctor.out
+    # A server that shows neither blocked_by nor notes: the reconciler's own blocks would read as
+    # the administrator's, and doctor says so before any apply.
+    with EmulatorServer(state, wire="v3", notes=False) as server:
         doctor = cli(server, "doctor", "--customer", "46170")
         assert "warn  blocks: no blocked_by and no note in the account list" in doctor.out

@@ -66,6 +66,8 @@ from reconciler.cli.common import err
                    "unless release_assigned_did: 0 is sent.")
 @click.option("--time-zone", default=None, metavar="ZONE",
               help="The server's time zone (IANA name; default UTC): add-on dates, expires_at.")
+@click.option("--notes/--no-notes", "notes", default=None,
+              help="Whether answers show each account's note (default: shown).")
 @click.option("--session-time-zone/--no-session-time-zone", "session_time_zone", default=None,
               help="Whether Generic/get_session_data reports the time zone (time_zone_name).")
 def emulator(state_file: str, host: str, port: int, latency_ms: float, fault_rate: float, seed: int,

@@ -10,13 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.emulator.db import Database
+from reconciler.emulator.profile import WireProfile
 
 # Columns of a real account or an alias row, with its customer extension when it has one.
 ACCOUNT_COLUMNS = (
     "a.i_account, a.id, a.i_customer, a.i_product, a.billing_model, a.firstname, a.blocked, "
-    "a.blocked_by, a.bill_status, a.i_master_account, e.id, e.name "
+    "a.blocked_by, a.bill_status, a.i_master_account, e.id, e.name, a.note "
     "FROM accounts a LEFT JOIN extensions e ON e.i_account = a.i_account"
 )
+
+# The line the reconciler adds to an account's note when it blocks on the customer's behalf
+# (docs/portabilling.md, "Who blocked an account"). Written out here, not imported from the
+# client: a state file's customer block is served with it, so that a client reading v3 answers
+# tells it from an administrator's block, and a client that changed its marker fails its tests.
+CUSTOMER_BLOCK_NOTE = "[pbx-reconciler: blocked on the customer's behalf]"
 
 # Aliases are accounts with billing model 2 on a real server; the client must skip such rows.
 ALIAS_BILLING_MODEL = 2
@@ -41,9 +48,9 @@ def account_infos(
     infos = []
     for row in rows:
         if row[9] is not None:
-            infos.append(alias_info(row))
+            infos.append(alias_info(row, store.profile))
             continue
-        info = real_account_info(row, addons.get(row[0], ()), store.profile.blocked_by)
+        info = real_account_info(row, addons.get(row[0], ()), store.profile)
         if with_aliases:
             info["alias_list"] = [
                 {"i_account": i_alias, "id": did} for i_alias, did in aliases.get(row[0], ())
@@ -52,9 +59,9 @@ def account_infos(
     return infos
 
 
-def real_account_info(row: tuple[Any, ...], addons: Any, show_blocked_by: bool) -> dict[str, Any]:
+def real_account_info(row: tuple[Any, ...], addons: Any, profile: WireProfile) -> dict[str, Any]:
     (i_account, account_id, i_customer, i_product, billing_model, firstname, blocked, blocked_by,
-     bill_status, _master, ext_id, ext_name) = row  # fmt: skip
+     bill_status, _master, ext_id, ext_name, note) = row  # fmt: skip
     info: dict[str, Any] = {
         "i_account": i_account,
         "id": account_id,
@@ -73,12 +80,14 @@ def real_account_info(row: tuple[Any, ...], addons: Any, show_blocked_by: bool) 
     }
     # Who blocked is shown only by a v2 server, and only when it knows: a block sent without
     # blocked_by (or one an administrator made) has none. Real (v3) servers never show it.
-    if show_blocked_by and blocked == "Y" and blocked_by:
+    if profile.blocked_by and blocked == "Y" and blocked_by:
         info["blocked_by"] = blocked_by
+    if profile.notes:
+        info["note"] = note
     return info
 
 
-def alias_info(row: tuple[Any, ...]) -> dict[str, Any]:
+def alias_info(row: tuple[Any, ...], profile: WireProfile) -> dict[str, Any]:
     """An alias as its own row of the account list, the way servers list it when the client
     does not ask for ``get_only_real_accounts``."""
     i_account, account_id, i_customer, *_rest = row
@@ -93,4 +102,5 @@ def alias_info(row: tuple[Any, ...]) -> dict[str, Any]:
         "blocked": "N",
         "bill_status": "O",
         "firstname": "",
+        **({"note": row[12]} if profile.notes else {}),
     }

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS accounts (
   firstname TEXT NOT NULL DEFAULT '',
   blocked TEXT NOT NULL DEFAULT 'N',
   blocked_by TEXT,
+  note TEXT NOT NULL DEFAULT '',
   bill_status TEXT NOT NULL DEFAULT 'O',
   i_master_account INTEGER
 );
@@ -63,7 +64,7 @@ CREATE TABLE IF NOT EXISTS extensions (
 );
 """
 
-SCHEMA_VERSION = 2  # of the tables above; an emulator database of another version is rebuilt
+SCHEMA_VERSION = 3  # of the tables above; an emulator database of another version is rebuilt
 
 TABLES = ("extensions", "addons", "accounts", "numbers", "agreement", "customers", "products")
 

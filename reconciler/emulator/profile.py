@@ -60,6 +60,8 @@ class WireProfile:
 
     - ``blocked_by``: answers show who blocked an account (v2); without it (v3, as real
       servers) a ``blocked_by`` sent on a write is accepted and not shown.
+    - ``notes``: answers show each account's free-text ``note`` (as real servers do); without
+      it a ``note`` sent on a write is still kept, never shown (a server that hides notes).
     - ``tokens``: what a login or refresh answer says about the access token's lifetime:
       ``expires_at`` (v3: ``session_id``, ``expires_at``, no ``expires_in``), ``expires_in``
       (v2), ``both``, or ``jwt`` (only the access token's own ``exp``).
@@ -87,6 +89,7 @@ class WireProfile:
 
     name: str = "v3"
     blocked_by: bool = False
+    notes: bool = True
     tokens: str = "expires_at"
     refresh_without_token: bool = False
     auth_faults: str = "v3"

@@ -193,6 +193,12 @@ class EmulatorServer:
         with self.lock:
             self.store.expire_addon(account_id, product_name)
 
+    def set_note(self, account_id: str, note: str) -> None:
+        """Write an account's note, as an administrator does in the portal (KeyError when
+        there is no such account)."""
+        with self.lock:
+            self.store.set_note(account_id, note)
+
     def set_read_only(self, read_only: bool | str | None) -> None:
         """Switch the operating mode while running (e.g. a site that fails over mid-apply)."""
         self.mode = operating_mode(read_only)

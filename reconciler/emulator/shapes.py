@@ -17,6 +17,8 @@ ID = {"type": "integer", "minimum": 1}  # an i_* key
 FLAG = {"type": "integer", "enum": [0, 1]}
 TEXT = {"type": "string"}
 NAME = {"type": "string", "maxLength": 200}
+# An account's free-text note: any text, several lines (the public dumps show "note": "").
+NOTE = {"type": "string"}
 ACCOUNT_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 EXTENSION_ID = {"type": "string", "pattern": "^[0-9]{1,15}$"}
 YES_NO = {"type": "string", "enum": ["Y", "N"]}
@@ -89,6 +91,7 @@ SHAPES: dict[str, Schema] = {
                     "firstname": NAME,
                     "blocked": YES_NO,
                     "blocked_by": {"type": "string", "const": "customer"},
+                    "note": NOTE,
                 },
             )
         }
@@ -117,6 +120,7 @@ SHAPES: dict[str, Schema] = {
                     "blocked": YES_NO,
                     "blocked_by": {"type": "string", "const": "customer"},
                     "firstname": NAME,
+                    "note": NOTE,
                 },
             )
         }

@@ -2,12 +2,20 @@
 
 A state file served by the emulator dumps back unchanged. An add-on whose end date has passed is
 not assigned any more, so a dump leaves it out (the client must read it the same way).
+
+A state file says who blocked an account, not what its note says: a ``blocked_by: customer``
+account is loaded with the reconciler's marker as its note (the only way a server without
+``blocked_by`` can tell it is the customer's block), every other account with an empty note. A
+dump says who blocked as the emulator knows it: what the state file or the blocking call said
+(``blocked_by``), else the marker in the note, else the administrator. Notes themselves are not
+part of a state file.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from reconciler.emulator.accounts import CUSTOMER_BLOCK_NOTE
 from reconciler.emulator.db import (
     ACTIVE_ADDON,
     CLOSED,
@@ -66,8 +74,8 @@ def _load_account(store: Database, account: Account, ids: dict[str, int], start:
         managed_kind(account.id, account.customer) == "extension"
     )
     cursor = store.db.execute(
-        "INSERT INTO accounts (id, i_customer, i_product, firstname, blocked, blocked_by, "
-        "bill_status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO accounts (id, i_customer, i_product, firstname, blocked, blocked_by, note, "
+        "bill_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             account.id,
             account.customer,
@@ -76,6 +84,7 @@ def _load_account(store: Database, account: Account, ids: dict[str, int], start:
             "" if extension else account.name,
             "N" if account.blocked_by is None else "Y",
             account.blocked_by,
+            CUSTOMER_BLOCK_NOTE if account.blocked_by == "customer" else "",
             CLOSED if account.status == TERMINATED else OPEN,
         ),
     )
@@ -137,7 +146,7 @@ def dump_state(store: Database) -> BillingState:
         _dump_account(row, names, addons.get(row[0], []), dids.get(row[0], []))
         for row in db.execute(
             "SELECT a.i_account, a.id, a.i_customer, a.i_product, a.firstname, a.blocked, "
-            "a.blocked_by, a.bill_status, e.name FROM accounts a "
+            "a.blocked_by, a.bill_status, e.name, a.note FROM accounts a "
             "LEFT JOIN extensions e ON e.i_account = a.i_account WHERE a.i_master_account IS NULL"
         ).fetchall()
     ]
@@ -157,7 +166,9 @@ def _dump_account(
     row: tuple[Any, ...], names: dict[int, str], addon_ids: list[int], dids: list[str]
 ) -> Account:
     (_i_account, account_id, i_customer, i_product, firstname, blocked, blocked_by, bill_status,
-     ext_name) = row  # fmt: skip
+     ext_name, note) = row  # fmt: skip
+    if blocked_by is None:
+        blocked_by = "customer" if CUSTOMER_BLOCK_NOTE in note else "admin"
     return Account(
         id=account_id,
         customer=i_customer,
@@ -165,7 +176,7 @@ def _dump_account(
         product=names.get(i_product) if i_product is not None else None,
         addons=tuple(sorted(names[pid] for pid in addon_ids)),
         dids=tuple(sorted(dids)),
-        blocked_by=(blocked_by or "admin") if blocked == "Y" else None,
+        blocked_by=blocked_by if blocked == "Y" else None,
         status=TERMINATED if bill_status == CLOSED else OPEN_STATUS,
     )
 
@@ -180,6 +191,15 @@ def expire_addon(store: Database, account_id: str, product_name: str) -> None:
     ).rowcount
     if not found:
         raise KeyError(f"account {account_id} has no add-on {product_name!r}")
+
+
+def set_note(store: Database, account_id: str, note: str) -> None:
+    """Write an account's note, as an administrator does in the portal."""
+    found = store.db.execute(
+        "UPDATE accounts SET note = ? WHERE id = ? AND i_master_account IS NULL", (note, account_id)
+    ).rowcount
+    if not found:
+        raise KeyError(f"no account {account_id}")
 
 
 def invariant_problems(store: Database) -> list[str]:

@@ -62,3 +62,6 @@ class Store(Database):
 
     def expire_addon(self, account_id: str, product_name: str) -> None:
         snapshot.expire_addon(self, account_id, product_name)
+
+    def set_note(self, account_id: str, note: str) -> None:
+        snapshot.set_note(self, account_id, note)

@@ -16,9 +16,10 @@ def _block_fields(
 
     Who blocked is recorded only from what the client sent: ``blocked: "Y"`` with
     ``blocked_by: "customer"`` is the customer's block; ``"Y"`` alone is a block with no known
-    author (clients read that as the administrator's); ``"N"`` clears both. A server that shows
-    no ``blocked_by`` (v3) takes the field without judging it and never shows it again; the
-    emulator still keeps it, so that a dump of its state says who blocked.
+    author (clients read that as the administrator's, unless the note sent with it carries the
+    reconciler's marker); ``"N"`` clears both. A server that shows no ``blocked_by`` (v3) takes
+    the field without judging it and never shows it again; the emulator still keeps it, so that a
+    dump of its state says who blocked. The ``note`` is stored as sent, whatever it says.
     """
     if store.profile.blocked_by and "blocked_by" in info and info.get("blocked") != "Y":
         raise Fault(
@@ -43,9 +44,9 @@ def add_account(store: Database, params: dict[str, Any]) -> dict[str, Any]:
     blocked, blocked_by = _block_fields(store, info, "Account/add_account") or ("N", None)
     cursor = store.db.execute(
         "INSERT INTO accounts (id, i_customer, i_product, billing_model, firstname, blocked, "
-        "blocked_by, bill_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "blocked_by, note, bill_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (account_id, i_customer, i_product, info["billing_model"], info.get("firstname", ""),
-         blocked, blocked_by, store.profile.new_account_status),
+         blocked, blocked_by, info.get("note", ""), store.profile.new_account_status),
     )  # fmt: skip
     i_account = int(cursor.lastrowid or 0)
     start = store.now()
@@ -157,10 +158,11 @@ def update_account(store: Database, params: dict[str, Any]) -> dict[str, Any]:
             "UPDATE accounts SET blocked = ?, blocked_by = ? WHERE i_account = ?",
             (*block, i_account),
         )
-    if "firstname" in info:
-        store.db.execute(
-            "UPDATE accounts SET firstname = ? WHERE i_account = ?", (info["firstname"], i_account)
-        )
+    for column in ("firstname", "note"):
+        if column in info:
+            store.db.execute(
+                f"UPDATE accounts SET {column} = ? WHERE i_account = ?", (info[column], i_account)
+            )
     return {"i_account": i_account}
 
 
