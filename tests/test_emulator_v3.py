@@ -156,6 +156,38 @@ def test_the_v2_variant_shows_who_blocked(state: BillingState) -> None:
         assert account(server, token, "ph46170x300")["blocked_by"] == "admin"
 
 
+def test_an_accounts_note_is_kept_shown_and_validated(server: EmulatorServer, token: str) -> None:
+    reception = i_account(server, token, "ph46170x100")
+    assert account(server, token, "ph46170x100")["note"] == ""
+    call(server, token, "Account/update_account",
+         {"account_info": {"i_account": reception, "blocked": "Y", "note": "two\nlines"}})  # fmt: skip
+    listed = call(server, token, "Account/get_account_list", {"i_customer": 46170})["account_list"]
+    assert all("note" in row for row in listed)  # alias rows too
+    assert {a["id"]: a["note"] for a in listed}["ph46170x100"] == "two\nlines"
+    # A block the state file gives the administrator carries no note.
+    assert account(server, token, "ph46170x300")["note"] == ""
+    call(server, token, "Account/add_account", {"account_info": {
+        "i_customer": 46170, "id": "aa-2", "i_product": 2, "i_account_role": 1,
+        "billing_model": 1, "note": "made by hand"}})  # fmt: skip
+    assert account(server, token, "aa-2")["note"] == "made by hand"
+    refused = fault(server, token, "Account/update_account",
+                    {"account_info": {"i_account": reception, "note": 7}})  # fmt: skip
+    assert refused["faultcode"] == "Client.Validation.invalid_type"
+    assert "account_info.note must be a string" in refused["faultstring"]
+    assert account(server, token, "ph46170x100")["note"] == "two\nlines"
+
+
+def test_a_server_that_hides_notes_keeps_them_unseen(state: BillingState) -> None:
+    with serve(state, notes=False) as server:
+        token = str(login_answer(server)["access_token"])
+        reception = i_account(server, token, "ph46170x100")
+        call(server, token, "Account/update_account",
+             {"account_info": {"i_account": reception, "note": "hidden"}})  # fmt: skip
+        listed = call(server, token, "Account/get_account_list", {"i_customer": 46170})
+        assert all("note" not in row for row in listed["account_list"])
+        assert "note" not in account(server, token, "ph46170x100")
+
+
 # ---- tokens ---------------------------------------------------------------------------------------
 
 
