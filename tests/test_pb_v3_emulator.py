@@ -204,6 +204,30 @@ def test_a_block_made_on_one_runner_is_undone_from_a_fresh_one_against_plain_v3(
         assert list((tmp_path / "runner-2" / ".reconciler").glob("audit-*.jsonl"))
 
 
+def test_an_auto_attendant_created_blocked_for_a_customer_with_no_accounts_is_marked(
+    state: BillingState, tmp_path: Path
+) -> None:
+    # No account listed yet, so nothing shows whether this server keeps notes when the block is
+    # made: the block must still end up marked, or no later run could undo it.
+    state = dataclasses.replace(
+        state, accounts=tuple(a for a in state.accounts if a.customer != 46170)
+    )
+
+    def main_menu(blocked: bool) -> str:
+        return (
+            "version: 1\ncustomer: {id: 46170, name: ABC}\nauto_attendants:\n"
+            f"  - {{number: 1, name: Main menu, product: Auto attendant, blocked: {str(blocked).lower()}}}\n"
+        )
+
+    with EmulatorServer(state, wire="v3") as server:
+        first = apply_from_a_fresh_runner(server, tmp_path / "runner-1", main_menu(True))
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert dumped(server, "ph46170aa1").blocked_by == "customer"
+        second = apply_from_a_fresh_runner(server, tmp_path / "runner-2", main_menu(False))
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert dumped(server, "ph46170aa1").blocked_by is None
+
+
 def test_an_administrators_block_without_the_marker_is_never_undone(
     state: BillingState, tmp_path: Path
 ) -> None:

@@ -6,9 +6,9 @@ not assigned any more, so a dump leaves it out (the client must read it the same
 A state file says who blocked an account, not what its note says: a ``blocked_by: customer``
 account is loaded with the reconciler's marker as its note (the only way a server without
 ``blocked_by`` can tell it is the customer's block), every other account with an empty note. A
-dump says who blocked as the emulator knows it: what the state file or the blocking call said
-(``blocked_by``), else the marker in the note, else the administrator. Notes themselves are not
-part of a state file.
+dump says who blocked as billing shows it: under a profile that shows ``blocked_by``, what the
+state file or the blocking call said; otherwise (v3) the customer while the note carries the
+marker, else the administrator. Notes themselves are not part of a state file.
 """
 
 from __future__ import annotations
@@ -143,7 +143,9 @@ def dump_state(store: Database) -> BillingState:
         ).fetchall()
     )
     accounts = [
-        _dump_account(row, names, addons.get(row[0], []), dids.get(row[0], []))
+        _dump_account(
+            row, names, addons.get(row[0], []), dids.get(row[0], []), store.profile.blocked_by
+        )
         for row in db.execute(
             "SELECT a.i_account, a.id, a.i_customer, a.i_product, a.firstname, a.blocked, "
             "a.blocked_by, a.bill_status, e.name, a.note FROM accounts a "
@@ -163,11 +165,17 @@ def _by_account(rows: list[tuple[Any, Any]]) -> dict[int, list[Any]]:
 
 
 def _dump_account(
-    row: tuple[Any, ...], names: dict[int, str], addon_ids: list[int], dids: list[str]
+    row: tuple[Any, ...],
+    names: dict[int, str],
+    addon_ids: list[int],
+    dids: list[str],
+    show_blocked_by: bool,
 ) -> Account:
     (_i_account, account_id, i_customer, i_product, firstname, blocked, blocked_by, bill_status,
      ext_name, note) = row  # fmt: skip
-    if blocked_by is None:
+    if not show_blocked_by or blocked_by is None:
+        # What billing itself shows: without blocked_by, only the marker in the note tells a
+        # customer's block, so a block made without it is the administrator's here as well.
         blocked_by = "customer" if CUSTOMER_BLOCK_NOTE in note else "admin"
     return Account(
         id=account_id,

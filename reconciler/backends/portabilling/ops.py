@@ -67,6 +67,24 @@ def _create_auto_attendant(s: PortaBillingSession, item: Change) -> None:
         "bill_status": "O",
         wire.ALIAS_LIST: [],
     }
+    if item.get("blocked") and not s.raw.notes_shown:
+        _mark_new_block(s, item.account)
+
+
+def _mark_new_block(s: PortaBillingSession, account_id: str) -> None:
+    """A customer with no account yet tells nothing of notes, so an auto attendant created
+    blocked went without the marker: read it back, and when billing shows its note, mark the
+    block (else it would read as the administrator's, and the reconciler could never undo it)."""
+    assert s.raw is not None
+    info = s.account(account_id)
+    current = s.account_info(id=account_id)
+    if current is None or wire.NOTE not in current:
+        return
+    s.raw.notes_shown = True
+    info.setdefault("i_account", current.get("i_account"))
+    info[wire.NOTE] = current[wire.NOTE]
+    fields = wire.block_params(True, current[wire.NOTE])
+    _update(s, account_id, fields, f"marking the block of {account_id} as the customer's")
 
 
 def _existing(s: PortaBillingSession, account_id: str, product_id: int) -> dict[str, Any] | None:
