@@ -15,6 +15,7 @@ import requests
 from reconciler.backends.portabilling.backend import PortaBillingBackend
 from reconciler.backends.sqlite import SqliteBackend
 from reconciler.emulator import EmulatorServer, FaultConfig, run_emulator
+from reconciler.emulator.accounts import CUSTOMER_BLOCK_NOTE
 from reconciler.emulator.testing import state_from_yaml, write_spec
 from reconciler.model import Account, Customer
 from reconciler.plan import fingerprint
@@ -421,6 +422,7 @@ def test_injected_failures_take_every_promised_shape(server: EmulatorServer) -> 
                 "i_account": reception["i_account"],
                 "blocked": "Y",
                 "blocked_by": "customer",
+                "note": CUSTOMER_BLOCK_NOTE,  # what tells the customer's block under v3
             }
         },
         token,
