@@ -103,6 +103,7 @@ class Stored:
     body: dict[str, Any] | None
     hash: str | None
     unreadable: str | None = None
+    time: str | None = None  # of an unreadable entry, when it could still be made out
 
     def entry(self) -> AuditEntry | None:
         if self.body is None:
@@ -124,7 +125,8 @@ class Stored:
     def label(self) -> str:
         """``line 12 (2026-12-04T10:00:00+00:00, customer 46170, block ph46170x466)``."""
         body = self.body or {}
-        parts = [str(body["time"])] if "time" in body else []
+        time = body.get("time", self.time)
+        parts = [str(time)] if time is not None else []
         if body.get("op") == NEW_CHAIN:
             parts.append("a chain restart")
         elif "customer" in body or "op" in body:

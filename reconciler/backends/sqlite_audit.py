@@ -39,7 +39,7 @@ def _stored(row: tuple[Any, ...]) -> Stored:
     try:
         change_value = json.loads(change)
     except (TypeError, ValueError) as exc:
-        return Stored(where, None, hash_, f"its change is not JSON ({exc})")
+        return Stored(where, None, hash_, f"its change is not JSON ({exc})", time=str(time))
     body: dict[str, Any] = {
         "time": time, "customer": customer, "op": op, "account": account, "change": change_value,
         "fingerprint": fingerprint, "git_commit": git_commit,

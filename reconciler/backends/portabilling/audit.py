@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from reconciler.errors import BackendError, LockTimeout, ReconcilerError
 
 ENV_AUDIT_LOG = "RECONCILER_AUDIT_LOG"
 LOCK_DIR = os.path.join(".reconciler", "locks")
+_TIME = re.compile(rb'"time":\s*"([^"\\]{1,40})"')  # to date a line that is no longer JSON
 
 
 @contextmanager
@@ -75,7 +77,9 @@ def _stored(line: bytes, number: int) -> Stored:
     try:
         data = json.loads(line)
     except ValueError as exc:
-        return Stored(where, None, None, f"it is not JSON ({exc})")
+        time = _TIME.search(line)
+        return Stored(where, None, None, f"it is not JSON ({exc})",
+                      time=time[1].decode("utf-8", "replace") if time else None)
     if not isinstance(data, dict):
         return Stored(where, None, None, "it is not a JSON object")
     stored_hash = data.pop("hash", None)
@@ -154,11 +158,6 @@ class AuditLog:
             return
         except OSError as exc:
             raise BackendError(f"cannot write the audit log {self.path}: {exc.strerror}") from None
-        if cut_short:
-            # That line (already read, as cut short) now ends here; what follows is read back and
-            # verified by the next catch-up, like every line this run writes.
-            self._offset += 1
-            self._last_line += b"\n"
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield handle
