@@ -37,7 +37,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "change": (dict,),
     "fingerprint": (str,),
     "git_commit": (str, type(None)),
-    "prev": (str,),
+    "prev": (str, type(None)),
 }
 _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
@@ -77,21 +77,31 @@ def body_of(entry: AuditEntry) -> dict[str, Any]:
     return body
 
 
+def body_problem(body: Mapping[str, Any]) -> str:
+    """Why a stored body is not an entry (a field missing or of the wrong type), or ""."""
+    try:
+        if (type(body["time"]) is str and type(body["customer"]) is int and type(body["op"]) is str
+                and type(body["account"]) is str and type(body["change"]) is dict
+                and type(body["fingerprint"]) is str and type(body["git_commit"]) in (str, type(None))
+                and type(body.get("prev")) in (str, type(None))):
+            return ""
+    except KeyError as exc:
+        return f"the field {exc.args[0]!r} is missing"
+    for name, types in _FIELDS.items():
+        value = body.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            return f"the field {name!r} is not a {types[0].__name__}"
+    return ""
+
+
 def entry_of(body: Mapping[str, Any], stored_hash: str | None) -> AuditEntry:
     """The AuditEntry a stored body holds; ValueError naming the field when it cannot be one."""
-    for name, types in _FIELDS.items():
-        if name == "prev":
-            continue
-        if name not in body:
-            raise ValueError(f"the field {name!r} is missing")
-        value = body[name]
-        if not isinstance(value, types) or isinstance(value, bool):
-            raise ValueError(f"the field {name!r} is not a {types[0].__name__}")
-    prev = body.get("prev")
+    problem = body_problem(body)
+    if problem:
+        raise ValueError(problem)
     return AuditEntry(
         body["time"], body["customer"], body["op"], body["account"], body["change"],
-        body["fingerprint"], body["git_commit"],
-        prev=prev if isinstance(prev, str) else None, hash=stored_hash,
+        body["fingerprint"], body["git_commit"], prev=body.get("prev"), hash=stored_hash,
     )
 
 
@@ -106,21 +116,15 @@ class Stored:
     time: str | None = None  # of an unreadable entry, when it could still be made out
 
     def entry(self) -> AuditEntry | None:
-        if self.body is None:
+        if self.body is None or self.why_unreadable():
             return None
-        try:
-            return entry_of(self.body, self.hash)
-        except ValueError:
-            return None
+        return entry_of(self.body, self.hash)
 
     def why_unreadable(self) -> str:
+        """Why this is not an entry, or "" if it is one."""
         if self.body is None:
             return self.unreadable or "no content"
-        try:
-            entry_of(self.body, self.hash)
-        except ValueError as exc:
-            return str(exc)
-        return ""
+        return body_problem(self.body)
 
     def label(self) -> str:
         """``line 12 (2026-12-04T10:00:00+00:00, customer 46170, block ph46170x466)``."""
@@ -228,9 +232,16 @@ class ChainCheck:
         self.last_stored = record.hash if record.body is not None else None
         self._last_where = record.where
 
+    def extend_own(self, count: int, head: str, where: str) -> None:
+        """Take ``count`` entries this run sealed onto ``self.head`` and wrote under the lock, up
+        to ``head`` at ``where``, as verified without reading them back."""
+        self.count += count
+        self.head = self.last_stored = head
+        self._last_where = where
+
     def _fault(self, record: Stored) -> str | None:
         why = record.why_unreadable()
-        if why:
+        if why or record.body is None:
             return f"cannot be read: {why}"
         if record.hash is None or not isinstance(record.body.get("prev"), str):
             return "has no hash: it was written before the audit log had a hash chain"
@@ -242,7 +253,7 @@ class ChainCheck:
 
     def _restart(self, record: Stored) -> None:
         body = record.body or {}
-        change = body.get("change") if isinstance(body.get("change"), dict) else {}
+        change: dict[str, Any] = body["change"] if isinstance(body.get("change"), dict) else {}
         expected = self.last_stored or GENESIS
         what = None
         if record.hash is None or entry_hash(body) != record.hash:

@@ -9,6 +9,7 @@ shows entries cut from the end; concurrent appends keep one chain.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import re
@@ -130,7 +131,7 @@ def test_a_whole_log_verifies_and_apply_prints_the_head_it_leaves(billing: Billi
     entries = _entries(billing)
     # Each entry names the one before it; the first names the start of the chain.
     assert entries[0]["prev"] == "sha256:" + "0" * 64
-    assert all(e["prev"] == before["hash"] for before, e in zip(entries, entries[1:], strict=False))
+    assert all(e["prev"] == before["hash"] for before, e in itertools.pairwise(entries))
     assert entries[-1]["hash"] == printed[1]
     as_json = billing.cli("history", "--verify", "--format", "json")
     assert as_json.code == 0 and as_json.json["whole"] and as_json.json["head"] == printed[1]

@@ -141,7 +141,8 @@ class SqliteBackend(Backend):
         except sqlite3.DatabaseError as exc:
             raise BackendError(f"{self.path}: not a usable billing database ({exc})") from exc
         self._catalogue: Catalogue | None = None
-        self.audit = AuditTable(self.db, self.path)
+        self.audit_table = AuditTable(self.db, self.path)
+        self.audit = self.audit_table
 
     def _check_schema(self) -> None:
         row = self.db.execute(
@@ -274,7 +275,7 @@ class SqliteBackend(Backend):
                 f"{self.path}: another apply holds the database lock; waited {self.lock_timeout:g} s "
                 f"for customer {customer_id} ({exc})"
             ) from exc
-        session = _SqliteSession(self.db, customer_id, catalogue, self.audit)
+        session = _SqliteSession(self.db, customer_id, catalogue, self.audit_table)
         try:
             yield session
         except BaseException:
@@ -292,7 +293,7 @@ class SqliteBackend(Backend):
         return True  # a database that opened has its audit table (checked by _check_schema)
 
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:
-        _chain, entries, _unreadable = check(self.audit.records())
+        _chain, entries, _unreadable = check(self.audit_table.records())
         return [e for e in entries if customer_id is None or e.customer == customer_id]
 
 

@@ -58,6 +58,9 @@ class AuditTable:
         self.chain = ChainCheck()
         self._seq = 0  # the last row this run verified
         self._last: Stored | None = None
+        # Rows this run inserted in a transaction not known to be committed yet: (first seq,
+        # last seq, last hash). Once they are found committed they count as verified unread.
+        self._pending: tuple[int, int, str] | None = None
 
     def location(self) -> str:
         return f"the audit table of {os.path.abspath(self.path)}"
@@ -75,6 +78,7 @@ class AuditTable:
 
     def _catch_up(self) -> ChainCheck:
         """Verify the rows added since this run last looked (all of them the first time)."""
+        self._take_own_rows()
         if self._last is not None and self.chain.problem is None:
             # The last row verified must still be there as it was: a cheap guard against a
             # rewrite behind this run's back (the full check is `history --verify`).
@@ -86,6 +90,19 @@ class AuditTable:
             self.chain.feed(record)
             self._seq, self._last = seq, record
         return self.chain
+
+    def _take_own_rows(self) -> None:
+        # This run's own rows, sealed onto the head it had verified under the write lock, need no
+        # reading back once committed: a big apply would otherwise hash each entry twice.
+        pending, self._pending = self._pending, None
+        if pending is None or self.chain.problem is not None:
+            return
+        first, last, head = pending
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq = ?", (last,)).fetchone()  # noqa: S608
+        if row is None or row[-1] != head or first != self._seq + 1:
+            return  # rolled back (or not what was written): read normally
+        self.chain.extend_own(last - first + 1, head, f"entry {last}")
+        self._seq, self._last = last, _stored(row)
 
     def _refusal(self) -> str:
         return refusal(self.chain.verdict(), self.location())
@@ -106,7 +123,11 @@ class AuditTable:
             return
         if self._catch_up().problem is not None:
             raise AuditChainBroken(self._refusal())
-        self._insert(seal(entries, self.chain.head))
+        sealed = seal(entries, self.chain.head)
+        self._insert(sealed)
+        last = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if sealed[-1].hash is not None:
+            self._pending = (last - len(sealed) + 1, last, sealed[-1].hash)
 
     def _insert(self, entries: list[AuditEntry]) -> None:
         encode = _AUDIT_JSON.encode
