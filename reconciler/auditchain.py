@@ -62,11 +62,14 @@ def entry_hash(body: Mapping[str, Any]) -> str:
 def seal(entries: Iterable[AuditEntry], prev: str) -> list[AuditEntry]:
     """``entries`` chained one after another onto the head ``prev``, each with its hash."""
     sealed = []
-    for entry in entries:
-        body = entry.to_dict()
+    for e in entries:
+        body = e.to_dict()
         body["prev"] = prev
-        prev = entry_hash(body)
-        sealed.append(replace(entry, prev=body["prev"], hash=prev))
+        digest = entry_hash(body)
+        # Built directly: dataclasses.replace costs as much as the hash on a big apply.
+        sealed.append(AuditEntry(e.time, e.customer, e.op, e.account, e.change, e.fingerprint,
+                                 e.git_commit, prev, digest))
+        prev = digest
     return sealed
 
 

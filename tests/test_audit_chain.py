@@ -17,6 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.conftest import Billing
@@ -25,6 +26,7 @@ from tests.helpers import REPO
 DEMO_STATE = REPO / "specs" / "demo-billing-state.yaml"
 ABC = "specs/customers/abc.yaml"
 HEAD = re.compile(r"sha256:[0-9a-f]{64}")
+HISTORY_SCHEMA = json.loads((REPO / "schemas" / "history.schema.json").read_text())
 
 
 # ---- the stored log, as someone with access to the file or the database would touch it ----------
@@ -133,8 +135,10 @@ def test_a_whole_log_verifies_and_apply_prints_the_head_it_leaves(billing: Billi
     assert entries[0]["prev"] == "sha256:" + "0" * 64
     assert all(e["prev"] == before["hash"] for before, e in itertools.pairwise(entries))
     assert entries[-1]["hash"] == printed[1]
+    jsonschema.validate(entries, HISTORY_SCHEMA)
     as_json = billing.cli("history", "--verify", "--format", "json")
     assert as_json.code == 0 and as_json.json["whole"] and as_json.json["head"] == printed[1]
+    jsonschema.validate(as_json.json, HISTORY_SCHEMA)
 
 
 # ---- tampering found -------------------------------------------------------------------------------
@@ -221,6 +225,10 @@ def test_a_new_chain_is_recorded_and_verify_reports_it(log: StoredLog, billing: 
             and "'entry 3 edited by hand; checked with billing'" in verified.out
             and f"the old chain broke at {log.where(3)}" in verified.out), verified
     restart = _entries(billing)[-1]
+    jsonschema.validate(_entries(billing), HISTORY_SCHEMA)
+    broken = billing.cli("history", "--verify", "--format", "json", "--expect-head", old_head)
+    assert broken.code == 1 and not broken.json["ok"] and broken.json["restarts"], broken
+    jsonschema.validate(broken.json, HISTORY_SCHEMA)
     assert restart["op"] == "new_chain" and restart["change"]["replaces"] == old_head
     assert restart["prev"] == old_head
     # Apply works again, chained after the restart, and verify still reports the restart.
