@@ -16,8 +16,8 @@ import pytest
 
 from reconciler.emulator import EmulatorServer, FaultConfig
 from reconciler.emulator.store import Fault
-from reconciler.emulator.testing import CliResult, run_cli
 from reconciler.statefile import BillingState, load_state_file
+from tests.cli_capture import CliResult, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_STATE = REPO / "specs" / "demo-billing-state.yaml"
