@@ -148,9 +148,7 @@ class SqliteBackend(Backend):
         row = self.db.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
         ).fetchone()
-        if row is not None and int(row[0]) == 1:
-            self._upgrade_from_1()
-        elif row is None or int(row[0]) != SCHEMA_VERSION:
+        if row is None or int(row[0]) not in (1, SCHEMA_VERSION):
             raise BackendError(f"{self.path}: not a billing database of this version")
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         missing = sorted(_TABLES - tables)
@@ -159,6 +157,8 @@ class SqliteBackend(Backend):
                 f"{self.path}: not a usable billing database (missing tables: {', '.join(missing)}); "
                 "load a state with `reconciler state load FILE`"
             )
+        if int(row[0]) == 1:
+            self._upgrade_from_1()
 
     def _add_audit_chain(self) -> None:
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(audit)")}
