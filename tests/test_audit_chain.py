@@ -12,8 +12,11 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +362,27 @@ def test_a_change_that_reached_billing_is_recorded_even_after_a_break(tmp_path: 
         running.append([entry])
     assert raised.value.recorded
     assert len(path.read_text().splitlines()) == 3
+
+
+def test_two_applies_at_once_on_different_customers_keep_one_chain(billing: Billing) -> None:
+    """Two real apply processes write at the same time (on PortaBilling each holds only its own
+    customer's lock, so their appends meet at the audit log's lock)."""
+    StoredLog(billing)  # the PortaBilling log goes where the test reads it
+    billing.load(DEMO_STATE)
+    if billing.kind == "portabilling":
+        billing.server.set_latency(30)  # type: ignore[attr-defined]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RECONCILER_"))}
+    env.update(billing.env)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "reconciler", "--backend", billing.url, "apply", spec,
+                          "--auto-approve"], cwd=billing.workdir, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for spec in ("specs/customers/abc.yaml", "specs/customers/contoso-logistics.yaml",
+                     "specs/customers/northwind-dental.yaml")
+    ]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert [code for _, _, code in results] == [0, 0, 0], results
+    verified = billing.cli("history", "--verify")
+    assert verified.code == 0 and "audit log whole: 10 entries" in verified.out, verified
+    entries = _entries(billing)
+    assert len({e["prev"] for e in entries}) == 10

@@ -49,6 +49,8 @@ def history(obj: Context, customer_id: int | None, fmt: str, verify: bool, expec
         raise UsageError("--reason must say why the chain is restarted")
     if show_head and (verify or expect_head or customer_id is not None):
         raise UsageError("--head takes no other option but --format")
+    if (verify or expect_head) and customer_id is not None:
+        raise UsageError("--verify checks the whole log; it takes no --customer")
     with obj.backend() as backend:
         if new_chain:
             _restart(backend, (reason or "").strip())
