@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -15,8 +14,8 @@ from reconciler.cli.common import (
     err,
     pass_context,
     paths_argument,
+    rewrite_spec,
     selection_options,
-    write_atomically,
 )
 from reconciler.errors import UsageError
 from reconciler.selection import Selection
@@ -33,15 +32,14 @@ def adopt(obj: Context, paths: tuple[str, ...], fmt: str, selection: Selection) 
     from reconciler.adopt import adopt_specs
     from reconciler.render.adoption import render_markdown, render_text, summary
 
+    owners = obj.owners(paths)
     with obj.backend() as backend:
-        results = adopt_specs(list(paths), backend, selection)
+        results = adopt_specs(list(paths), backend, selection, owners=owners)
     for result in results:
         if result.new_text is None:
             continue
         try:
-            mode = os.stat(result.file).st_mode & 0o7777
-            write_atomically(result.file, ("\ufeff" if result.bom else "") + result.new_text)
-            os.chmod(result.file, mode)
+            rewrite_spec(result.file, result.new_text, bom=result.bom)
         except OSError as exc:
             raise UsageError(f"{result.file}: cannot write the spec ({exc.strerror})") from exc
     data = [r.to_dict() for r in results]
