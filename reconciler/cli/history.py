@@ -18,15 +18,16 @@ import click
 
 from reconciler.auditchain import NEW_CHAIN, ChainCheck, Verdict, check
 from reconciler.backends.base import AuditEntry, Backend
-from reconciler.cli.common import EXIT_PROBLEM, Context, err, pass_context
+from reconciler.cli.common import CUSTOMER_ID, EXIT_PROBLEM, Context, err, pass_context
 from reconciler.errors import UsageError
 
 _MAX_WARNINGS = 10
 
 
-@click.command()
-@click.option("--customer", "customer_id", type=int, help="Only this customer's changes.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.command(short_help="List the applied changes (the audit log) and verify its hash chain.")
+@click.option("--customer", "customer_id", type=CUSTOMER_ID, help="Only this customer's changes (i_customer).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people; json: a list of the entries (with --verify: the verdict), for tools.")
 @click.option("--verify", is_flag=True, help="Check the hash chain: exit 1 naming the first bad entry.")
 @click.option("--expect-head", metavar="HASH",
               help="With --verify (implied): also exit 1 unless the head is HASH (kept from an earlier run).")
