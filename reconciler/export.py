@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from reconciler.model import CustomerState, managed_key, managed_kind
+from reconciler.render import safe
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../../schemas/customer-spec.schema.json\n"
 
@@ -48,15 +49,16 @@ def export_spec(state: CustomerState) -> str:
         document["extensions"] = extensions
     if attendants:
         document["auto_attendants"] = attendants
-    header = SCHEMA_COMMENT + f"# Exported from billing: customer {customer.id} ({customer.name}).\n"
+    # Billing's text in a comment is escaped: a line break in a name would write YAML of its own.
+    header = SCHEMA_COMMENT + f"# Exported from billing: customer {customer.id} ({safe.text(customer.name)}).\n"
     if unmanaged:
         header += "# Accounts the reconciler does not manage (kept as they are, counted in quantities):\n"
-        header += "".join(f"#   {account_id}\n" for account_id in unmanaged)
+        header += "".join(f"#   {safe.text(account_id)}\n" for account_id in unmanaged)
     body = yaml.dump(document, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=100)
     return header + body
 
 
-class _QuotingDumper(yaml.SafeDumper):
+class _QuotingDumper(safe.SafeTextDumper):
     """Quotes digit strings so extensions and DIDs read back as the same text."""
 
 

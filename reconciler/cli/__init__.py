@@ -35,6 +35,7 @@ from reconciler.cli.plan import plan
 from reconciler.cli.show import show
 from reconciler.cli.state import state
 from reconciler.cli.validate import validate
+from reconciler.render import safe
 from reconciler.errors import ReconcilerError, StateFileError, Terminated, interrupt_exit_code
 
 
@@ -191,7 +192,9 @@ def _dispatch(argv: list[str] | None) -> None:
         err("aborted: no answer (end of input)")
         sys.exit(EXIT_PROBLEM)
     except click.ClickException as exc:
-        # Usage errors exit 1, not click's 2: 2 is reserved for "changes present".
+        # Usage errors exit 1, not click's 2: 2 is reserved for "changes present". The message
+        # may quote an argument (a spec path from a CI job's list of changed files).
+        exc.message = safe.text(exc.message)
         exc.show()
         sys.exit(EXIT_PROBLEM)
     except StateFileError as exc:

@@ -15,6 +15,7 @@ from reconciler.cli.common import (
     Context,
     annotate,
     err,
+    out,
     pass_context,
     safety_options,
     selection_options,
@@ -149,7 +150,7 @@ def _report(outcomes: list[ApplyOutcome]) -> bool:
             line += f": {outcome.message}"
             if outcome.done:
                 line += f"; {len(outcome.done)} of {outcome.planned} change(s) were made before it stopped:"
-        click.echo(line, err=not outcome.ok)
+        (out if outcome.ok else err)(line)
         if not outcome.ok:
             for change in outcome.done:
                 err(f"    done: {describe(change.to_dict())}")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, err, paths_argument, write_atomically
+from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, err, out, paths_argument, write_atomically
 
 
 @click.command("fmt")
@@ -28,20 +28,20 @@ def fmt(paths: tuple[str, ...], check: bool) -> None:
         if result.problems:
             failed += 1
             for problem in result.problems:
-                click.echo(f"error[{problem.code}] {where(problem.to_dict())}: {problem.message}")
-            click.echo(f"{path}: not formatted (nothing was changed)")
+                out(f"error[{problem.code}] {where(problem.to_dict())}: {problem.message}")
+            out(f"{path}: not formatted (nothing was changed)")
             continue
         if not result.changed:
             continue
         changed.append(path)
         if check:
-            click.echo(f"would reformat {path}")
+            out(f"would reformat {path}")
             continue
         assert result.text is not None
         mode = os.stat(path).st_mode & 0o777
         write_atomically(path, result.text)
         os.chmod(path, mode)
-        click.echo(f"reformatted {path}")
+        out(f"reformatted {path}")
     verb = "would be reformatted" if check else "reformatted"
     summary = f"{len(files)} spec file(s): {len(changed)} {verb}"
     if failed:

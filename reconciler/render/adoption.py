@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.render import safe
 from reconciler.render.markdown import escape
 from reconciler.render.text import where
 
@@ -70,7 +71,8 @@ def render_text(results: list[dict[str, Any]]) -> str:
         f"Adopt: {total['rewritten']} of {total['files']} spec file(s) rewritten, "
         f"{total['changes']} change(s), {total['errors']} error(s)."
     )
-    return "\n".join(lines)
+    # File names, account names and messages in these lines come from specs and billing.
+    return "\n".join(map(safe.text, lines))
 
 
 def render_markdown(results: list[dict[str, Any]]) -> str:
