@@ -6,7 +6,6 @@ The ``reconciler.cli`` package is the only place that imports click, prints, and
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -32,11 +31,6 @@ def err(message: str) -> None:
 def out(message: str) -> None:
     """One line on standard output, made safe like :func:`err`."""
     click.echo(safe.text(message))
-
-
-def err_lines(block: str) -> None:
-    """Several lines of the reconciler's own text on standard error, each made safe."""
-    click.echo(safe.lines(block.rstrip("\n")), err=True)
 
 
 def styler(stream_is_tty: bool) -> Callable[..., str] | None:
@@ -104,8 +98,8 @@ def annotate(plan_dict: dict[str, Any]) -> None:
 def dump_json(data: Any, stream: Any) -> None:
     # Streamed, not built as one string: a plan creating 100,000 accounts is a big document.
     # Characters that act on a terminal or a CI log are written as \uXXXX escapes: the same
-    # JSON to a program (reconciler.render.safe.json_chunk).
-    json.dump(data, safe.JsonSafeStream(stream), indent=2, ensure_ascii=False)
+    # JSON to a program (reconciler.render.safe.write_json).
+    safe.write_json(data, stream)
     stream.write("\n")
     stream.flush()
 

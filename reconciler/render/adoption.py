@@ -85,7 +85,7 @@ def render_markdown(results: list[dict[str, Any]]) -> str:
         lines.append(f"## Billing changed customer {result['customer']}{name}")
         lines.append("")
         lines.append(
-            f"`{escape(result['file'], 300)}` now describes what billing holds. "
+            f"<code>{escape(result['file'], 300)}</code> now describes what billing holds. "
             "Merge to keep these changes in the spec; close to have billing restored from the spec "
             "by the next apply."
         )
@@ -102,7 +102,7 @@ def render_markdown(results: list[dict[str, Any]]) -> str:
         lines.append("### Left as they are")
         lines.append("")
         for result, problem in problems:
-            lines.append(f"- `{escape(where(problem) or result['file'], 300)}` {escape(problem['code'])}: "
+            lines.append(f"- <code>{escape(where(problem) or result['file'], 300)}</code> {escape(problem['code'])}: "
                          f"{escape(problem['message'])}")
         lines.append("")
     if not lines:

@@ -74,13 +74,18 @@ _ENTITIES = {
 _MARKUP = re.compile("[" + re.escape("".join(_ENTITIES)) + "]")
 
 
+# GitHub turns "https://…" and "www.…" in text into links by itself: a zero-width space after
+# the colon or before the dot keeps a name from becoming one.
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?i:(?<=www))(?=\.)")
+
+
 def _entity(match: re.Match[str]) -> str:
     return _ENTITIES[match.group()]
 
 
 def escape(text: object, max_length: int = _MAX_MESSAGE) -> str:
-    """Make user text safe to place in Markdown or HTML: no markup, links, mentions, HTML
-    comments (a forged part marker) or workflow commands.
+    """Make user text safe to place in Markdown or HTML: no markup, links (written or bare),
+    mentions, HTML comments (a forged part marker) or workflow commands.
 
     Line breaks, control, bidi and separator characters become visible escapes such as
     ``\\n`` or ``\\u202e`` (reconciler.render.safe: a table row is one line, and the comment
@@ -90,7 +95,7 @@ def escape(text: object, max_length: int = _MAX_MESSAGE) -> str:
     raw = "" if text is None else str(text)
     if len(raw) > max_length:
         raw = raw[: max_length - 1] + "…"
-    return _MARKUP.sub(_entity, safe.text(raw))
+    return _AUTOLINK.sub("\u200b", _MARKUP.sub(_entity, safe.text(raw)))
 
 
 def _code(text: object, max_length: int = _MAX_ID) -> str:

@@ -23,32 +23,37 @@ of 100,000 accounts can go through it.
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
-import unicodedata
-from collections.abc import Iterable
 from typing import Any, TextIO
 
 import yaml
 
-__all__ = ["JsonSafeStream", "SafeTextDumper", "json_chunk", "lines", "text"]
+__all__ = ["UNSAFE_CHARACTERS", "SafeTextDumper", "json_chunk", "text", "write_json"]
 
-# Characters str.isprintable() refuses but that are harmless and wanted in names: every space
-# separator (NBSP, thin space, ideographic space...) and the zero-width (non-)joiners.
-_KEEP_CATEGORIES = frozenset({"Zs", "Co", "Cn"})
-_KEEP = frozenset("\u200c\u200d")
+# Every character of the Unicode categories Cc (controls: C0, DEL, C1), Cf (format: bidi
+# overrides, isolates and marks, zero-width space, tags...), Zl and Zp (U+2028, U+2029) and Cs
+# (lone surrogates: undecodable bytes of a file name), but for the zero-width non-joiner and
+# joiner (U+200C, U+200D), which scripts and emoji need and which neither reorder nor break
+# anything. Spelled out rather than built from unicodedata at start-up, which would cost more
+# than a whole plan; tests/test_output_escaping.py checks it against this Python's tables.
+UNSAFE_CHARACTERS = (
+    "\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff"
+    "\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_UNSAFE = re.compile(f"[{UNSAFE_CHARACTERS}]")
+_SPECIAL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 # The runner's legacy command form, anywhere in a line (actions/runner ActionCommand.TryParse).
 _LEGACY_COMMAND = "##["
 
 
-def _escape_char(ch: str) -> str:
-    if ch in _KEEP or unicodedata.category(ch) in _KEEP_CATEGORIES:
-        return ch
-    return _visible(ch)
-
-
-def _visible(ch: str) -> str:
-    special = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch)
+def _visible(match: re.Match[str]) -> str:
+    ch = match.group()
+    special = _SPECIAL.get(ch)
     if special:
         return special
     code = ord(ch)
@@ -62,43 +67,26 @@ def _visible(ch: str) -> str:
 def text(value: object) -> str:
     """``value`` as one line safe to print: no control, bidi or separator characters, and no
     GitHub workflow command. Idempotent: safe text comes back unchanged."""
-    raw = value if isinstance(value, str) else str(value)
-    if not raw.isprintable():
-        raw = "".join(ch if ch.isprintable() else _escape_char(ch) for ch in raw)
+    raw = value if type(value) is str else str(value)
+    if not raw.isprintable():  # isprintable() is False for every unsafe character (and a few more)
+        raw = _UNSAFE.sub(_visible, raw)
     if _LEGACY_COMMAND in raw:
         raw = raw.replace(_LEGACY_COMMAND, "#\\#[")
-    if raw.lstrip().startswith("::"):
+    if "::" in raw and raw.lstrip().startswith("::"):
         blanks = len(raw) - len(raw.lstrip())
         raw = raw[:blanks] + "\\" + raw[blanks:]
     return raw
 
 
-def lines(block: str) -> str:
-    """Several lines of the reconciler's own output, each made safe with :func:`text`.
-
-    For text whose line breaks the reconciler wrote itself; a value that may carry a line
-    break must go through :func:`text` before it is put into such a block.
-    """
-    return "\n".join(map(text, block.split("\n")))
-
-
-def joined(items: Iterable[object], separator: str = ", ") -> str:
-    return separator.join(map(text, items))
-
-
 # ------------------------------------------------------------------------------- JSON
 
 
-_JSON_UNSAFE = re.compile(r"##\[|[^\n -~]")
+# json escapes C0 controls in strings itself, and writes its own line breaks between them.
+_JSON_UNSAFE = re.compile("[" + UNSAFE_CHARACTERS.removeprefix("\x00-\x1f") + "]")
 
 
 def _json_escape(match: re.Match[str]) -> str:
-    found = match.group()
-    if found == _LEGACY_COMMAND:
-        return "#\\u0023["
-    if found.isprintable() or found in _KEEP or unicodedata.category(found) in _KEEP_CATEGORIES:
-        return found
-    code = ord(found)
+    code = ord(match.group())
     if code < 0x10000:
         return f"\\u{code:04x}"
     code -= 0x10000  # JSON writes a character beyond the BMP as a UTF-16 surrogate pair
@@ -106,30 +94,27 @@ def _json_escape(match: re.Match[str]) -> str:
 
 
 def json_chunk(chunk: str) -> str:
-    """A piece of JSON text from :mod:`json` (``ensure_ascii=False``) with the characters
-    :func:`text` escapes written as ``\\uXXXX`` escapes instead: the same JSON to a program,
-    harmless to a terminal or CI log.
-
-    Correct per chunk because :mod:`json` emits every string within one chunk, and these
-    characters can only occur inside strings (json itself escapes C0 controls there).
+    """JSON text from :mod:`json` (``ensure_ascii=False``) with the characters :func:`text`
+    escapes written as ``\\uXXXX`` escapes instead, and ``##[`` as ``#\\u0023[``: the same JSON
+    to a program, harmless to a terminal or CI log. These can only occur inside JSON strings
+    (json itself escapes C0 controls there), and json writes a string in one piece, so a
+    concatenation of json's pieces can be passed as well.
     """
-    if chunk.isascii() and _LEGACY_COMMAND not in chunk and "\x7f" not in chunk:
+    if _LEGACY_COMMAND in chunk:
+        chunk = chunk.replace(_LEGACY_COMMAND, "#\\u0023[")
+    # A scan by isprintable() is several times faster than one by the regular expression.
+    if chunk.replace("\n", "").isprintable():
         return chunk
     return _JSON_UNSAFE.sub(_json_escape, chunk)
 
 
-class JsonSafeStream:
-    """A writable text stream that passes every write through :func:`json_chunk`."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
-    def write(self, chunk: str) -> int:
-        return self.stream.write(json_chunk(chunk))
-
-    def flush(self) -> None:
-        self.stream.flush()
-
+def write_json(data: Any, stream: TextIO, *, indent: int = 2) -> None:
+    """``json.dump(data, stream, indent=indent, ensure_ascii=False)``, made safe by
+    :func:`json_chunk`. json's many small pieces are passed in batches of a few thousand, which
+    is faster than json.dump's one write per piece."""
+    pieces = json.JSONEncoder(indent=indent, ensure_ascii=False).iterencode(data)
+    while batch := "".join(itertools.islice(pieces, 4096)):
+        stream.write(json_chunk(batch))
 
 
 # ------------------------------------------------------------------------------- YAML
@@ -143,13 +128,13 @@ class SafeTextDumper(yaml.SafeDumper):
 
     def analyze_scalar(self, scalar: str) -> Any:
         analysis = super().analyze_scalar(scalar)
-        if not scalar.isprintable():
+        if _UNSAFE.search(scalar):
             analysis.allow_flow_plain = analysis.allow_block_plain = False
             analysis.allow_single_quoted = analysis.allow_block = False
         return analysis
 
     def write_double_quoted(self, text: str, split: bool = True) -> None:
-        if text.isprintable():
+        if not _UNSAFE.search(text):
             super().write_double_quoted(text, split)
             return
         saved, self.allow_unicode = self.allow_unicode, False

@@ -59,10 +59,8 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
     Every line is made safe (reconciler.render.safe) before it is coloured: the values in it
     come from specs, file names and billing.
     """
-    colour = style or (lambda text, **_: text)
-
     def paint(line: str, **kwargs: Any) -> str:
-        return colour(safe.text(line), **kwargs)
+        return style(safe.text(line), **kwargs) if style else safe.text(line)
 
     lines: list[str] = []
     for problem in plan.get("errors", []):
