@@ -120,25 +120,42 @@ def write_json(data: Any, stream: TextIO, *, indent: int = 2) -> None:
 # ------------------------------------------------------------------------------- YAML
 
 
+def _yaml_escape(match: re.Match[str]) -> str:
+    found = match.group()
+    if found in ('"', "\\"):
+        return "\\" + found
+    if found == "#":
+        return "\\x23"  # only in a string holding "##[": the legacy workflow command
+    return _visible(match)
+
+
+_YAML_ESCAPED = re.compile(f'["\\\\#{UNSAFE_CHARACTERS}]')
+
+
 class SafeTextDumper(yaml.SafeDumper):
     """A YAML dumper (``allow_unicode=True``) that writes a string holding a character
-    :func:`text` would escape in double quotes with its non-ASCII characters escaped
-    (``"x\\u202Ey"``): the same document to a YAML reader, harmless to a terminal. PyYAML
-    would otherwise write bidi controls and U+2028 as they are."""
+    :func:`text` would escape, or ``##[``, in double quotes with those characters escaped
+    (``"x\\u202ey"``): the same document to a YAML reader, harmless to a terminal. PyYAML
+    would otherwise write bidi controls, U+2028 and ``##[`` as they are."""
 
     def analyze_scalar(self, scalar: str) -> Any:
         analysis = super().analyze_scalar(scalar)
-        if _UNSAFE.search(scalar):
+        if _needs_escapes(scalar):
             analysis.allow_flow_plain = analysis.allow_block_plain = False
             analysis.allow_single_quoted = analysis.allow_block = False
         return analysis
 
     def write_double_quoted(self, text: str, split: bool = True) -> None:
-        if not _UNSAFE.search(text):
+        if not _needs_escapes(text):
             super().write_double_quoted(text, split)
             return
-        saved, self.allow_unicode = self.allow_unicode, False
-        try:
-            super().write_double_quoted(text, split)
-        finally:
-            self.allow_unicode = saved
+        # One line, escapes in the style of text() (all valid in YAML's double quotes).
+        self.write_indicator('"', True)
+        data = _YAML_ESCAPED.sub(_yaml_escape, text)
+        self.column += len(data)
+        self.stream.write(data.encode(self.encoding) if self.encoding else data)
+        self.write_indicator('"', False)
+
+
+def _needs_escapes(scalar: str) -> bool:
+    return _LEGACY_COMMAND in scalar or (not scalar.isprintable() and bool(_UNSAFE.search(scalar)))
