@@ -299,3 +299,26 @@ def test_state_dump_escapes_billings_names(sqlite_billing: Billing, workdir: Pat
         data = yaml.safe_load(result.out)  # JSON is YAML too
         assert data["customers"][0]["name"] == BILLING_CUSTOMER
         assert data["accounts"][0]["name"] == BILLING_ACCOUNT
+
+
+def test_adopt_and_fmt_write_billings_names_with_escapes(hostile: Billing, workdir: Path) -> None:
+    spec = workdir / "hostile" / "acme.yaml"
+    spec.write_text(_spec().replace("name: Alice", "name: Old name"))
+    markdown = hostile.cli("adopt", "hostile", "--format", "markdown")
+    assert markdown.code == 0, markdown
+    assert_unforgeable(markdown)
+    assert "Al&#92;u202eice&#92;u2028::add-mask::sekrit" in markdown.out
+    spec.write_text(_spec().replace("name: Alice", "name: Old name"))
+    adopted = hostile.cli("adopt", "hostile")
+    assert adopted.code == 0, adopted
+    assert_unforgeable(adopted)
+    assert "Al\\u202eice\\u2028::add-mask::sekrit #\\#[add-mask]x\\x85y" in adopted.out
+    written = spec.read_text()
+    assert not safe._UNSAFE.search(written.replace("\n", "")) and "##[" not in written
+    names = [e["name"] for e in yaml.safe_load(written)["extensions"]]
+    assert names == [BILLING_ACCOUNT]  # extension 2 is not in billing: adopt removed it
+    formatted = hostile.cli("fmt", "hostile")
+    assert formatted.code == 0, formatted
+    assert not safe._UNSAFE.search(spec.read_text().replace("\n", "")) and "##[" not in spec.read_text()
+    assert [e["name"] for e in yaml.safe_load(spec.read_text())["extensions"]] == names
+    assert hostile.cli("plan", "hostile", "--detailed-exitcode").code == 0  # nothing left to do

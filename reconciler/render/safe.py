@@ -30,7 +30,10 @@ from typing import Any, TextIO
 
 import yaml
 
-__all__ = ["UNSAFE_CHARACTERS", "SafeTextDumper", "json_chunk", "text", "write_json"]
+__all__ = [
+    "UNSAFE_CHARACTERS", "SafeTextDumper", "SafeTextEmitter", "json_chunk", "needs_escapes", "text",
+    "write_json",
+]
 
 # Every character of the Unicode categories Cc (controls: C0, DEL, C1), Cf (format: bidi
 # overrides, isolates and marks, zero-width space, tags...), Zl and Zp (U+2028, U+2029) and Cs
@@ -132,30 +135,36 @@ def _yaml_escape(match: re.Match[str]) -> str:
 _YAML_ESCAPED = re.compile(f'["\\\\#{UNSAFE_CHARACTERS}]')
 
 
-class SafeTextDumper(yaml.SafeDumper):
-    """A YAML dumper (``allow_unicode=True``) that writes a string holding a character
-    :func:`text` would escape, or ``##[``, in double quotes with those characters escaped
-    (``"x\\u202ey"``): the same document to a YAML reader, harmless to a terminal. PyYAML
-    would otherwise write bidi controls, U+2028 and ``##[`` as they are."""
+class SafeTextEmitter:
+    """A mixin for a PyYAML or ruamel.yaml emitter (``allow_unicode=True``): a string holding
+    a character :func:`text` would escape, or ``##[``, is written in double quotes with those
+    characters escaped (``"x\\u202ey"``): the same document to a YAML reader, harmless to a
+    terminal. Both libraries would otherwise write bidi controls, U+2028 and ``##[`` as they are."""
 
     def analyze_scalar(self, scalar: str) -> Any:
-        analysis = super().analyze_scalar(scalar)
-        if _needs_escapes(scalar):
+        analysis = super().analyze_scalar(scalar)  # type: ignore[misc]
+        if needs_escapes(scalar):
             analysis.allow_flow_plain = analysis.allow_block_plain = False
             analysis.allow_single_quoted = analysis.allow_block = False
         return analysis
 
     def write_double_quoted(self, text: str, split: bool = True) -> None:
-        if not _needs_escapes(text):
-            super().write_double_quoted(text, split)
+        if not needs_escapes(text):
+            super().write_double_quoted(text, split)  # type: ignore[misc]
             return
         # One line, escapes in the style of text() (all valid in YAML's double quotes).
-        self.write_indicator('"', True)
+        emitter: Any = self
+        emitter.write_indicator('"', True)
         data = _YAML_ESCAPED.sub(_yaml_escape, text)
-        self.column += len(data)
-        self.stream.write(data.encode(self.encoding) if self.encoding else data)
-        self.write_indicator('"', False)
+        emitter.column += len(data)
+        emitter.stream.write(data.encode(emitter.encoding) if emitter.encoding else data)
+        emitter.write_indicator('"', False)
 
 
-def _needs_escapes(scalar: str) -> bool:
+class SafeTextDumper(SafeTextEmitter, yaml.SafeDumper):
+    """PyYAML's SafeDumper with :class:`SafeTextEmitter`."""
+
+
+def needs_escapes(scalar: str) -> bool:
+    """Whether :func:`text` would change ``scalar`` other than for a leading ``::``."""
     return _LEGACY_COMMAND in scalar or (not scalar.isprintable() and bool(_UNSAFE.search(scalar)))
