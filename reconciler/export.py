@@ -9,11 +9,11 @@ import yaml
 from reconciler.model import CustomerState, managed_key, managed_kind
 from reconciler.render import safe
 
-SCHEMA_COMMENT = "# yaml-language-server: $schema=../../schemas/customer-spec.schema.json\n"
 
 
-def export_spec(state: CustomerState) -> str:
-    """YAML whose plan against ``state`` shows no changes (blocked: true only where blocked)."""
+def export_spec(state: CustomerState, schema_comment: str | None = None) -> str:
+    """YAML whose plan against ``state`` shows no changes (blocked: true only where blocked),
+    starting with ``schema_comment`` (see reconciler.packaged.schema_comment) when given."""
     customer = state.customer
     extensions: list[dict[str, Any]] = []
     attendants: list[dict[str, Any]] = []
@@ -50,7 +50,10 @@ def export_spec(state: CustomerState) -> str:
     if attendants:
         document["auto_attendants"] = attendants
     # Billing's text in a comment is escaped: a line break in a name would write YAML of its own.
-    header = SCHEMA_COMMENT + f"# Exported from billing: customer {customer.id} ({safe.text(customer.name)}).\n"
+    header = (schema_comment or "") + (
+        f"# Exported from billing: customer {customer.id} ({safe.text(customer.name)}).
+"
+    )
     if unmanaged:
         header += "# Accounts the reconciler does not manage (kept as they are, counted in quantities):\n"
         header += "".join(f"#   {safe.text(account_id)}\n" for account_id in unmanaged)

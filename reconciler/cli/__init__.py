@@ -31,6 +31,7 @@ from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
 from reconciler.cli.fmt import fmt
 from reconciler.cli.history import history
+from reconciler.cli.init import init
 from reconciler.cli.owners import owners
 from reconciler.cli.plan import plan
 from reconciler.cli.show import show
@@ -93,6 +94,7 @@ for _command in (validate, plan, apply, export, state, history, emulator, doctor
 cli.add_command(show)
 cli.add_command(adopt)
 cli.add_command(fmt)
+cli.add_command(init)
 cli.add_command(owners)
 
 
