@@ -51,8 +51,7 @@ def export_spec(state: CustomerState, schema_comment: str | None = None) -> str:
         document["auto_attendants"] = attendants
     # Billing's text in a comment is escaped: a line break in a name would write YAML of its own.
     header = (schema_comment or "") + (
-        f"# Exported from billing: customer {customer.id} ({safe.text(customer.name)}).
-"
+        f"# Exported from billing: customer {customer.id} ({safe.text(customer.name)}).\n"
     )
     if unmanaged:
         header += "# Accounts the reconciler does not manage (kept as they are, counted in quantities):\n"
