@@ -10,7 +10,7 @@ import click
 from reconciler import __version__
 
 
-@click.command()
+@click.command(short_help="Make a specs repository to start from.")
 @click.argument("directory", metavar="[DIR]", default=".", type=click.Path(file_okay=False))
 def init(directory: str) -> None:
     """Make a specs repository in DIR (default: the current folder): an example spec, the demo
