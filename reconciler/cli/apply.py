@@ -205,7 +205,7 @@ def _report_interrupt(outcomes: list[ApplyOutcome], signals: StopSignals, audit_
                   f"apply` on the specs): {plan_file} is out of date for the customers it changed")
     else:
         advice = f"to finish, run `reconciler apply {' '.join(paths)}` again: it plans what is left"
-    click.echo(
+    out(
         f"interrupted ({signals.name}): {'; '.join(parts)}. Every change made is in the audit log "
         f"({audit_log}); {advice}."
     )
