@@ -12,13 +12,13 @@ compares the head with one kept from an earlier run, the only way to see entries
 
 from __future__ import annotations
 
-import json
+import sys
 
 import click
 
 from reconciler.auditchain import NEW_CHAIN, ChainCheck, Verdict, check
 from reconciler.backends.base import AuditEntry, Backend
-from reconciler.cli.common import CUSTOMER_ID, EXIT_PROBLEM, Context, err, pass_context
+from reconciler.cli.common import CUSTOMER_ID, EXIT_PROBLEM, Context, dump_json, err, out, pass_context
 from reconciler.errors import UsageError
 
 _MAX_WARNINGS = 10
@@ -80,7 +80,7 @@ def history(obj: Context, customer_id: int | None, fmt: str, verify: bool, expec
 def _restart(backend: Backend, reason: str) -> None:
     entry = backend.new_chain(reason)
     err(f"audit log: {backend.audit_location()}")
-    click.echo(
+    out(
         f"new chain started: it replaces the head {entry.change['replaces']} (the old chain broke at "
         f"{entry.change['problem']}); the restart is entry {entry.change['entries'] + 1}, head {entry.hash}"
     )
@@ -100,9 +100,9 @@ def _print_head(verdict: Verdict, fmt: str) -> None:
         err(f"error: {verdict.summary()}")
         raise SystemExit(EXIT_PROBLEM)
     if fmt == "json":
-        click.echo(json.dumps({"entries": verdict.entries, "head": verdict.head}))
+        dump_json({"entries": verdict.entries, "head": verdict.head}, sys.stdout)
     else:
-        click.echo(verdict.head)
+        out(verdict.head)
 
 
 def _verify(chain: ChainCheck, verdict: Verdict, expect_head: str | None, fmt: str) -> None:
@@ -121,16 +121,16 @@ def _verify(chain: ChainCheck, verdict: Verdict, expect_head: str | None, fmt: s
         data["expected_head"] = expect_head
         data["ok"] = failure is None
         data["failure"] = failure
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        dump_json(data, sys.stdout)
     if failure is not None:
         err(f"error: {failure}")
     elif fmt != "json":
-        click.echo(verdict.summary())
+        out(verdict.summary())
     for line in verdict.restart_lines():
         if fmt == "json":
             err(f"note: {line}")
         else:
-            click.echo(line)
+            out(line)
     if failure is not None:
         raise SystemExit(EXIT_PROBLEM)
 
@@ -139,20 +139,19 @@ def _list(entries: list[AuditEntry], customer_id: int | None, fmt: str) -> None:
     from reconciler.render.text import describe
 
     if fmt == "json":
-        click.echo(json.dumps([{**e.to_dict(), "prev": e.prev, "hash": e.hash} for e in entries],
-                              indent=2, ensure_ascii=False))
+        dump_json([{**e.to_dict(), "prev": e.prev, "hash": e.hash} for e in entries], sys.stdout)
         return
     if not entries:
         whose = f" for customer {customer_id}" if customer_id is not None else ""
-        click.echo(f"No changes applied yet{whose}.")
+        out(f"No changes applied yet{whose}.")
     for entry in entries:
         if entry.op == NEW_CHAIN:
             change = entry.change
-            click.echo(f"{entry.time} audit chain restarted: {change.get('reason')!r} (replaced the "
-                       f"head {change.get('replaces')}; the old chain broke at {change.get('broken_at')})")
+            out(f"{entry.time} audit chain restarted: {change.get('reason')!r} (replaced the "
+                f"head {change.get('replaces')}; the old chain broke at {change.get('broken_at')})")
             continue
         commit = f" commit {entry.git_commit[:12]}" if entry.git_commit else ""
-        click.echo(
+        out(
             f"{entry.time} customer {entry.customer} {describe(entry.change)} "
             f"[{entry.fingerprint[:19]}{commit}]"
         )
