@@ -18,7 +18,15 @@ import click
 
 from reconciler.auditchain import NEW_CHAIN, ChainCheck, Verdict, check
 from reconciler.backends.base import AuditEntry, Backend
-from reconciler.cli.common import CUSTOMER_ID, EXIT_PROBLEM, Context, dump_json, err, out, pass_context
+from reconciler.cli.common import (
+    CUSTOMER_ID,
+    EXIT_PROBLEM,
+    Context,
+    dump_json,
+    err,
+    out,
+    pass_context,
+)
 from reconciler.errors import UsageError
 
 _MAX_WARNINGS = 10
