@@ -15,6 +15,7 @@ from reconciler.cli.common import (
     Context,
     annotate,
     err,
+    out,
     pass_context,
     safety_options,
     selection_options,
@@ -80,6 +81,8 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
                 outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
                 failed = _report(outcomes, interrupted=signals.requested()) or bool(result.errors)
                 signals.settle()  # everything is written: a signal from here on stops nothing
+                if any(o.done for o in outcomes):
+                    _report_head(backend)
                 if signals.requested():
                     _report_interrupt(outcomes, signals, backend.audit_location(), paths, plan_file)
                 else:
@@ -164,11 +167,23 @@ def _report(outcomes: list[ApplyOutcome], *, interrupted: bool = False) -> bool:
             if outcome.done:
                 line += f"; {len(outcome.done)} of {outcome.planned} change(s) were made before it stopped:"
         to_err = not outcome.ok and not interrupted
-        click.echo(line, err=to_err)
+        (err if to_err else out)(line)
         if not outcome.ok:
             for change in outcome.done:
-                click.echo(f"    done: {describe(change.to_dict())}", err=to_err)
+                (err if to_err else out)(f"    done: {describe(change.to_dict())}")
     return failed
+
+
+def _report_head(backend: Backend) -> None:
+    """The audit log's head after this run, for CI to keep and pin (`history --verify --expect-head`)."""
+    from reconciler.errors import ReconcilerError
+
+    try:
+        count, head = backend.audit_head()
+    except ReconcilerError as exc:
+        err(f"warning: cannot read the audit log's head: {exc}")
+        return
+    err(f"audit log head: {head} ({count} entries)")
 
 
 def _report_summary(outcomes: list[ApplyOutcome]) -> None:
@@ -204,7 +219,7 @@ def _report_interrupt(outcomes: list[ApplyOutcome], signals: StopSignals, audit_
                   f"apply` on the specs): {plan_file} is out of date for the customers it changed")
     else:
         advice = f"to finish, run `reconciler apply {' '.join(paths)}` again: it plans what is left"
-    click.echo(
+    out(
         f"interrupted ({signals.name}): {'; '.join(parts)}. Every change made is in the audit log "
         f"({audit_log}); {advice}."
     )
