@@ -104,9 +104,16 @@ def annotate(plan_dict: dict[str, Any]) -> None:
 
 
 def dump_json(data: Any, stream: Any) -> None:
-    # Streamed, not built as one string: a plan creating 100,000 accounts is a big document.
-    json.dump(data, stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+    # Streamed, not built as one string: a plan creating 100,000 accounts is a big document. The
+    # encoder's many small pieces are written a few thousand at a time, not one write each.
+    batch: list[str] = []
+    for piece in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(data):
+        batch.append(piece)
+        if len(batch) >= 4096:
+            stream.write("".join(batch))
+            batch.clear()
+    batch.append("\n")
+    stream.write("".join(batch))
     stream.flush()
 
 
