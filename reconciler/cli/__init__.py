@@ -30,6 +30,7 @@ from reconciler.cli.doctor import doctor
 from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
 from reconciler.cli.fmt import fmt
+from reconciler.cli.gate import gate
 from reconciler.cli.history import history
 from reconciler.cli.plan import plan
 from reconciler.cli.show import show
@@ -75,6 +76,7 @@ for _command in (validate, plan, apply, export, state, history, emulator, doctor
 cli.add_command(show)
 cli.add_command(adopt)
 cli.add_command(fmt)
+cli.add_command(gate)
 
 
 
