@@ -115,7 +115,8 @@ def test_hostile_file_names_cannot_add_markup_to_the_report_or_the_comment(tmp_p
                      "--out-unsafe", str(tmp_path / "u.json"), "--comments", str(comments), "--commit", head)
     assert result.code == 1
     assert "<img" not in result.out and "](https://evil)" not in result.out and "@org/team" not in result.out
-    assert "\n::error" not in result.out
+    assert "\n::error" not in result.out and "\n::error" not in result.err
+    assert "refused: the plan (x</code><img src=x>.yaml)" in result.err
     body = (comments / "4.md").read_text()
     assert "refused: stale" in body and f"({head[:12]})" in body
     assert json.loads((tmp_path / "s.json").read_text())["customers"] == []

@@ -12,6 +12,11 @@ from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, dump_json, err, write_a
 from reconciler.errors import UsageError
 
 
+def _plain(text: object) -> str:
+    """One line of the CI log: a file name with a line break cannot start a workflow command."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+
+
 @click.command()
 @click.argument("fresh", type=click.Path(dir_okay=False))
 @click.option("--merges", "manifest", required=True, type=click.Path(dir_okay=False),
@@ -50,5 +55,5 @@ def gate(fresh: str, manifest: str, out: str, out_unsafe: str, comments_dir: str
     click.echo(report_markdown(result, commit), nl=False)
     for verdict in result.refused:
         where = f"customer {verdict.customer}" if verdict.customer is not None else "the plan"
-        err(f"refused: {where} ({verdict.file}): {verdict.detail}")
+        err(f"refused: {where} ({_plain(verdict.file)}): {_plain(verdict.detail)}")
     sys.exit(EXIT_PROBLEM if result.refused else EXIT_OK)
