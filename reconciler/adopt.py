@@ -23,7 +23,6 @@ before it is written: a rewrite that would not describe billing is refused, neve
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +40,7 @@ from reconciler.runner import batches, few_collections
 from reconciler.selection import Selection
 from reconciler.spec import LoadedSpec, discover, load_spec, schema_check
 from reconciler.specedit import NewEntry, SpecEditError, SpecEditor, did_scalar, plain_or_quoted
-from reconciler.yamlload import load_yaml_text
+from reconciler.yamlload import has_bom, load_yaml_text
 
 
 @dataclass(frozen=True)
@@ -111,13 +110,8 @@ def adopt_customer(loaded: LoadedSpec, state: CustomerState) -> FileAdoption:
         result.changes = []
         return result
     result.new_text = new_text
-    result.bom = _has_bom(loaded.file)
+    result.bom = has_bom(loaded.file)
     return result
-
-
-def _has_bom(path: str) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(3) == codecs.BOM_UTF8
 
 
 def _remaining_drift(file: str, text: str, state: CustomerState) -> str | None:

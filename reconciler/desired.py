@@ -67,6 +67,7 @@ def desired_state(
     if not isinstance(customer_id, int) or isinstance(customer_id, bool):
         customer_id = None
     accounts: list[DesiredAccount] = []
+    unplaced: list[DesiredAccount] = []
     for section, kind, key_field, duplicate_code in _SECTIONS:
         entries = data.get(section)
         if _is_broken(broken, (section,)) or not isinstance(entries, list):
@@ -75,7 +76,10 @@ def desired_state(
         for index, entry in enumerate(entries):
             path = (section, index)
             if broken and (_is_broken(broken, path + (key_field,)) or not isinstance(entry, dict)):
-                continue  # which account this entry means cannot be known
+                # Which account this entry means cannot be known; its DIDs are checked still.
+                if isinstance(entry, dict):
+                    unplaced.append(_unplaced(loaded, broken, entry, path, kind, errors, warnings))
+                continue
             key = str(entry[key_field])
             if not (_EXTENSION if kind == "extension" else _NUMBER).fullmatch(key):
                 # The schema's pattern lets "7\n" through ($ matches before a final newline).
@@ -87,6 +91,7 @@ def desired_state(
                         path + (key_field,),
                     )
                 )
+                unplaced.append(_unplaced(loaded, broken, entry, path, kind, errors, warnings))
                 continue
             if key in seen:
                 label = "extension" if kind == "extension" else "auto attendant number"
@@ -112,8 +117,24 @@ def desired_state(
         customer_name=name if isinstance(name, str) else None,
         prune=prune is True and not _is_broken(broken, ("prune",)),
         accounts=tuple(accounts),
+        unplaced=tuple(unplaced),
     )
     return spec, errors, warnings
+
+
+def _unplaced(
+    loaded: LoadedYaml,
+    broken: set[Path],
+    entry: dict[str, Any],
+    path: Path,
+    kind: str,
+    errors: list[Problem],
+    warnings: list[Problem],
+) -> DesiredAccount:
+    """An entry whose account cannot be known, read for the checks that do not need it."""
+    # Any key builds the entry (every value is checked as in a spec with errors); no account ID.
+    read = _desired_account(loaded, broken or {()}, entry, path, kind, "0", None, errors, warnings)
+    return replace(read, id="", key="")
 
 
 def _one_account_per_did(

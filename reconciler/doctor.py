@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reconciler.backends import pb_fields
-from reconciler.backends.pb_config import ENV_BLOCKING_ROLES, blocking_roles_from_env
-from reconciler.backends.pb_reads import (
+from reconciler.backends.portabilling import fields as wire
+from reconciler.backends.portabilling.config import ENV_BLOCKING_ROLES, blocking_roles_from_env
+from reconciler.backends.portabilling.reads import (
     ACCOUNTS_METHOD,
     AGREEMENT_METHOD,
     CUSTOMER_METHOD,
@@ -28,7 +28,7 @@ from reconciler.backends.pb_reads import (
 from reconciler.doctor_report import FAIL, OK, WARN, DoctorReport, check_fields
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.model import Catalogue
-from reconciler.pbclient import ClientSettings, Credentials, PortaBillingClient, parse_backend_url
+from reconciler.backends.portabilling.client import ClientSettings, Credentials, PortaBillingClient, parse_backend_url
 
 CUSTOMER_LIST_METHOD = "Customer/get_customer_list"
 
@@ -123,15 +123,15 @@ def _login(report: DoctorReport, client: PortaBillingClient) -> bool:
 
 def _operating_mode(report: DoctorReport, client: PortaBillingClient) -> None:
     try:
-        mode = client.read(pb_fields.SESSION_DATA_METHOD).get(pb_fields.OPERATING_MODE)
+        mode = client.read(wire.SESSION_DATA_METHOD).get(wire.OPERATING_MODE)
     except ReconcilerError as exc:
         report.add("operating_mode", WARN, f"cannot tell ({exc})")
         return
-    if mode == pb_fields.NORMAL_MODE:
+    if mode == wire.NORMAL_MODE:
         report.add("operating_mode", OK, "normal: the server accepts writes")
     elif mode is None:
         report.add(
-            "operating_mode", WARN, f"{pb_fields.SESSION_DATA_METHOD} answered no operating_mode"
+            "operating_mode", WARN, f"{wire.SESSION_DATA_METHOD} answered no operating_mode"
         )
     else:
         report.add(
@@ -217,7 +217,7 @@ def _customer(
             "accounts",
             ACCOUNTS_METHOD,
             "account_list",
-            pb_fields.ACCOUNT_LIST_PARAMS,
+            wire.ACCOUNT_LIST_PARAMS,
             ACCOUNT_FIELDS,
         ),
         (
@@ -254,11 +254,11 @@ def _customer(
 
 def _blocking(report: DoctorReport, info: dict[str, Any], env: Mapping[str, str]) -> None:
     roles = blocking_roles_from_env(env)
-    may = pb_fields.customer_may_block(info, roles)
+    may = wire.customer_may_block(info, roles)
     if roles is not None:
         why = f"i_role {info.get('i_role')!r} {'is' if may else 'is not'} in {ENV_BLOCKING_ROLES}"
-    elif pb_fields.CUSTOMER_EXTENSION_BLOCKING in info:
-        why = f"extension_blocking is {info[pb_fields.CUSTOMER_EXTENSION_BLOCKING]!r} ({ENV_BLOCKING_ROLES} is not set)"
+    elif wire.CUSTOMER_EXTENSION_BLOCKING in info:
+        why = f"extension_blocking is {info[wire.CUSTOMER_EXTENSION_BLOCKING]!r} ({ENV_BLOCKING_ROLES} is not set)"
     else:
         report.add(
             "blocking",
@@ -277,21 +277,21 @@ def _agreement(report: DoctorReport, client: PortaBillingClient, params: dict[st
     except ReconcilerError as exc:
         report.add("agreement", FAIL, str(exc))
         return
-    agreement = answer.get(pb_fields.AGREEMENT_INFO)
+    agreement = answer.get(wire.AGREEMENT_INFO)
     if not isinstance(agreement, dict):
         report.add(
             "agreement",
             FAIL,
-            f"{AGREEMENT_METHOD} answered without {pb_fields.AGREEMENT_INFO} (keys: "
+            f"{AGREEMENT_METHOD} answered without {wire.AGREEMENT_INFO} (keys: "
             f"{', '.join(sorted(answer)) or 'none'}): plan cannot check quantities",
         )
         return
-    conditions = agreement.get(pb_fields.AGREEMENT_CONDITIONS)
+    conditions = agreement.get(wire.AGREEMENT_CONDITIONS)
     if not isinstance(conditions, list):
         report.add(
             "agreement",
             FAIL,
-            f"{pb_fields.AGREEMENT_INFO} has no {pb_fields.AGREEMENT_CONDITIONS} list ¹",
+            f"{wire.AGREEMENT_INFO} has no {wire.AGREEMENT_CONDITIONS} list ¹",
         )
         return
     report.add("agreement", OK, f"{len(conditions)} product(s) in the agreement")
@@ -315,7 +315,7 @@ ACCOUNT_FIELDS = [
 
 
 def _accounts(report: DoctorReport, client: PortaBillingClient, rows: list[dict[str, Any]]) -> None:
-    aliases = [r for r in rows if pb_fields.is_alias_entry(r)]
+    aliases = [r for r in rows if wire.is_alias_entry(r)]
     if aliases:
         report.add(
             "accounts.aliases",
@@ -341,9 +341,9 @@ def _accounts(report: DoctorReport, client: PortaBillingClient, rows: list[dict[
             report,
             client,
             "alias_list",
-            pb_fields.ALIAS_LIST_METHOD,
-            pb_fields.ALIAS_LIST,
-            {pb_fields.ALIAS_LIST_PARAM: holder.get("i_account")},
+            wire.ALIAS_LIST_METHOD,
+            wire.ALIAS_LIST,
+            {wire.ALIAS_LIST_PARAM: holder.get("i_account")},
         )
         if found is not None:
             check_fields(report, "alias_list", found, [("i_account", FAIL), ("id", FAIL)])

@@ -52,8 +52,13 @@ def export_spec(state: CustomerState) -> str:
     if unmanaged:
         header += "# Accounts the reconciler does not manage (kept as they are, counted in quantities):\n"
         header += "".join(f"#   {account_id}\n" for account_id in unmanaged)
-    body = yaml.dump(document, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=100)
-    return header + body
+    # Lists of add-ons and DIDs in [flow] style, as people write them; then the layout is the one
+    # `reconciler fmt` writes (one definition), so an exported spec passes `fmt --check`.
+    body = yaml.dump(document, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=4096)
+    from reconciler.fmt import format_text
+
+    formatted = format_text(header + body, f"customer {customer.id}")
+    return formatted.text if formatted.text is not None else header + body
 
 
 class _QuotingDumper(yaml.SafeDumper):
@@ -65,4 +70,10 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+def _list_representer(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
+    flow = all(isinstance(item, str) for item in value)  # add-ons and DIDs: [a, b]
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
+
+
 _QuotingDumper.add_representer(str, _str_representer)
+_QuotingDumper.add_representer(list, _list_representer)

@@ -19,7 +19,8 @@ from typing import Any
 
 from reconciler.desired import valid_did
 from reconciler.model import Problem
-from reconciler.yamlload import Limits, LoadedYaml, load_yaml_text, read_text
+from reconciler.model import Path
+from reconciler.yamlload import Limits, LoadedYaml, has_bom, load_yaml_text, newline_of, read_text
 
 TOP_ORDER = ("version", "customer", "prune", "extensions", "auto_attendants")
 CUSTOMER_ORDER = ("id", "name")
@@ -39,6 +40,7 @@ class Formatted:
     original: str | None
     text: str | None = None
     problems: tuple[Problem, ...] = ()
+    bom: bool = False  # the file starts with a byte order mark, which a rewrite keeps
 
     @property
     def changed(self) -> bool:
@@ -51,7 +53,9 @@ def format_file(path: str, limits: Limits | None = None) -> Formatted:
     if original is None:
         assert problem is not None
         return Formatted(path, None, problems=(problem,))
-    return format_text(original, path, limits)
+    result = format_text(original, path, limits)
+    result.bom = has_bom(path)
+    return result
 
 
 def format_text(original: str, file: str, limits: Limits | None = None) -> Formatted:
@@ -64,13 +68,18 @@ def format_text(original: str, file: str, limits: Limits | None = None) -> Forma
         return Formatted(file, original, text=original)  # empty, or comments only
     if not isinstance(loaded.data, dict):
         return Formatted(file, original, problems=(loaded.problem("schema", "not a spec: the file is not a mapping"),))
+    newline = newline_of(original)
     try:
-        text = _reformat(original, loaded)
+        # ruamel writes "\n" (and keeps a "\r" only in comments): the file's own line break is
+        # put back afterwards, on every line.
+        text = _reformat(original.replace("\r\n", "\n"), loaded)
+        if newline != "\n":
+            text = text.replace("\n", newline)
     except Exception as exc:  # noqa: BLE001 - ruamel's errors have no common root but YAMLError
         message = f"cannot be formatted: {type(exc).__name__}: {exc}"
         return Formatted(file, original, problems=(Problem("yaml_syntax", message, file),))
     again = load_yaml_text(text, file, limits)
-    if again.problems or again.data != _canonical_data(loaded.data):
+    if again.problems or again.data != _canonical_data(loaded):
         message = (
             "formatting would change what this file means (a YAML 1.1 value such as yes or 0755 "
             "written without quotes?); it is left as it is: quote such values, then run fmt again"
@@ -109,6 +118,8 @@ def _reformat(original: str, loaded: LoadedYaml) -> str:
     _order(document, TOP_ORDER)
     if isinstance(document.get("customer"), CommentedMap):
         _order(document["customer"], CUSTOMER_ORDER)
+        if "name" in _quoted_texts(data.get("customer")):
+            document["customer"]["name"] = DoubleQuotedScalarString(loaded.written(("customer", "name")) or "")
     for section, order in ENTRY_ORDER.items():
         entries = document.get(section)
         written = data.get(section)
@@ -118,6 +129,14 @@ def _reformat(original: str, loaded: LoadedYaml) -> str:
             if not isinstance(entry, CommentedMap) or not isinstance(values, dict):
                 continue
             _order(entry, order, seq=entries, index=index)
+            for key, written in _quoted_texts(values).items():
+                if isinstance(key, str):
+                    entry[key] = DoubleQuotedScalarString(loaded.written((section, index, key)) or written)
+            addons = entry.get("addons")
+            for position in _quoted_texts(values.get("addons")):
+                if isinstance(addons, CommentedSeq) and isinstance(position, int) and position < len(addons):
+                    addons[position] = DoubleQuotedScalarString(
+                        loaded.written((section, index, "addons", position)) or str(addons[position]))
             if isinstance(values.get("extension"), str):
                 # The reconciler's loader keeps an extension as written: 0466 stays "0466".
                 entry["extension"] = DoubleQuotedScalarString(values["extension"])
@@ -145,14 +164,50 @@ def _order(mapping: Any, order: tuple[str, ...], **where: Any) -> None:
     reorder(mapping, wanted, **where)
 
 
-def _canonical_data(data: Any) -> Any:
-    """What the reformatted file must load as: the same data, with DIDs normalised."""
-    expected = copy.deepcopy(data)
+# Values the spec wants as text. YAML reads some plain words and numbers as something else
+# (``name: yes`` is the boolean true): fmt quotes them as written, which is what they meant.
+_TEXT_KEYS = ("name", "product")
+
+
+def _quoted_texts(values: Any) -> dict[str | int, Any]:
+    """The keys (or, of a list of add-ons, the positions) whose value was written as text but is
+    read by YAML as a boolean or a number: they are written in quotes."""
+    if isinstance(values, list):
+        return {i: v for i, v in enumerate(values) if _reads_as_other(v)}
+    if not isinstance(values, dict):
+        return {}
+    return {key: values[key] for key in _TEXT_KEYS if key in values and _reads_as_other(values[key])}
+
+
+def _reads_as_other(value: Any) -> bool:
+    return isinstance(value, (bool, int, float))
+
+
+def _canonical_data(loaded: LoadedYaml) -> Any:
+    """What the reformatted file must load as: the same data, with DIDs normalised and text
+    values quoted as written."""
+    expected = copy.deepcopy(loaded.data)
+
+    def as_written(path: Path, value: Any) -> Any:
+        written = loaded.written(path)
+        return written if written is not None else value
+
+    customer = expected.get("customer")
+    if isinstance(customer, dict) and "name" in _quoted_texts(customer):
+        customer["name"] = as_written(("customer", "name"), customer["name"])
     for section in ENTRY_ORDER:
         entries = expected.get(section)
         if not isinstance(entries, list):
             continue
-        for entry in entries:
-            if isinstance(entry, dict) and isinstance(entry.get("dids"), list):
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            for key in _quoted_texts(entry):
+                entry[key] = as_written((section, index, key), entry[key])
+            if isinstance(entry.get("addons"), list):
+                for position in _quoted_texts(entry["addons"]):
+                    entry["addons"][position] = as_written(
+                        (section, index, "addons", position), entry["addons"][position])
+            if isinstance(entry.get("dids"), list):
                 entry["dids"] = [_did(d) if isinstance(d, str) else d for d in entry["dids"]]
     return expected

@@ -1,7 +1,7 @@
 """YAML and JSON Schema errors in the words of a person editing YAML.
 
-libyaml and jsonschema find the errors; this module says them: a tab in the indentation is
-named, an unquoted ': ' inside a value is explained, a misspelt key gets "did you mean", a value
+jsonschema finds the errors; this module says them (YAML syntax errors are said by
+reconciler.yamlsyntax, which the loader uses): a misspelt key gets "did you mean", a value
 YAML read as a boolean or a number where text is wanted says how it was read and to quote it, a
 single value where a list is wanted shows the list form. Each problem carries the path of the
 value it breaks, so that later checks skip only what depends on a broken value.
@@ -15,21 +15,47 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from reconciler.model import Path, Problem
+from reconciler.yamlload import LoadedYaml, reads_as_text
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
-    from reconciler.yamlload import LoadedYaml
+
+# What one item of a list is called in a message: the list's key -> the item's name.
+_ITEM_NAMES = {
+    "extensions": "extension", "auto_attendants": "auto attendant", "dids": "DID",
+    "addons": "add-on", "products": "product", "customers": "customer", "accounts": "account",
+    "agreement": "agreement entry",
+}
+
+
+def ordinal(number: int) -> str:
+    """1 -> '1st', 2 -> '2nd', 11 -> '11th', 23 -> '23rd'."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def breadcrumb(path: Path) -> str:
-    """('extensions', 2, 'name') -> 'extensions[2].name'."""
+    """Where a value is, counting list items from one as people do:
+    ('extensions', 2, 'name') -> '3rd extension, name'; ('customer', 'id') -> 'customer.id'."""
     if not path:
         return "top level"
-    text = ""
-    for step in path:
-        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
-    return text
+    parts: list[str] = []
+    for index, step in enumerate(path):
+        if isinstance(step, int):
+            owner = str(path[index - 1]) if index else ""
+            item = f"{ordinal(step + 1)} {_ITEM_NAMES.get(owner, 'entry')}"
+            if parts and owner in _ITEM_NAMES and parts[-1].endswith(owner):
+                # "extensions" is said by "2nd extension"; a nested key path keeps its head.
+                head = parts[-1][: -len(owner)].rstrip(".")
+                parts[-1:] = [head, item] if head else [item]
+            else:
+                parts.append(item)
+        elif parts and not isinstance(path[index - 1], int):
+            parts[-1] += f".{step}"
+        else:
+            parts.append(str(step))
+    return ", ".join(parts)
 
 
 def _squash(key: str) -> str:
@@ -65,8 +91,6 @@ def _kind(value: Any) -> str:
 
 def _yaml_scalar(text: str) -> str:
     """A value as it reads in a flow list: quoted when YAML would not read it as text."""
-    from reconciler.yamlload import reads_as_text
-
     if text and reads_as_text(text) and text == text.strip() and not any(c in text for c in ",[]{}#:"):
         return text
     return json.dumps(text, ensure_ascii=False)
@@ -206,40 +230,3 @@ def _type_message(wanted: list[str], value: Any, written: str | None, key: str, 
     if "string" in wanted:
         return f"text is wanted, not {_kind(value)}"
     return f"{_kind(value)} is not allowed here (wanted: {' or '.join(wanted)})"
-
-
-# What libyaml says, and what it usually means in a hand-edited file.
-_SYNTAX_HINTS = (
-    ("mapping values are not allowed", ("a ':' where YAML does not expect one: a value that "
-                                        "holds ': ' must be quoted, or a line is indented too far")),
-    ("could not find expected ':'", ("a line is not 'key: value' (a missing ':'?) or is indented "
-                                     "differently from the lines around it")),
-    ("did not find expected '-' indicator", ("a list entry does not start with '- ', or a line of "
-                                             "the entry above is indented differently")),
-    ("did not find expected key", "a line is indented differently from the other keys of its mapping"),
-    ("did not find expected ',' or ']'", "a [list] is not closed with ']'"),
-    ("did not find expected ',' or '}'", "a {mapping} is not closed with '}'"),
-    ("found unexpected end of stream", "a quoted text is not closed: its closing quote is missing"),
-    ("found undefined alias", "a value starting with '*' names an anchor (&name) that does not "
-                              "exist: if it is text, quote it"),
-)
-
-
-def syntax_message(text: str, mark: Any, what: str) -> str:
-    """A YAML syntax error in words for a person editing the file, libyaml's own words after."""
-    line = ""
-    if mark is not None:
-        lines = text.splitlines()
-        line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
-    indent = line[: len(line) - len(line.lstrip(" \t"))]
-    if "\t" in indent or ("\t" in what or "cannot start any token" in what) and "\t" in line:
-        return ("a tab character is used to indent this line; YAML indents with spaces only "
-                f"(replace the tab with spaces) [{what}]")
-    if "cannot start any token" in what and mark is not None and 0 <= mark.column < len(line):
-        char = line[mark.column]
-        return (f"invalid YAML: a value cannot start with {char!r} unless it is quoted: "
-                f"write it in double quotes [{what}]")
-    for clue, meaning in _SYNTAX_HINTS:
-        if clue in what:
-            return f"invalid YAML: {meaning} [{what}]"
-    return f"invalid YAML: {what}"

@@ -173,6 +173,9 @@ class CustomerSpec:
     customer_name: str | None  # None only in a spec with errors, when the name could not be read
     prune: bool
     accounts: tuple[DesiredAccount, ...]
+    # Entries of a spec with errors whose extension or number cannot be read: which account they
+    # mean is unknown, but their DIDs are still checked against the pool (``id`` is empty).
+    unplaced: tuple[DesiredAccount, ...] = ()
 
 
 # ---- problems -----------------------------------------------------------------------------------

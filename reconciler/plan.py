@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.model import (
     Account,
+    Catalogue,
     Change,
     CustomerSpec,
     CustomerState,
@@ -207,6 +208,8 @@ class _Planner:
             self.accounts_not_in_spec()
         for desired in self.spec.accounts:
             self.desired_account(desired)
+        for desired in self.spec.unplaced:
+            self.unplaced_dids(desired)
         self.quantities()
         if not self.partial:
             self.safety()
@@ -367,6 +370,18 @@ class _Planner:
                 return
         self.emit(change("add_alias", desired.id, did=did))
 
+    def unplaced_dids(self, desired: DesiredAccount) -> None:
+        """The DIDs of an entry whose account cannot be known (its extension is broken): a DID
+        no account of the customer holds is a new assignment, and must be the customer's."""
+        for index, did in enumerate(desired.dids):
+            if did in self.holder:
+                continue  # perhaps the very account the entry means: nothing can be said
+            path = desired.did_path(index)
+            if did in self.state.foreign_dids:
+                self.problem("did_in_use", f"DID {did} is held by another customer's account", path)
+            elif did not in self.customer.dids:
+                self.problem("did_not_owned", f"DID {did} is not in the customer's DID pool", path)
+
     def check_block_permission(self, desired: DesiredAccount, what: str) -> None:
         if not self.customer.block_extensions:
             self.problem(
@@ -381,6 +396,7 @@ class _Planner:
         if product is None:
             close = difflib.get_close_matches(name, self.catalogue.names(), n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint += _products_like(name, self.catalogue, wanted, but=close)
             self.problem("unknown_product", f"no product named {name!r}{hint}", path, assigned=assigned)
         elif product.type != wanted:
             message = (
@@ -460,6 +476,24 @@ class _Planner:
                 f"the plan terminates or blocks {drastic} of {managed_open} managed accounts "
                 f"({share:.0%}), over the {self.options.unsafe_share:.0%} limit; apply needs --force"
             )
+
+
+_LISTED_PRODUCTS = 5
+
+
+def _products_like(name: str, catalogue: Catalogue, wanted: str, *, but: list[str]) -> str:
+    """The products of the wanted type billing has, the closest to ``name`` first, a few at most:
+    a misremembered name is usually found in them."""
+    names = [p.name for p in catalogue.products if p.type == wanted and p.name not in but]
+    if not names:
+        return ""
+    alike = {n: difflib.SequenceMatcher(None, name.lower(), n.lower()).ratio() for n in names}
+    names.sort(key=lambda n: (-alike[n], n))
+    shown = ", ".join(names[:_LISTED_PRODUCTS])
+    more = f" and {len(names) - _LISTED_PRODUCTS} more" if len(names) > _LISTED_PRODUCTS else ""
+    kind = "main" if wanted == "main" else "add-on"
+    other = "other " if but else ""
+    return f" ({other}{kind} products in billing: {shown}{more})"
 
 
 def _unique(items: tuple[str, ...]) -> list[str]:

@@ -167,7 +167,12 @@ def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
         return result
     if loaded.is_empty:
         result.errors.append(
-            Problem("schema", "the file is empty: a spec needs version, customer and extensions", path)
+            Problem(
+                "schema",
+                "the file is empty: a spec needs at least version and customer "
+                "(extensions and auto_attendants may be left out)",
+                path,
+            )
         )
         return result
     if not isinstance(loaded.data, dict):

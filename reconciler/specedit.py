@@ -21,7 +21,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import ReconcilerError
-from reconciler.yamlload import STR, compose, plain_tag
+from reconciler.yamlload import STR, compose, newline_of, plain_tag
 
 # Entry keys in the order `export` and `fmt` write them: a key added to an entry goes after
 # the last key that comes before it in this order.
@@ -76,7 +76,7 @@ class SpecEditor:
     """Collects edits of one spec's text; :meth:`result` applies them all at once."""
 
     def __init__(self, text: str) -> None:
-        self.newline = "\r\n" if "\r\n" in text else "\n"
+        self.newline = newline_of(text)
         # Lines are inserted after line breaks: a last line without one is given one while
         # editing, and the result ends without one again.
         self._unterminated = bool(text) and not text.endswith("\n")

@@ -52,18 +52,32 @@ def to_block(parent: Any, key: Any) -> None:
         return
     value.fa.set_block_style()
     if not isinstance(parent, CommentedSeq) or not len(value):
-        return  # a mapping key keeps its end-of-line comment on the "key:" line, where it reads well
+        # A mapping key keeps its end-of-line comment on the "key:" line, where it reads well,
+        # but no longer at the column where the flow value used to end.
+        entry = parent.ca.items.get(key) if isinstance(parent, CommentedMap) else None
+        if entry and entry[2] is not None:
+            _close_up(entry[2])
+        return
     entry = parent.ca.items.get(key)
     token = entry[0] if entry else None
     if token is None:
         return
     entry[0] = None
+    _close_up(token)
     holder, name, slot = _tail_slot(parent, key)
     last = holder.ca.items.setdefault(name, [None, None, None, None])
     if last[slot] is None:
         last[slot] = token
     else:
         last[slot].value += token.value
+
+
+def _close_up(token: CommentToken) -> None:
+    """Print an end-of-line comment two spaces after the value, not at the column where it was
+    written: the line it ends is shorter now than the flow collection it followed."""
+    if token.value.startswith("#"):
+        token.value = " " + token.value  # ruamel puts one space before it, this is the second
+    token.start_mark = CommentMark(0)
 
 
 def _tail_slot(container: Any, key: Any) -> tuple[Any, Any, int]:

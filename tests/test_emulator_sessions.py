@@ -1,5 +1,6 @@
 """Sessions as servers run them: access and refresh tokens, lockout after failed logins, the
-operating mode of a read-only site, and an emulator that listens on loopback only."""
+operating mode of a read-only site, and an emulator that listens on loopback only. These state
+the second contract's (v2) shapes; tests/test_emulator_v3.py states the realistic defaults."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.emulator import EmulatorServer, NotLoopback, run_emulator
-from reconciler.emulator.testing import run_cli, state_from_yaml
+from reconciler.emulator.testing import state_from_yaml
 from reconciler.statefile import BillingState
+from tests.cli_capture import run_cli
 from tests.emulator_support import LOGIN, PASSWORD, STATE, account, call, fault, login, post
 
 DEMO_STATE = Path(__file__).resolve().parent.parent / "specs" / "demo-billing-state.yaml"
@@ -26,7 +28,7 @@ def state(tmp_path: Path) -> BillingState:
 
 @pytest.fixture
 def server(state: BillingState) -> Iterator[EmulatorServer]:
-    with EmulatorServer(state, login=LOGIN, password=PASSWORD) as running:
+    with EmulatorServer(state, login=LOGIN, password=PASSWORD, wire="v2") as running:
         yield running
 
 
@@ -73,14 +75,14 @@ def test_expired_access_tokens_are_refused_while_refresh_tokens_still_renew(
 
 
 def test_tokens_expire_after_their_seconds_or_their_calls(state: BillingState) -> None:
-    with EmulatorServer(state, login=LOGIN, password=PASSWORD, token_ttl_seconds=0.3) as server:
+    with EmulatorServer(state, login=LOGIN, password=PASSWORD, token_ttl_seconds=0.3, wire="v2") as server:
         token = login(server)
         assert call(server, token, "Product/get_product_list", {})
         time.sleep(0.4)
         assert fault(server, token, "Product/get_product_list", {})["faultcode"] == (
             "Server.Session.check_auth_failed"
         )
-    with EmulatorServer(state, login=LOGIN, password=PASSWORD, token_ttl_calls=2) as server:
+    with EmulatorServer(state, login=LOGIN, password=PASSWORD, token_ttl_calls=2, wire="v2") as server:
         token = login(server)
         call(server, token, "Product/get_product_list", {})
         call(server, token, "Product/get_product_list", {})
@@ -137,7 +139,7 @@ def test_a_normal_server_says_so(server: EmulatorServer) -> None:
 def test_a_read_only_site_answers_reads_and_refuses_every_write(
     state: BillingState, read_only: object, mode: str, faultcode: str
 ) -> None:
-    with EmulatorServer(state, login=LOGIN, password=PASSWORD, read_only=read_only) as server:  # type: ignore[arg-type]
+    with EmulatorServer(state, login=LOGIN, password=PASSWORD, read_only=read_only, wire="v2") as server:  # type: ignore[arg-type]
         token = login(server)
         assert call(server, token, "Generic/get_session_data", {})["operating_mode"] == mode
         i_account = account(server, token, "ph46170x100")["i_account"]
@@ -178,7 +180,7 @@ def test_every_loopback_address_is_accepted(host: str, state: BillingState) -> N
     if host == "::1" and not socket.has_ipv6:
         pytest.skip("no IPv6 here")
     try:
-        server = EmulatorServer(state, host=host, login=LOGIN, password=PASSWORD).start()
+        server = EmulatorServer(state, host=host, login=LOGIN, password=PASSWORD, wire="v2").start()
     except OSError as exc:  # an address family the machine lacks, not a refusal
         pytest.skip(f"cannot listen on {host}: {exc}")
     try:
@@ -200,7 +202,8 @@ def test_the_emulator_command_serves_read_only_without_the_legacy_field() -> Non
     thread = threading.Thread(
         target=run_emulator,
         kwargs={"state_file": str(DEMO_STATE), "port": 0, "announce": lines.append, "env": {},
-                "stop_after": 1.0, "read_only": True, "legacy_blocking_field": False},
+                "stop_after": 1.0, "read_only": True, "legacy_blocking_field": False,
+                "wire": "v2"},
     )  # fmt: skip
     thread.start()
     try:

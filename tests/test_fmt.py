@@ -30,7 +30,7 @@ prune: false
 CANONICAL = """\
 # Acme's extensions. Ask reception before adding one.
 version: 1
-customer:                         # billing customer 100
+customer:  # billing customer 100
   id: 100
   name: Acme
 prune: false

@@ -506,7 +506,7 @@ def test_an_integral_float_auto_attendant_number_is_a_schema_error(fresh_db) -> 
     plan = _run(db, "plan", str(spec), "--format", "json")
     assert plan.code == 1
     assert [(p["code"], p["message"], p["line"], p["column"]) for p in all_problems(plan.json)] == [
-        ("schema", "auto_attendants[0].number: 1.0 is not a whole number", 4, 14)]
+        ("schema", "1st auto attendant, number: 1.0 is not a whole number", 4, 14)]
 
 
 def test_a_product_twice_in_an_agreement_is_a_clear_error(fresh_db) -> None:  # type: ignore[no-untyped-def]

@@ -100,7 +100,7 @@ def test_a_yaml_boolean_or_number_where_text_is_wanted_says_how_it_was_read(
         tmp_path, _spec(f"extensions:\n  - extension: '1'\n    name: {value}\n    product: Cloud PBX service\n")
     )
     result = run_cli("validate", "--offline", str(path))
-    assert f"{path}:7:11: extensions[0].name: {value} is read by YAML as" in result.out
+    assert f"{path}:7:11: 1st extension, name: {value} is read by YAML as" in result.out
     assert shown in result.out
 
 
@@ -111,7 +111,7 @@ def test_a_scalar_where_a_list_is_wanted_shows_the_list_form(tmp_path: Path) -> 
               "    addons: Call recording\n"),
     )
     result = run_cli("validate", "--offline", str(path))
-    assert "extensions[0].addons: a list is wanted, not one value; write addons: [Call recording]" in result.out
+    assert "1st extension, addons: a list is wanted, not one value; write addons: [Call recording]" in result.out
 
 
 def test_a_repeated_key_names_the_line_of_the_first(tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_a_did_or_add_on_listed_twice_in_one_list_is_an_error(backend: str, tmp_
     assert result.code == 1
     problems = [(p["code"], p["line"], p["message"]) for p in all_problems(result.json)]
     assert problems == [
-        ("schema", 9, "extensions[0].addons: 'Call recording' is listed twice (first at line 9); say it once"),
+        ("schema", 9, "1st extension, addons: 'Call recording' is listed twice (first at line 9); say it once"),
         ("did_duplicate", 10, "DID 15550000001 is listed twice for this extension (first at line 10); say it once"),
     ]
     # A spec with errors is never planned for apply: no changes come out of it.

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from reconciler.backends.portabilling import PortaBillingBackend
+from reconciler.backends.portabilling.backend import PortaBillingBackend
 from reconciler.emulator import EmulatorServer, FaultConfig
 from reconciler.errors import BackendError, LockTimeout, UsageError
 from reconciler.model import OPEN, Account, Customer, Product, change
-from reconciler.pbclient import (
+from reconciler.backends.portabilling.client import (
     ClientSettings,
     Credentials,
     OutcomeUnknown,

@@ -18,9 +18,10 @@ import pytest
 from reconciler.backends.sqlite import SqliteBackend
 from reconciler.emulator import EmulatorServer, FaultConfig
 from reconciler.emulator.faults import AFTER, BEFORE, KINDS
-from reconciler.emulator.testing import CliResult, run_cli, state_from_yaml, write_spec
+from reconciler.emulator.testing import state_from_yaml, write_spec
 from reconciler.model import OP_ORDER
 from reconciler.statefile import BillingState
+from tests.cli_capture import CliResult, run_cli
 
 MAX_RUNS = 30
 

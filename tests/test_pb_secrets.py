@@ -16,8 +16,8 @@ import pytest
 
 from reconciler.emulator import EmulatorServer, FaultConfig
 from reconciler.emulator.store import Fault
-from reconciler.emulator.testing import CliResult, run_cli
 from reconciler.statefile import BillingState, load_state_file
+from tests.cli_capture import CliResult, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_STATE = REPO / "specs" / "demo-billing-state.yaml"
@@ -186,7 +186,7 @@ def test_a_crash_log_holds_no_credentials(
     by_password: EmulatorServer, specs: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A bug nobody planned for, raised while the credentials are in use.
-    from reconciler.backends import portabilling
+    from reconciler.backends.portabilling import backend as portabilling
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("a bug")

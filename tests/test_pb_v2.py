@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from reconciler.backends.pb_config import blocking_roles_from_env
-from reconciler.backends.pb_session import TokenSession
-from reconciler.backends.portabilling import PortaBillingBackend
+from reconciler.backends.portabilling.config import blocking_roles_from_env
+from reconciler.backends.portabilling.session import TokenSession
+from reconciler.backends.portabilling.backend import PortaBillingBackend
 from reconciler.errors import UsageError
 from reconciler.model import change
-from reconciler.pbclient import (
+from reconciler.backends.portabilling.client import (
     BillingReadOnly,
     ClientSettings,
     Credentials,
@@ -339,7 +339,7 @@ def test_an_add_on_past_its_end_date_is_not_assigned_and_is_added_again(
 
 
 def test_blocking_permission_comes_from_the_role_then_the_first_version_field() -> None:
-    from reconciler.backends.pb_fields import customer_may_block
+    from reconciler.backends.portabilling.fields import customer_may_block
 
     roles = blocking_roles_from_env({"PORTABILLING_BLOCKING_ROLES": "2, 7"})
     assert roles == frozenset({2, 7})

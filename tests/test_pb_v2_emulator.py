@@ -115,7 +115,7 @@ def test_blocking_permission_follows_the_role_setting_when_the_first_version_fie
 def test_alias_rows_listed_by_the_server_are_never_accounts(
     state: BillingState, specs: str
 ) -> None:
-    from reconciler.backends.portabilling import PortaBillingBackend
+    from reconciler.backends.portabilling.backend import PortaBillingBackend
 
     with EmulatorServer(state, login="api", password="pw") as server:
         assert cli(server, "apply", specs, "--auto-approve").code == 0
@@ -153,7 +153,7 @@ def test_applied_changes_are_audited_one_by_one_including_a_create(
 def test_api_calls_per_customer_for_planning_with_a_page_cap_of_100(
     extensions: int, calls: int
 ) -> None:
-    from reconciler.backends.portabilling import PortaBillingBackend
+    from reconciler.backends.portabilling.backend import PortaBillingBackend
     from tests.test_pb_client import pbx_state
 
     with EmulatorServer(pbx_state(extensions), login="api", password="pw", page_cap=100) as server:

@@ -674,8 +674,10 @@ def test_product_problems_point_at_the_value_and_say_what_is_allowed(tmp_path: P
         ("product_not_in_agreement", 10, column(tmp_path, 10, "Fax to email")),
     ]
     assert [(p.code, p.message, p.line) for p in plan.errors] == [
-        ("unknown_product", "no product named 'Cloud PBX servce'; did you mean 'Cloud PBX service'?", 5),
-        ("unknown_product", "no product named 'Xylophone'", 6),
+        ("unknown_product", "no product named 'Cloud PBX servce'; did you mean 'Cloud PBX service'? "
+                            "(other main products in billing: Hotdesk, Auto attendant)", 5),
+        ("unknown_product", "no product named 'Xylophone' "
+                            "(main products in billing: Hotdesk, Cloud PBX service, Auto attendant)", 6),
         ("wrong_product_type", "'Call recording' is an add-on product; `product` needs a main product", 7),
         ("wrong_product_type", "'Hotdesk' is a main product; `addons` takes add-on products only", 8),
         ("product_not_in_agreement",
@@ -690,8 +692,10 @@ def test_a_suggestion_needs_a_name_at_least_half_alike(tmp_path: Path) -> None:
                     "{extension: '2', name: B, product: Cloud}"])
     plan = plan_text(tmp_path, text, state_of())
     assert [p.message for p in plan.errors] == [
-        "no product named 'Cloud P'; did you mean 'Cloud PBX service'?",  # 58% alike
-        "no product named 'Cloud'",  # 45% alike: no suggestion
+        "no product named 'Cloud P'; did you mean 'Cloud PBX service'? "  # 58% alike
+        "(other main products in billing: Hotdesk, Auto attendant)",
+        "no product named 'Cloud' "  # 45% alike: no suggestion, the closest first
+        "(main products in billing: Cloud PBX service, Hotdesk, Auto attendant)",
     ]
 
 

@@ -41,21 +41,21 @@ def test_did_normalisation_is_a_located_warning(tmp_path: Path) -> None:
 def test_short_did_is_a_schema_error_with_its_path(tmp_path: Path) -> None:
     loaded = _load(tmp_path, "extensions:\n  - extension: '1'\n    name: J\n    product: P\n    dids: ['+1 209']\n")
     assert [(e.code, e.line) for e in loaded.errors] == [("schema", 7)]
-    assert "extensions[0].dids[0]" in loaded.errors[0].message and "7-15 digits" in loaded.errors[0].message
+    assert "1st extension, 1st DID" in loaded.errors[0].message and "7-15 digits" in loaded.errors[0].message
 
 
 def test_unknown_key_points_at_the_key_and_lists_the_allowed_ones(tmp_path: Path) -> None:
     loaded = _load(tmp_path, "extensions:\n  - extension: '1'\n    name: J\n    product: P\n    colour: red\n")
     error = loaded.errors[0]
     assert (error.code, error.line, error.column) == ("schema", 7, 5)
-    assert "extensions[0].colour: unknown key 'colour'" in error.message
+    assert "1st extension, colour: unknown key 'colour'" in error.message
     assert "allowed: addons, blocked, dids, extension, name, product" in error.message
 
 
 def test_missing_required_field_names_the_path(tmp_path: Path) -> None:
     loaded = _load(tmp_path, "extensions:\n  - extension: '1'\n    name: J\n")
     assert loaded.errors[0].code == "schema"
-    assert "extensions[0]: the required key 'product' is missing" in loaded.errors[0].message
+    assert "1st extension: the required key 'product' is missing" in loaded.errors[0].message
     assert loaded.errors[0].line == 4
 
 

@@ -117,7 +117,8 @@ def test_a_link_in_the_working_folder_is_judged_against_the_working_folder(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "the file is empty: a spec needs version, customer and extensions"),
+        ("", "the file is empty: a spec needs at least version and customer "
+              "(extensions and auto_attendants may be left out)"),
         ("- a\n- b\n", "a spec must be a mapping (version, customer, ...), not a list"),
         ("just text\n", "a spec must be a mapping (version, customer, ...), not text"),
         ("42\n", "a spec must be a mapping (version, customer, ...), not a number"),
@@ -155,11 +156,11 @@ def test_schema_problems_are_sorted_by_line_and_column_with_breadcrumbs_and_poin
                   "  - {extension: '12a', name: B, product: P, colour: red}\n"
                   "bogus: 1\n")
     assert problems(loaded) == [
-        ("schema", "extensions[0].dids[1]: 'abc' is not a DID (digits, e.g. 12094555948)", 4,
+        ("schema", "1st extension, 2nd DID: 'abc' is not a DID (digits, e.g. 12094555948)", 4,
          col(tmp_path, 4, "'abc'")),
-        ("schema", "extensions[1].extension: '12a' is not an extension (1-15 digits)", 5,
+        ("schema", "2nd extension, extension: '12a' is not an extension (1-15 digits)", 5,
          col(tmp_path, 5, "'12a'")),
-        ("schema", ("extensions[1].colour: unknown key 'colour' (allowed: addons, blocked, dids, "
+        ("schema", ("2nd extension, colour: unknown key 'colour' (allowed: addons, blocked, dids, "
                    "extension, name, product)"), 5, col(tmp_path, 5, "colour")),
         ("schema", ("bogus: unknown key 'bogus' (allowed: auto_attendants, customer, extensions, "
                    "prune, version)"), 6, 1),
@@ -179,13 +180,13 @@ def test_an_auto_attendant_number_that_is_not_whole_is_not_told_to_be_quoted(
 ) -> None:
     # A number may be quoted ("1"), but quoting 1.0 or true would make it no whole number either.
     loaded = load(tmp_path, HEAD + f"auto_attendants:\n  - {{number: {written}, name: M, product: P}}\n")
-    assert problems(loaded) == [("schema", f"auto_attendants[0].number: {message}", 4, 14)]
+    assert problems(loaded) == [("schema", f"1st auto attendant, number: {message}", 4, 14)]
 
 
 def test_a_misspelt_key_gets_did_you_mean_and_no_second_missing_key_problem(tmp_path: Path) -> None:
     loaded = load(tmp_path, HEAD + "extensions:\n  - {extention: '1', name: A, product: P}\n")
     assert problems(loaded) == [
-        ("schema", "extensions[0].extention: unknown key 'extention'; did you mean 'extension'?", 4,
+        ("schema", "1st extension, extention: unknown key 'extention'; did you mean 'extension'?", 4,
          col(tmp_path, 4, "extention"))]
 
 
@@ -202,7 +203,7 @@ def test_an_extension_with_a_trailing_newline_is_not_an_extension(tmp_path: Path
     loaded = load(tmp_path, HEAD + 'extensions:\n  - {extension: "7\\n", name: A, product: P}\n'
                   '  - {extension: "8", name: B, product: P}\n')
     assert problems(loaded) == [
-        ("schema", "extensions[0].extension: '7\\n' is not an extension (1-15 digits)", 4,
+        ("schema", "1st extension, extension: '7\\n' is not an extension (1-15 digits)", 4,
          col(tmp_path, 4, '"7'))]
 
 
@@ -242,7 +243,7 @@ def test_a_did_or_add_on_twice_in_one_list_is_an_error_naming_the_first(tmp_path
                   "  - {extension: '1', name: A, product: P, addons: [R, S, R],\n"
                   "     dids: ['12094555948', '+1 209-455-5948']}\n")
     assert problems(loaded) == [
-        ("schema", "extensions[0].addons: 'R' is listed twice (first at line 4); say it once", 4,
+        ("schema", "1st extension, addons: 'R' is listed twice (first at line 4); say it once", 4,
          col(tmp_path, 4, "R]")),
         ("did_duplicate", ("DID 12094555948 is listed twice for this extension (first at line 5); "
                            "say it once"), 5, col(tmp_path, 5, "'+1")),
@@ -255,7 +256,7 @@ def test_dids_are_normalised_with_a_warning_and_refused_when_not_7_to_15_digits(
                   "  - {extension: '1', name: A, product: P, dids: ['+1 (209) 455-5948', '123456',"
                   " 12094555949]}\n")
     assert problems(loaded) == [(
-        "schema", "extensions[0].dids[1]: '123456' is not a DID: it must be 7-15 digits (E.164 without +)",
+        "schema", "1st extension, 2nd DID: '123456' is not a DID: it must be 7-15 digits (E.164 without +)",
         4, col(tmp_path, 4, "'123456'"))]
     assert [(p.code, p.message) for p in loaded.warnings] == [
         ("did_normalised",

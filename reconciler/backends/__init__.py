@@ -25,7 +25,7 @@ def open_backend(url: str, settings: BackendSettings | None = None, *, create: b
     if url.startswith(("portabilling+https://", "portabilling+http://")):
         if create:
             raise UsageError("`state load` works on the embedded sqlite backend only")
-        from reconciler.backends.portabilling import PortaBillingBackend
+        from reconciler.backends.portabilling.backend import PortaBillingBackend
 
         return PortaBillingBackend(url, parallelism=settings.parallelism, lock_timeout=settings.lock_timeout)
     raise UsageError(

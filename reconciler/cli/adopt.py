@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -16,7 +15,7 @@ from reconciler.cli.common import (
     pass_context,
     paths_argument,
     selection_options,
-    write_atomically,
+    rewrite_spec,
 )
 from reconciler.errors import UsageError
 from reconciler.selection import Selection
@@ -39,9 +38,7 @@ def adopt(obj: Context, paths: tuple[str, ...], fmt: str, selection: Selection) 
         if result.new_text is None:
             continue
         try:
-            mode = os.stat(result.file).st_mode & 0o7777
-            write_atomically(result.file, ("\ufeff" if result.bom else "") + result.new_text)
-            os.chmod(result.file, mode)
+            rewrite_spec(result.file, result.new_text, bom=result.bom)
         except OSError as exc:
             raise UsageError(f"{result.file}: cannot write the spec ({exc.strerror})") from exc
     data = [r.to_dict() for r in results]

@@ -62,6 +62,14 @@ def write_atomically(path: str, content: str | Callable[[Any], None]) -> None:
                 os.unlink(temp)
 
 
+def rewrite_spec(path: str, text: str, *, bom: bool) -> None:
+    """Replace a spec file in place (fmt, adopt): whole or not at all, keeping its permissions and
+    its byte order mark (``text`` keeps the file's line breaks itself)."""
+    mode = os.stat(path).st_mode & 0o7777
+    write_atomically(path, ("\ufeff" if bom else "") + text)
+    os.chmod(path, mode)
+
+
 def _why_not_a_folder(folder: str) -> str:
     """Why ``folder`` cannot take a file: the first part of it that is missing or not a folder."""
     parts: list[str] = []

@@ -27,11 +27,14 @@ def doctor(obj: Context, paths: tuple[str, ...], customer_id: int | None, fmt: s
     """Check a PortaBilling server read-only: login, operating mode, products, and one customer's
     reads and fields. Never writes. Exit 0 when nothing fails."""
     from reconciler.doctor import run_doctor
+    from reconciler.spec import discover, load_spec
+
+    # A mistyped path is a usage error before anything is checked, as for every other command:
+    # doctor must not quietly check some other customer instead.
+    files = discover(list(paths)) if paths else []
 
     def spec_customer() -> int | None:
-        from reconciler.spec import discover, load_spec
-
-        for path in discover(list(paths)) if paths else []:
+        for path in files:
             found = load_spec(path).customer_id
             if found is not None:
                 return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from reconciler.cli.common import err
@@ -34,10 +36,41 @@ from reconciler.cli.common import err
               help="Leave the first contract's extension_blocking out of customer_info (i_role only).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="SQLite file behind the emulator (default: a temporary one).")
+@click.option("--wire", type=click.Choice(["v2", "v3"]), default=None,
+              help="Wire contract to speak (default v3, the realistic one); the options below "
+                   "change one behaviour of it.")
+@click.option("--blocked-by/--no-blocked-by", "blocked_by", default=None,
+              help="Show who blocked an account in answers (v2) or never (v3).")
+@click.option("--tokens", type=click.Choice(["expires_at", "expires_in", "both", "jwt"]),
+              default=None, help="How login and refresh answers tell the token's lifetime.")
+@click.option("--refresh-without-token", is_flag=True, default=None,
+              help="Refresh answers carry no refresh_token; the old one stays valid.")
+@click.option("--auth-faults", type=click.Choice(["v2", "v3"]), default=None,
+              help="Fault codes for refused tokens: one v2 code, or the four real ones.")
+@click.option("--read-only-faults", type=click.Choice(["bare", "namespaced"]), default=None,
+              help="Read-only faults as standalone_mode (bare) or Server.Generic.standalone_mode.")
+@click.option("--agreement-shape", default=None,
+              type=click.Choice(["agreement_info", "customer_agreement_info",
+                                 "agreement_condition_list", "unknown"]),
+              help="What wraps agreement_condition_list in the agreement answer.")
+@click.option("--account-id-format", default=None, metavar="TEMPLATE",
+              help="Account ID of a generated extension account, with {i_customer} and {id} "
+                   "(default ph{i_customer}x{id}).")
+@click.option("--new-account-status", type=click.Choice(["O", "I"]), default=None,
+              help="bill_status of a new account (I: inactive until first used).")
+@click.option("--add-alias-answer", type=click.Choice(["i_account", "empty"]), default=None,
+              help="What Account/add_alias answers.")
+@click.option("--release-dids", is_flag=True, default=None,
+              help="delete_alias / terminate_account release the DID from the customer's pool "
+                   "unless release_assigned_did: 0 is sent.")
+@click.option("--time-zone", default=None, metavar="ZONE",
+              help="The server's time zone (IANA name; default UTC): add-on dates, expires_at.")
+@click.option("--session-time-zone/--no-session-time-zone", "session_time_zone", default=None,
+              help="Whether Generic/get_session_data reports the time zone (time_zone_name).")
 def emulator(state_file: str, host: str, port: int, latency_ms: float, fault_rate: float, seed: int,
              fault_kinds: str, fault_scope: str, page_cap: int, token_ttl_calls: int | None,
              token_ttl_seconds: float | None, read_only: bool, no_extension_blocking: bool,
-             db_path: str | None) -> None:
+             db_path: str | None, **wire: Any) -> None:
     """Serve a PortaBilling-compatible JSON API for local development and tests."""
     from reconciler.emulator import run_emulator
 
@@ -45,4 +78,4 @@ def emulator(state_file: str, host: str, port: int, latency_ms: float, fault_rat
                  fault_rate=fault_rate, seed=seed, announce=err, fault_kinds=fault_kinds,
                  fault_scope=fault_scope, page_cap=page_cap, token_ttl_calls=token_ttl_calls,
                  token_ttl_seconds=token_ttl_seconds, read_only=read_only or None,
-                 legacy_blocking_field=not no_extension_blocking, db_path=db_path)
+                 legacy_blocking_field=not no_extension_blocking, db_path=db_path, **wire)

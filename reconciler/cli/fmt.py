@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, err, paths_argument, write_atomically
+from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, err, paths_argument, rewrite_spec
 
 
 @click.command("fmt")
@@ -38,9 +37,7 @@ def fmt(paths: tuple[str, ...], check: bool) -> None:
             click.echo(f"would reformat {path}")
             continue
         assert result.text is not None
-        mode = os.stat(path).st_mode & 0o777
-        write_atomically(path, result.text)
-        os.chmod(path, mode)
+        rewrite_spec(path, result.text, bom=result.bom)
         click.echo(f"reformatted {path}")
     verb = "would be reformatted" if check else "reformatted"
     summary = f"{len(files)} spec file(s): {len(changed)} {verb}"

@@ -2,7 +2,7 @@
 
 The field names here are the emulator's own declaration of the wire contract (see
 docs/emulator.md), deliberately not shared with the client's
-``pb_fields`` module: a misspelt name on either side then fails a test instead of being mirrored.
+``fields`` module: a misspelt name on either side then fails a test instead of being mirrored.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def account_infos(
         if row[9] is not None:
             infos.append(alias_info(row))
             continue
-        info = real_account_info(row, addons.get(row[0], ()))
+        info = real_account_info(row, addons.get(row[0], ()), store.profile.blocked_by)
         if with_aliases:
             info["alias_list"] = [
                 {"i_account": i_alias, "id": did} for i_alias, did in aliases.get(row[0], ())
@@ -52,7 +52,7 @@ def account_infos(
     return infos
 
 
-def real_account_info(row: tuple[Any, ...], addons: Any) -> dict[str, Any]:
+def real_account_info(row: tuple[Any, ...], addons: Any, show_blocked_by: bool) -> dict[str, Any]:
     (i_account, account_id, i_customer, i_product, billing_model, firstname, blocked, blocked_by,
      bill_status, _master, ext_id, ext_name) = row  # fmt: skip
     info: dict[str, Any] = {
@@ -71,9 +71,9 @@ def real_account_info(row: tuple[Any, ...], addons: Any) -> dict[str, Any]:
         "extension_id": ext_id,
         "extension_name": ext_name,
     }
-    # Who blocked is shown only when the server knows it: a block sent without blocked_by (or
-    # one an administrator made) has none, and a client must then read it as the administrator's.
-    if blocked == "Y" and blocked_by:
+    # Who blocked is shown only by a v2 server, and only when it knows: a block sent without
+    # blocked_by (or one an administrator made) has none. Real (v3) servers never show it.
+    if show_blocked_by and blocked == "Y" and blocked_by:
         info["blocked_by"] = blocked_by
     return info
 

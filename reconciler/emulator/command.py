@@ -9,6 +9,7 @@ from typing import Any
 
 from reconciler.emulator.faults import KINDS, FaultConfig
 from reconciler.emulator.loopback import require_loopback
+from reconciler.emulator.profile import VARIANTS, WireProfile, wire_profile
 from reconciler.emulator.server import EmulatorServer
 from reconciler.emulator.sessions import DEFAULT_TTL_SECONDS
 from reconciler.errors import UsageError
@@ -47,7 +48,9 @@ def run_emulator(
     environment when set, else login ``emulator`` with password ``emulator``. Options the command
     line lacks (page_cap, token_ttl_calls, token_ttl_seconds, fault_scope, fault_kinds,
     timeout_s, db_path) come as keywords or RECONCILER_EMULATOR_* variables; so do
-    ``read_only`` and ``legacy_blocking_field``. ``host`` must be a loopback address.
+    ``read_only`` and ``legacy_blocking_field``. ``wire`` ("v2" or "v3") and the wire variants
+    (profile.VARIANTS: blocked_by, tokens, …) choose how answers look; None keeps the profile's.
+    ``host`` must be a loopback address.
     """
     from reconciler.statefile import load_state_file
 
@@ -75,6 +78,12 @@ def run_emulator(
         )
     except ValueError as exc:
         raise UsageError(f"emulator faults: {exc}") from None
+    try:
+        profile = wire_profile(
+            settings.get("wire"), **{k: settings.get(k) for k in VARIANTS if k in settings}
+        )
+    except ValueError as exc:
+        raise UsageError(f"emulator: {exc}") from None
     server = EmulatorServer(
         state,
         db_path=settings.get("db_path"),
@@ -90,6 +99,7 @@ def run_emulator(
         token=token,
         read_only=settings.get("read_only"),
         legacy_blocking_field=settings.get("legacy_blocking_field", True),
+        wire=profile,
     )
     try:
         server.start()
@@ -132,11 +142,24 @@ def _announce(
             f"seed {faults.seed}); a timeout holds the answer {faults.timeout_s:g} s, so set "
             "PORTABILLING_READ_TIMEOUT below that"
         )
-    if server.mode.faultcode is not None:
-        announce(f"  operating mode {server.mode.name}: every write answers {server.mode.faultcode}")
+    faultcode = server.mode.faultcode(server.profile.read_only_faults)
+    if faultcode is not None:
+        announce(f"  operating mode {server.mode.name}: every write answers {faultcode}")
+    announce(f"  wire: {describe_profile(server.profile)}")
     if not server.store.legacy_blocking_field:
         announce("  customer_info carries i_role only (no extension_blocking)")
     announce("  Ctrl-C stops it")
+
+
+def describe_profile(profile: WireProfile) -> str:
+    """The profile's name and what differs from it, in option words (one line)."""
+    base = wire_profile(profile.name)
+    changed = [
+        f"{name}={getattr(profile, name)}"
+        for name in VARIANTS
+        if getattr(profile, name) != getattr(base, name)
+    ]
+    return profile.name + (f" with {', '.join(changed)}" if changed else "")
 
 
 def _env_settings(env: Mapping[str, str]) -> dict[str, Any]:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 from typing import Any
+
+from reconciler.emulator.profile import V3, WireProfile
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS products (
@@ -68,15 +71,17 @@ TABLES = ("extensions", "addons", "accounts", "numbers", "agreement", "customers
 ROLE_MAY_BLOCK = 2
 ROLE_MAY_NOT_BLOCK = 3
 
-OPEN, CLOSED = "O", "C"
+OPEN, INACTIVE, CLOSED = "O", "I", "C"
 
 # An add-on row is assigned while it has no end date or its end date is still ahead. Dates are
-# "YYYY-MM-DD HH:MM:SS" (UTC), which compare correctly as text.
+# "YYYY-MM-DD HH:MM:SS" in the server's time zone, which compare correctly as text (except in
+# the hour a daylight-saving change repeats, as on a real server that keeps local times).
 ACTIVE_ADDON = "(x.addon_effective_to IS NULL OR x.addon_effective_to > ?)"
 
 
-def now_stamp(offset_s: float = 0.0) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + offset_s))
+def now_stamp(zone: tzinfo, offset_s: float = 0.0) -> str:
+    """Now (plus ``offset_s``) as billing writes dates: local time of the server's zone."""
+    return datetime.fromtimestamp(time.time() + offset_s, zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class Fault(Exception):
@@ -95,11 +100,17 @@ class Database:
     """The connection and the lookups shared by the API methods (reads.py, writes.py).
 
     ``page_cap`` is the most items one page of any list holds. ``legacy_blocking_field`` keeps the
-    first wire contract's ``customer_info.extension_blocking`` next to ``i_role``.
+    first wire contract's ``customer_info.extension_blocking`` next to ``i_role``. ``profile``
+    says how answers look where servers differ (profile.py).
     """
 
     def __init__(
-        self, path: str = ":memory:", *, page_cap: int = 100, legacy_blocking_field: bool = True
+        self,
+        path: str = ":memory:",
+        *,
+        page_cap: int = 100,
+        legacy_blocking_field: bool = True,
+        profile: WireProfile = V3,
     ) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
@@ -111,6 +122,10 @@ class Database:
         self.db.executescript(_DDL)
         self.page_cap = page_cap
         self.legacy_blocking_field = legacy_blocking_field
+        self.profile = profile
+
+    def now(self, offset_s: float = 0.0) -> str:
+        return now_stamp(self.profile.zone, offset_s)
 
     def close(self) -> None:
         self.db.close()
@@ -127,7 +142,8 @@ class Database:
         return row[0], row[1], row[2]
 
     def account(self, i_account: int, *, allow_closed: bool = False) -> tuple[int, int, Any]:
-        """(i_account, i_customer, i_product) of a real (non-alias) account."""
+        """(i_account, i_customer, i_product) of a real (non-alias) account; a terminated one
+        is a fault unless ``allow_closed`` (an inactive one, never used yet, is not)."""
         row = self.db.execute(
             "SELECT i_account, i_customer, i_product, bill_status FROM accounts "
             "WHERE i_account = ? AND i_master_account IS NULL",
@@ -135,7 +151,7 @@ class Database:
         ).fetchone()
         if row is None:
             raise Fault("Server.Account.not_found", f"account {i_account} not found")
-        if row[3] != OPEN and not allow_closed:
+        if row[3] == CLOSED and not allow_closed:
             raise Fault("Server.Account.account_terminated", f"account {i_account} is terminated")
         return row[0], row[1], row[2]
 
@@ -169,12 +185,13 @@ class Database:
             )
 
     def in_use(self, i_customer: int, i_product: int) -> int:
-        """Open accounts of the customer that hold the product as main product or live add-on."""
+        """Live (open or inactive) accounts of the customer that hold the product as main
+        product or live add-on."""
         row = self.db.execute(
-            "SELECT COUNT(*) FROM accounts a WHERE a.i_customer = ? AND a.bill_status = 'O' "
+            "SELECT COUNT(*) FROM accounts a WHERE a.i_customer = ? AND a.bill_status != 'C' "
             "AND a.i_master_account IS NULL AND (a.i_product = ? OR EXISTS (SELECT 1 FROM addons x "
             f"WHERE x.i_account = a.i_account AND x.i_product = ? AND {ACTIVE_ADDON}))",
-            (i_customer, i_product, i_product, now_stamp()),
+            (i_customer, i_product, i_product, self.now()),
         ).fetchone()
         return int(row[0])
 

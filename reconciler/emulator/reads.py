@@ -49,7 +49,11 @@ def get_customer_agreement_info(store: Database, params: dict[str, Any]) -> dict
             (i_customer,),
         )
     ]
-    return {"agreement_info": {"i_customer": i_customer, "agreement_condition_list": conditions}}
+    shape = store.profile.agreement_shape
+    if shape == "agreement_condition_list":
+        return {"agreement_condition_list": conditions}
+    wrapper = "agreement" if shape == "unknown" else shape
+    return {wrapper: {"i_customer": i_customer, "agreement_condition_list": conditions}}
 
 
 def get_number_list(store: Database, params: dict[str, Any]) -> dict[str, Any]:

@@ -122,8 +122,12 @@ SHAPES: dict[str, Schema] = {
         }
     ),
     "Account/add_alias": obj({"alias_info": obj({"i_master_account": ID, "id": ACCOUNT_ID})}),
-    "Account/delete_alias": obj({"alias_info": obj({"i_account": ID})}),
-    "Account/terminate_account": obj({"i_account": ID}),
+    # release_assigned_did sits next to alias_info, as public scripts send it (0 keeps the DID
+    # in the customer's pool; servers may release it when the flag is left out).
+    "Account/delete_alias": obj(
+        {"alias_info": obj({"i_account": ID})}, {"release_assigned_did": FLAG}
+    ),
+    "Account/terminate_account": obj({"i_account": ID}, {"release_assigned_did": FLAG}),
 }
 
 WRITE_METHODS = frozenset(

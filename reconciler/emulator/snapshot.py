@@ -16,7 +16,6 @@ from reconciler.emulator.db import (
     ROLE_MAY_NOT_BLOCK,
     TABLES,
     Database,
-    now_stamp,
 )
 from reconciler.model import OPEN as OPEN_STATUS
 from reconciler.model import TERMINATED, Account, Customer, Product, managed_key, managed_kind
@@ -53,7 +52,7 @@ def load_state(store: Database, state: BillingState) -> None:
                 "INSERT INTO numbers (number, i_customer) VALUES (?, ?)",
                 [(did, customer.id) for did in sorted(customer.dids)],
             )
-        start = now_stamp()
+        start = store.now()
         for account in sorted(state.accounts, key=lambda a: (a.customer, a.id)):
             _load_account(store, account, ids, start)
         db.execute("COMMIT")
@@ -123,7 +122,7 @@ def dump_state(store: Database) -> BillingState:
         customers.append(
             Customer(i_customer, name, i_role == ROLE_MAY_BLOCK, tuple(agreement), pool)
         )
-    now = now_stamp()
+    now = store.now()
     addons = _by_account(
         db.execute(
             f"SELECT x.i_account, x.i_product FROM addons x WHERE {ACTIVE_ADDON}", (now,)
@@ -177,7 +176,7 @@ def expire_addon(store: Database, account_id: str, product_name: str) -> None:
         "UPDATE addons SET addon_effective_to = ? WHERE i_account = "
         "(SELECT i_account FROM accounts WHERE id = ? AND i_master_account IS NULL) "
         "AND i_product = (SELECT i_product FROM products WHERE name = ?)",
-        (now_stamp(-86400.0), account_id, product_name),
+        (store.now(-86400.0), account_id, product_name),
     ).rowcount
     if not found:
         raise KeyError(f"account {account_id} has no add-on {product_name!r}")
@@ -197,7 +196,7 @@ def invariant_problems(store: Database) -> list[str]:
         for did, master in db.execute(
             "SELECT a.id, a.i_master_account FROM accounts a "
             "LEFT JOIN accounts m ON m.i_account = a.i_master_account "
-            "WHERE a.i_master_account IS NOT NULL AND (m.i_account IS NULL OR m.bill_status != 'O')"
+            "WHERE a.i_master_account IS NOT NULL AND (m.i_account IS NULL OR m.bill_status = 'C')"
         )
     ]
     problems += [
@@ -211,12 +210,12 @@ def invariant_problems(store: Database) -> list[str]:
 
 
 def unlinked_extensions(store: Database) -> list[str]:
-    """Open extension accounts that no customer extension points to (a v1 apply stopped between
+    """Live extension accounts that no customer extension points to (a v1 apply stopped between
     add_account and add_customer_extension; the next apply links them)."""
     found = []
     for account_id, i_customer in store.db.execute(
         "SELECT a.id, a.i_customer FROM accounts a LEFT JOIN extensions e ON e.i_account = a.i_account "
-        "WHERE a.i_master_account IS NULL AND a.bill_status = 'O' AND e.i_c_ext IS NULL"
+        "WHERE a.i_master_account IS NULL AND a.bill_status != 'C' AND e.i_c_ext IS NULL"
     ):
         if managed_kind(account_id, i_customer) == "extension":
             found.append(account_id)

@@ -12,6 +12,7 @@ from typing import Any
 
 from reconciler.emulator import snapshot
 from reconciler.emulator.db import Database, Fault, Method
+from reconciler.emulator.profile import V3, WireProfile
 from reconciler.emulator.reads import READS, bind
 from reconciler.emulator.writes import WRITES
 from reconciler.statefile import BillingState
@@ -21,9 +22,16 @@ __all__ = ["Fault", "Store"]
 
 class Store(Database):
     def __init__(
-        self, path: str = ":memory:", *, page_cap: int = 100, legacy_blocking_field: bool = True
+        self,
+        path: str = ":memory:",
+        *,
+        page_cap: int = 100,
+        legacy_blocking_field: bool = True,
+        profile: WireProfile = V3,
     ) -> None:
-        super().__init__(path, page_cap=page_cap, legacy_blocking_field=legacy_blocking_field)
+        super().__init__(
+            path, page_cap=page_cap, legacy_blocking_field=legacy_blocking_field, profile=profile
+        )
         # Replaceable per method, so a test can make the server answer something odd.
         self.methods: dict[str, Method] = {**bind(self, READS), **bind(self, WRITES)}
 

@@ -2,9 +2,17 @@
 
 ``POST /rest/{Service}/{method}`` with ``{"params": {...}}``; the answer is JSON, a fault is HTTP
 500 ``{"faultcode", "faultstring"}``. Whatever a request holds, the handler answers it: a body
-that is not JSON or not ``{"params": {...}}`` is a client fault, and anything unexpected inside
-the emulator is a ``Server.Internal`` fault, never a dropped connection (only an injected
-failure drops one on purpose).
+that is not ``{"params": {...}}`` is a client fault, and anything unexpected inside the emulator
+is a ``Server.Internal`` fault, never a dropped connection (only an injected failure drops one on
+purpose).
+
+Only requests addressed to the emulator itself are answered: a ``Host`` header naming a loopback
+host and the emulator's port, and a JSON body (``Content-Type: application/json``, parseable).
+Anything else is a 4xx before the request reaches the emulator, so a web page that makes a
+browser post to it (a DNS-rebinding name, a form) changes nothing.
+
+This module knows the emulator only through ``Answering``: the server imports the wire, never
+the other way round.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from reconciler.emulator.db import Fault
 from reconciler.emulator.faults import (
@@ -28,19 +36,43 @@ from reconciler.emulator.faults import (
     UNAVAILABLE,
     Injection,
 )
+from reconciler.emulator.loopback import is_loopback
 
-if TYPE_CHECKING:
-    from reconciler.emulator.server import EmulatorServer
+
+class Answering(Protocol):
+    """What the HTTP side needs of the emulator behind it (server.py's EmulatorServer)."""
+
+    latency_ms: float
+
+    @property
+    def injected_timeout_s(self) -> float: ...
+
+    def count_call(self, method: str) -> None: ...
+
+    def decide(self, method: str) -> Injection | None: ...
+
+    def answer(
+        self, method: str, params: dict[str, Any], authorization: str | None
+    ) -> tuple[int, dict[str, Any]]: ...
+
+
+class NotJSON(Fault):
+    """A body that is no JSON document: refused as a bad request (400), not a server fault."""
+
+    def __init__(self, faultstring: str) -> None:
+        super().__init__("Client.Request.invalid_json", faultstring)
 
 
 def request_params(body: bytes) -> dict[str, Any]:
     """The call's params from a ``{"params": {...}}`` body (no params: ``{}``), or the fault."""
+    if not body.strip():
+        raise NotJSON('the body is empty: send {"params": {...}}')
     try:
-        document = json.loads(body or b"{}")
+        document = json.loads(body)
     except ValueError:
-        raise Fault("Client.Request.invalid_json", "the body is not JSON") from None
+        raise NotJSON("the body is not JSON") from None
     except RecursionError:
-        raise Fault("Client.Request.invalid_json", "the body nests deeper than is parsed") from None
+        raise NotJSON("the body nests deeper than is parsed") from None
     if not isinstance(document, dict):
         raise Fault("Client.Validation.invalid_type", 'the body must be {"params": {...}}')
     extra = sorted(str(key) for key in document if key != "params")
@@ -70,7 +102,7 @@ class HTTPServer(ThreadingHTTPServer):
     # A client opening a connection per thread connects many at once: with the default backlog
     # of 5 the kernel drops the surplus SYNs, and each dropped one costs a second's retransmit.
     request_queue_size = 128
-    emulator: EmulatorServer
+    emulator: Answering
 
     def __init__(
         self,
@@ -134,6 +166,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(request.status, _client_fault(request.reason), close=True)
             return
         command, path, headers = request
+        refusal = _host_refusal(headers.get(b"host"), self.server.server_address[1])
+        if refusal is not None:
+            self._send(421, _client_fault("host_not_allowed", refusal), close=True)
+            return
         if command == "POST":
             self._post(path, headers)
         elif command == "GET":
@@ -195,6 +231,16 @@ class Handler(BaseHTTPRequestHandler):
         if len(body) < length:
             self.close_connection = True  # the client went away mid-body
             return
+        content_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if content_type != b"application/json":
+            # A browser posts a form or text/plain without asking first: refused unread.
+            self._send(
+                415,
+                _client_fault(
+                    "unsupported_media_type", "the body must be JSON (Content-Type: application/json)"
+                ),
+            )
+            return
         path = path.split("?", 1)[0]
         if not path.startswith("/rest/") or path.count("/") != 3:
             self._send(
@@ -209,13 +255,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def _call(self, method: str, body: bytes, headers: dict[bytes, bytes]) -> None:
         emulator = self.server.emulator
-        emulator._count(method)
-        if emulator.latency_ms > 0:
-            time.sleep(emulator.latency_ms / 1000.0)
+        refused: Fault | None = None
         try:
             params = request_params(body)
+        except NotJSON as fault:
+            self._send(400, {"faultcode": fault.faultcode, "faultstring": fault.faultstring})
+            return
         except Fault as fault:
-            self._send(500, {"faultcode": fault.faultcode, "faultstring": fault.faultstring})
+            refused = fault  # a JSON body of the wrong shape: a call, refused as a server does
+        emulator.count_call(method)
+        if emulator.latency_ms > 0:
+            time.sleep(emulator.latency_ms / 1000.0)
+        if refused is not None:
+            self._send(500, {"faultcode": refused.faultcode, "faultstring": refused.faultstring})
             return
         injection = emulator.decide(method)
         if injection is not None and injection.phase != AFTER:
@@ -250,7 +302,7 @@ class Handler(BaseHTTPRequestHandler):
         elif injection.kind in (BAD_GATEWAY, UNAVAILABLE):
             self._send(int(injection.kind), {"error": "injected gateway failure"}, close=True)
         elif injection.kind == TIMEOUT:
-            time.sleep(emulator._injector.config.timeout_s)
+            time.sleep(emulator.injected_timeout_s)
             self._drop()
         elif injection.kind == DROP:
             self._drop()
@@ -278,6 +330,29 @@ class _BadRequest(NamedTuple):
 
 def _client_fault(reason: str, text: str = "malformed request") -> dict[str, str]:
     return {"faultcode": f"Client.Request.{reason}", "faultstring": text}
+
+
+def _host_refusal(host: bytes | None, port: int) -> str | None:
+    """Why a request's Host header is not this emulator (None when it is): the host must be a
+    loopback name or address and the port the emulator's own. A page served from another name
+    that resolves to 127.0.0.1 (DNS rebinding) sends that name, and is refused here."""
+    wanted = f"the emulator answers only Host 127.0.0.1:{port}, localhost:{port} or [::1]:{port}"
+    if host is None:
+        return f"no Host header: {wanted}"
+    text = host.decode("latin-1")
+    if text.startswith("["):
+        name, _bracket, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ("" if not rest else None)
+    else:
+        name, colon, port_text = text.rpartition(":")
+        if not colon:
+            name, port_text = text, ""
+    shown = text if len(text) <= 80 else text[:80] + "…"
+    if port_text is None or not is_loopback(name) or (":" in name and not text.startswith("[")):
+        return f"{wanted}, not {shown!r}"
+    if (int(port_text) if port_text.isdigit() else 80 if port_text == "" else -1) != port:
+        return f"{wanted}, not {shown!r}"
+    return None
 
 
 class _DateHeader:

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.emulator.db import Database, Fault, now_stamp
+from reconciler.emulator.db import Database, Fault
 
 
-def _block_fields(info: dict[str, Any], method: str) -> tuple[str, str | None] | None:
+def _block_fields(
+    store: Database, info: dict[str, Any], method: str
+) -> tuple[str, str | None] | None:
     """(blocked, blocked_by) to store, or None when the call leaves the block alone.
 
     Who blocked is recorded only from what the client sent: ``blocked: "Y"`` with
     ``blocked_by: "customer"`` is the customer's block; ``"Y"`` alone is a block with no known
-    author (clients read that as the administrator's); ``"N"`` clears both.
+    author (clients read that as the administrator's); ``"N"`` clears both. A server that shows
+    no ``blocked_by`` (v3) takes the field without judging it and never shows it again; the
+    emulator still keeps it, so that a dump of its state says who blocked.
     """
-    if "blocked_by" in info and info.get("blocked") != "Y":
+    if store.profile.blocked_by and "blocked_by" in info and info.get("blocked") != "Y":
         raise Fault(
             "Client.Validation.invalid_value",
             f'account_info.blocked_by goes only with account_info.blocked "Y" in {method}',
@@ -36,15 +40,15 @@ def add_account(store: Database, params: dict[str, Any]) -> dict[str, Any]:
     addons = _distinct_addons(store, info.get("assigned_addons", []), "Account/add_account")
     for pid in [i_product, *addons]:
         store.check_agreement(i_customer, pid)
-    blocked, blocked_by = _block_fields(info, "Account/add_account") or ("N", None)
+    blocked, blocked_by = _block_fields(store, info, "Account/add_account") or ("N", None)
     cursor = store.db.execute(
         "INSERT INTO accounts (id, i_customer, i_product, billing_model, firstname, blocked, "
-        "blocked_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "blocked_by, bill_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (account_id, i_customer, i_product, info["billing_model"], info.get("firstname", ""),
-         blocked, blocked_by),
+         blocked, blocked_by, store.profile.new_account_status),
     )  # fmt: skip
     i_account = int(cursor.lastrowid or 0)
-    start = now_stamp()
+    start = store.now()
     store.db.executemany(
         "INSERT INTO addons (i_account, i_product, addon_effective_from) VALUES (?, ?, ?)",
         [(i_account, pid, start) for pid in addons],
@@ -67,8 +71,9 @@ def _distinct_addons(store: Database, entries: list[dict[str, Any]], method: str
 
 
 def add_customer_extension(store: Database, params: dict[str, Any]) -> dict[str, Any]:
-    """With ``i_product`` (v2) the server creates the extension's account ``ph{i_customer}x{id}``
-    itself; with ``i_account`` (v1) it links an account that exists already."""
+    """With ``i_product`` (v2) the server creates the extension's account itself (its ID in the
+    profile's ``account_id_format``, ``ph{i_customer}x{id}`` by default); with ``i_account``
+    (v1) it links an account that exists already. Either way the answer is ``{i_c_ext}``."""
     method = "Customer/add_customer_extension"
     if ("i_product" in params) == ("i_account" in params):
         raise Fault(
@@ -106,7 +111,7 @@ def add_customer_extension(store: Database, params: dict[str, Any]) -> dict[str,
 
 
 def _create_extension_account(store: Database, i_customer: int, ext_id: str, i_product: int) -> int:
-    account_id = f"ph{i_customer}x{ext_id}"
+    account_id = store.profile.extension_account_id(i_customer, ext_id)
     holder = store.id_holder(account_id)
     if holder is not None:
         whose = "this customer" if holder[1] == i_customer else f"customer {holder[1]}"
@@ -118,8 +123,8 @@ def _create_extension_account(store: Database, i_customer: int, ext_id: str, i_p
     store.check_agreement(i_customer, i_product)
     # The display name lives on the customer extension, not in the account's firstname.
     cursor = store.db.execute(
-        "INSERT INTO accounts (id, i_customer, i_product) VALUES (?, ?, ?)",
-        (account_id, i_customer, i_product),
+        "INSERT INTO accounts (id, i_customer, i_product, bill_status) VALUES (?, ?, ?, ?)",
+        (account_id, i_customer, i_product, store.profile.new_account_status),
     )
     return int(cursor.lastrowid or 0)
 
@@ -139,7 +144,7 @@ def update_customer_extension(store: Database, params: dict[str, Any]) -> dict[s
 def update_account(store: Database, params: dict[str, Any]) -> dict[str, Any]:
     info = params["account_info"]
     i_account, i_customer, current_product = store.account(info["i_account"])
-    block = _block_fields(info, "Account/update_account")
+    block = _block_fields(store, info, "Account/update_account")
     if "i_product" in info:
         pid = store.product(info["i_product"], addon=False)
         if pid != current_product:
@@ -165,7 +170,7 @@ def _replace_addons(
     """``entries`` is the account's whole add-on list. An add-on it keeps keeps its dates unless
     the entry gives others; one that is new, or whose end date had passed, starts now (and is
     judged against the agreement, as every new assignment is)."""
-    now = now_stamp()
+    now = store.now()
     held = {
         pid: (start, end)
         for pid, start, end in store.db.execute(
@@ -208,26 +213,43 @@ def add_alias(store: Database, params: dict[str, Any]) -> dict[str, Any]:
         "INSERT INTO accounts (id, i_customer, billing_model, i_master_account) VALUES (?, ?, 2, ?)",
         (did, i_customer, master),
     )
+    if store.profile.add_alias_answer == "empty":
+        return {}
     return {"i_account": cursor.lastrowid}
 
 
 def delete_alias(store: Database, params: dict[str, Any]) -> dict[str, Any]:
     i_alias = params["alias_info"]["i_account"]
-    found = store.db.execute(
-        "DELETE FROM accounts WHERE i_account = ? AND i_master_account IS NOT NULL", (i_alias,)
-    ).rowcount
-    if not found:
+    row = store.db.execute(
+        "SELECT id FROM accounts WHERE i_account = ? AND i_master_account IS NOT NULL", (i_alias,)
+    ).fetchone()
+    if row is None:
         raise Fault("Server.Account.alias_not_found", f"alias {i_alias} not found")
+    store.db.execute("DELETE FROM accounts WHERE i_account = ?", (i_alias,))
+    _release(store, params, [row[0]])
     return {}
 
 
 def terminate_account(store: Database, params: dict[str, Any]) -> dict[str, Any]:
     i_account = store.account(params["i_account"])[0]
     store.db.execute("UPDATE accounts SET bill_status = 'C' WHERE i_account = ?", (i_account,))
-    # A terminated account's DIDs go back to the pool; its extension record is kept (so its
+    # A terminated account's DIDs are its aliases no more; its extension record is kept (so its
     # name is still known), as the embedded backend keeps a terminated account's name.
+    dids = [
+        r[0]
+        for r in store.db.execute("SELECT id FROM accounts WHERE i_master_account = ?", (i_account,))
+    ]
     store.db.execute("DELETE FROM accounts WHERE i_master_account = ?", (i_account,))
+    _release(store, params, dids)
     return {}
+
+
+def _release(store: Database, params: dict[str, Any], dids: list[str]) -> None:
+    """A DID that stops being an alias stays in the customer's pool, unless the server
+    releases it: ``release_assigned_did: 1`` asks for that, ``0`` forbids it, and without
+    either the server does what it is configured to (the profile's ``release_dids``)."""
+    if params.get("release_assigned_did", 1 if store.profile.release_dids else 0):
+        store.db.executemany("DELETE FROM numbers WHERE number = ?", [(did,) for did in dids])
 
 
 WRITES: dict[str, Any] = {

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.backends import pb_fields
-from reconciler.backends.pb_writes import Landed, Op, PortaBillingSession, Write
+from reconciler.backends.portabilling import fields as wire
+from reconciler.backends.portabilling.writes import Landed, Op, PortaBillingSession, Write
 from reconciler.errors import BackendError
 from reconciler.model import Change, managed_key, managed_kind
 
@@ -40,7 +40,7 @@ def _create_auto_attendant(s: PortaBillingSession, item: Change) -> None:
         "firstname": item.get("name"),
     }
     if item.get("blocked"):
-        info.update(pb_fields.block_params(True))
+        info.update(wire.block_params(True))
     answer = s.writer.perform(
         Write(
             "Account/add_account",
@@ -53,7 +53,7 @@ def _create_auto_attendant(s: PortaBillingSession, item: Change) -> None:
         **info,
         "i_account": int(answer["i_account"]),
         "bill_status": "O",
-        pb_fields.ALIAS_LIST: [],
+        wire.ALIAS_LIST: [],
     }
 
 
@@ -69,7 +69,7 @@ def _existing(s: PortaBillingSession, account_id: str, product_id: int) -> dict[
             f"account ID {account_id} already belongs to customer {owner} in billing; "
             f"it cannot be created for customer {s.customer_id}"
         )
-    if pb_fields.is_terminated(found) or int(found.get("i_product") or 0) != product_id:
+    if wire.is_terminated(found) or int(found.get("i_product") or 0) != product_id:
         return None
     return {"i_account": found["i_account"], "account_info": found}
 
@@ -82,7 +82,7 @@ def _create_extension(s: PortaBillingSession, item: Change, landed: Landed) -> N
     product_id = s.product_id(item.get("product"))
     answer = s.writer.perform(
         Write(
-            pb_fields.EXTENSION_CREATE_METHOD,
+            wire.EXTENSION_CREATE_METHOD,
             {"i_customer": s.customer_id, "id": number, "name": name, "i_product": product_id},
             lambda: _existing(s, item.account, product_id),
             f"creating extension {number} ({item.account})",
@@ -99,7 +99,7 @@ def _create_extension(s: PortaBillingSession, item: Change, landed: Landed) -> N
     i_account = int(info["i_account"])
     s.raw.accounts[item.account] = {
         **info,
-        pb_fields.ALIAS_LIST: info.get(pb_fields.ALIAS_LIST) or [],
+        wire.ALIAS_LIST: info.get(wire.ALIAS_LIST) or [],
     }
     landed()  # the account exists: the create is in billing, whatever follows
     extension = (
@@ -118,11 +118,11 @@ def _create_extension(s: PortaBillingSession, item: Change, landed: Landed) -> N
         s.raw.extensions[i_account] = extension
     fields: dict[str, Any] = {}
     if item.get("addons"):
-        fields[pb_fields.ASSIGNED_ADDONS] = [
+        fields[wire.ASSIGNED_ADDONS] = [
             {"i_product": s.product_id(n)} for n in item.get("addons")
         ]
     if item.get("blocked"):
-        fields.update(pb_fields.block_params(True))
+        fields.update(wire.block_params(True))
     if fields:
         _update(s, item.account, fields, f"setting the add-ons and block of {item.account}")
 
@@ -140,7 +140,7 @@ def _link_extension(s: PortaBillingSession, account_id: str, i_account: int, nam
 
     answer = s.writer.perform(
         Write(
-            pb_fields.EXTENSION_CREATE_METHOD,
+            wire.EXTENSION_CREATE_METHOD,
             params,
             confirm,
             f"linking extension {key[1]} to {account_id}",
@@ -175,8 +175,8 @@ def _update(s: PortaBillingSession, account_id: str, fields: dict[str, Any], wha
 
 
 def _same_field(name: str, current: dict[str, Any], wanted: Any) -> bool:
-    if name == pb_fields.ASSIGNED_ADDONS:
-        active = pb_fields.active_addons(current)
+    if name == wire.ASSIGNED_ADDONS:
+        active = wire.active_addons(current)
         return sorted(int(a["i_product"]) for a in active) == sorted(
             int(a["i_product"]) for a in wanted
         )
@@ -198,8 +198,8 @@ def set_product(s: PortaBillingSession, item: Change, landed: Landed) -> None:
 def _kept_addons(s: PortaBillingSession, account_id: str, without: int) -> list[dict[str, Any]]:
     """The account's assigned add-ons, as update_account takes them back (dates kept), less one.
     Add-ons whose end date is past are no longer assigned and are left out."""
-    active = pb_fields.active_addons(s.account(account_id))
-    return [pb_fields.addon_to_send(a) for a in active if int(a["i_product"]) != without]
+    active = wire.active_addons(s.account(account_id))
+    return [wire.addon_to_send(a) for a in active if int(a["i_product"]) != without]
 
 
 def add_addon(s: PortaBillingSession, item: Change, landed: Landed) -> None:
@@ -208,7 +208,7 @@ def add_addon(s: PortaBillingSession, item: Change, landed: Landed) -> None:
     _update(
         s,
         item.account,
-        {pb_fields.ASSIGNED_ADDONS: addons},
+        {wire.ASSIGNED_ADDONS: addons},
         f"adding add-on {item.get('product')} to {item.account}",
     )
 
@@ -218,17 +218,17 @@ def remove_addon(s: PortaBillingSession, item: Change, landed: Landed) -> None:
     _update(
         s,
         item.account,
-        {pb_fields.ASSIGNED_ADDONS: addons},
+        {wire.ASSIGNED_ADDONS: addons},
         f"removing add-on {item.get('product')} from {item.account}",
     )
 
 
 def block(s: PortaBillingSession, item: Change, landed: Landed) -> None:
-    _update(s, item.account, pb_fields.block_params(True), f"blocking {item.account}")
+    _update(s, item.account, wire.block_params(True), f"blocking {item.account}")
 
 
 def unblock(s: PortaBillingSession, item: Change, landed: Landed) -> None:
-    _update(s, item.account, pb_fields.block_params(False), f"unblocking {item.account}")
+    _update(s, item.account, wire.block_params(False), f"unblocking {item.account}")
 
 
 def set_name(s: PortaBillingSession, item: Change, landed: Landed) -> None:
@@ -274,15 +274,15 @@ def add_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
             f"adding DID {did} to {item.account}",
         )
     )
-    aliases = info.setdefault(pb_fields.ALIAS_LIST, [])
-    aliases.append({pb_fields.ALIAS_I_ACCOUNT: int(answer["i_account"]), pb_fields.ALIAS_ID: did})
+    aliases = info.setdefault(wire.ALIAS_LIST, [])
+    aliases.append({wire.ALIAS_I_ACCOUNT: int(answer["i_account"]), wire.ALIAS_ID: did})
 
 
 def remove_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
     info = s.account(item.account)
     i_account = int(info["i_account"])
     did = item.get("did")
-    held = {alias: i_alias for i_alias, alias in pb_fields.aliases_of(info)}
+    held = {alias: i_alias for i_alias, alias in wire.aliases_of(info)}
     if did not in held:
         raise BackendError(f"DID {did} is not an alias of {item.account} in billing")
 
@@ -297,8 +297,8 @@ def remove_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
             f"removing DID {did} from {item.account}",
         )
     )
-    info[pb_fields.ALIAS_LIST] = [
-        a for a in info.get(pb_fields.ALIAS_LIST) or [] if str(a[pb_fields.ALIAS_ID]) != did
+    info[wire.ALIAS_LIST] = [
+        a for a in info.get(wire.ALIAS_LIST) or [] if str(a[wire.ALIAS_ID]) != did
     ]
 
 
@@ -308,7 +308,7 @@ def terminate_account(s: PortaBillingSession, item: Change, landed: Landed) -> N
 
     def confirm() -> dict[str, Any] | None:
         current = s.account_info(i_account=i_account)
-        return {} if current is not None and pb_fields.is_terminated(current) else None
+        return {} if current is not None and wire.is_terminated(current) else None
 
     s.writer.perform(
         Write(

@@ -3,12 +3,12 @@
 Reading a customer costs a handful of calls (customer, agreement, and the paged lists of DIDs,
 accounts and extensions); many customers are read concurrently. A customer's changes cannot be
 one transaction here, so apply holds a local lock per (server, customer), writes one change at
-a time and keeps ``done`` exact (see ``pb_writes``). Once the server says it is read-only (a
+a time and keeps ``done`` exact (see ``writes``). Once the server says it is read-only (a
 disaster-recovery site, maintenance), no further customer is written in this run.
 
-The parts: ``pbclient`` (transport, retries, paging) with ``pb_session`` (tokens) and
-``pb_config`` (URL, credentials, settings); ``pb_reads`` (one customer into a CustomerState);
-``pb_writes`` and ``pb_ops`` (the changes); ``pb_audit`` (lock and audit log); ``pb_fields``
+The parts: ``client`` (transport, retries, paging) with ``session`` (tokens) and
+``config`` (URL, credentials, settings); ``reads`` (one customer into a CustomerState);
+``writes`` and ``ops`` (the changes); ``audit`` (lock and audit log); ``fields``
 (every assumed field name, with its evidence).
 """
 
@@ -21,14 +21,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 from reconciler.backends.base import AuditEntry, Backend, CustomerSession
-from reconciler.backends.pb_audit import ENV_AUDIT_LOG, LOCK_DIR, AuditLog, exclusive_lock
-from reconciler.backends.pb_config import blocking_roles_from_env
-from reconciler.backends.pb_ops import OPS
-from reconciler.backends.pb_reads import RawCustomer, catalogue_from, fetch_customer, read_catalogue
-from reconciler.backends.pb_writes import PortaBillingSession
+from reconciler.backends.portabilling.audit import ENV_AUDIT_LOG, LOCK_DIR, AuditLog, exclusive_lock
+from reconciler.backends.portabilling.config import blocking_roles_from_env
+from reconciler.backends.portabilling.ops import OPS
+from reconciler.backends.portabilling.reads import RawCustomer, catalogue_from, fetch_customer, read_catalogue
+from reconciler.backends.portabilling.writes import PortaBillingSession
 from reconciler.errors import UsageError
 from reconciler.model import Catalogue, CustomerState
-from reconciler.pbclient import (
+from reconciler.backends.portabilling.client import (
     ClientSettings,
     Credentials,
     Endpoint,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.backends.pb_errors import (
+from reconciler.backends.portabilling.errors import (
     LoginRefused,
     MalformedAnswer,
     OutcomeUnknown,

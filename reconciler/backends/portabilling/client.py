@@ -4,8 +4,8 @@ Every call is ``POST {base}/rest/{Service}/{method}`` with the body ``{"params":
 Reads are retried with exponential backoff when the server cannot be reached or a gateway
 answers 502/503/504. Writes are sent once: when their outcome is unknown (no answer, or an answer
 that cannot be read) the client raises ``OutcomeUnknown`` and the caller reads billing back to
-decide (see ``reconciler.backends.pb_writes``). The session (login once, refresh after) lives in
-``reconciler.backends.pb_session``; URL, credentials and settings in ``pb_config``.
+decide (see ``reconciler.backends.portabilling.writes``). The session (login once, refresh after) lives in
+``reconciler.backends.portabilling.session``; URL, credentials and settings in ``config``.
 
 Credentials come from the environment only, and never appear in a message, an exception or a
 log line: errors name the method, never the parameters, and fault strings are scrubbed of the
@@ -27,9 +27,9 @@ import requests
 import requests.auth
 from requests.adapters import HTTPAdapter
 
-from reconciler.backends import pb_fields
-from reconciler.backends.pb_answers import NOT_JSON, object_in, objects_in, shape, total_of
-from reconciler.backends.pb_config import (
+from reconciler.backends.portabilling import fields as wire
+from reconciler.backends.portabilling.answers import NOT_JSON, object_in, objects_in, shape, total_of
+from reconciler.backends.portabilling.config import (
     ENV_CA_BUNDLE,
     ENV_LOGIN,
     ENV_PASSWORD,
@@ -42,7 +42,7 @@ from reconciler.backends.pb_config import (
     parse_backend_url,
     scrub,
 )
-from reconciler.backends.pb_errors import (
+from reconciler.backends.portabilling.errors import (
     BillingReadOnly,
     LoginLockedOut,
     LoginRefused,
@@ -53,7 +53,7 @@ from reconciler.backends.pb_errors import (
     Transient,
     TransportError,
 )
-from reconciler.backends.pb_session import LOGIN_METHOD, REFRESH_METHOD, TokenSession
+from reconciler.backends.portabilling.session import LOGIN_METHOD, REFRESH_METHOD, TokenSession
 from reconciler.errors import BackendError
 
 __all__ = [
@@ -235,7 +235,7 @@ class PortaBillingClient:
         try:
             return self._send_write(LOGIN_METHOD, self.credentials.login_params(), None)
         except PortaBillingFault as fault:
-            if pb_fields.fault_matches(fault.faultcode, pb_fields.LOCKOUT_FAULT_MARKERS):
+            if wire.fault_matches(fault.faultcode, wire.LOCKOUT_FAULT_MARKERS):
                 raise LoginLockedOut(
                     LOGIN_METHOD,
                     fault.faultcode,
@@ -359,7 +359,7 @@ class PortaBillingClient:
         secrets = self.credentials.secrets()
         code = scrub(str(body["faultcode"]), secrets)
         text = scrub(str(body.get("faultstring", "")), secrets)
-        if pb_fields.fault_matches(code, pb_fields.READ_ONLY_FAULT_MARKERS):
+        if wire.fault_matches(code, wire.READ_ONLY_FAULT_MARKERS):
             read_only = BillingReadOnly(method, code, text, self.endpoint.host)
             self.read_only = read_only
             return read_only

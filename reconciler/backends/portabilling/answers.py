@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from reconciler.backends.pb_errors import MalformedAnswer
+from reconciler.backends.portabilling.errors import MalformedAnswer
 
 NOT_JSON = object()
 

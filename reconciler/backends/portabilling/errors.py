@@ -7,7 +7,7 @@ can reach them.
 
 from __future__ import annotations
 
-from reconciler.backends import pb_fields
+from reconciler.backends.portabilling import fields as wire
 from reconciler.errors import BackendError
 
 
@@ -22,11 +22,11 @@ class PortaBillingFault(BackendError):
 
     @property
     def is_auth(self) -> bool:
-        return pb_fields.fault_matches(self.faultcode, pb_fields.AUTH_FAULT_MARKERS)
+        return wire.fault_matches(self.faultcode, wire.AUTH_FAULT_MARKERS)
 
     @property
     def is_not_found(self) -> bool:
-        return pb_fields.fault_matches(self.faultcode, pb_fields.NOT_FOUND_FAULT_MARKERS)
+        return wire.fault_matches(self.faultcode, wire.NOT_FOUND_FAULT_MARKERS)
 
 
 class PortaBillingAuthError(PortaBillingFault):

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.backends import pb_fields
+from reconciler.backends.portabilling import fields as wire
 from reconciler.backends.base import AuditEntry, CustomerSession
-from reconciler.backends.pb_audit import AuditLog
-from reconciler.backends.pb_errors import (
+from reconciler.backends.portabilling.audit import AuditLog
+from reconciler.backends.portabilling.errors import (
     BillingReadOnly,
     MalformedAnswer,
     OutcomeUnknown,
@@ -24,7 +24,7 @@ from reconciler.backends.pb_errors import (
     PortaBillingFault,
     TransportError,
 )
-from reconciler.backends.pb_reads import (
+from reconciler.backends.portabilling.reads import (
     EXTENSIONS_METHOD,
     RawCustomer,
     account_info,
@@ -32,10 +32,10 @@ from reconciler.backends.pb_reads import (
 )
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.model import Catalogue, Change, CustomerState
-from reconciler.pbclient import PortaBillingClient
+from reconciler.backends.portabilling.client import PortaBillingClient
 
 Landed = Callable[[], None]
-# One plan op as PortaBilling calls: (session, change, landed) -> None (see pb_ops).
+# One plan op as PortaBilling calls: (session, change, landed) -> None (see portabilling/ops.py).
 Op = Callable[["PortaBillingSession", Change, Landed], None]
 
 
@@ -108,7 +108,7 @@ class SafeWriter:
 
 
 class PortaBillingSession(CustomerSession):
-    """One customer's apply: the frame around the ops (``ops``, from ``pb_ops``), which it runs
+    """One customer's apply: the frame around the ops (``ops``, from ``ops``), which it runs
     in plan order, reporting each change the moment it is in billing."""
 
     def __init__(
@@ -190,12 +190,12 @@ class PortaBillingSession(CustomerSession):
 
     def aliases(self, i_account: int) -> dict[str, int]:
         items = self.client.read_list(
-            pb_fields.ALIAS_LIST_METHOD,
-            {pb_fields.ALIAS_LIST_PARAM: i_account},
-            pb_fields.ALIAS_LIST,
+            wire.ALIAS_LIST_METHOD,
+            {wire.ALIAS_LIST_PARAM: i_account},
+            wire.ALIAS_LIST,
         )
         return {
-            did: i_alias for i_alias, did in pb_fields.aliases_of({pb_fields.ALIAS_LIST: items})
+            did: i_alias for i_alias, did in wire.aliases_of({wire.ALIAS_LIST: items})
         }
 
     def extension_of(self, i_account: int) -> dict[str, Any] | None:

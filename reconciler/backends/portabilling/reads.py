@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.backends import pb_fields
-from reconciler.backends.pb_errors import MalformedAnswer, PortaBillingFault
+from reconciler.backends.portabilling import fields as wire
+from reconciler.backends.portabilling.errors import MalformedAnswer, PortaBillingFault
 from reconciler.model import (
     OPEN,
     TERMINATED,
@@ -25,7 +25,7 @@ from reconciler.model import (
     Product,
     managed_kind,
 )
-from reconciler.pbclient import PortaBillingClient, object_in
+from reconciler.backends.portabilling.client import PortaBillingClient, object_in
 
 PRODUCTS_METHOD = "Product/get_product_list"
 CUSTOMER_METHOD = "Customer/get_customer_info"
@@ -89,7 +89,7 @@ class RawCustomer:
         with understood(AGREEMENT_METHOD):
             agreement = sorted(
                 (product_name(pid), qty)
-                for pid, qty in pb_fields.agreement_quantities(self.agreement)
+                for pid, qty in wire.agreement_quantities(self.agreement)
             )
         customer = Customer(
             id=self.customer_id,
@@ -109,18 +109,18 @@ class RawCustomer:
         i_product = info.get("i_product")
         product = catalogue.by_id(int(i_product)) if i_product not in (None, "") else None
         addons = []
-        for addon in pb_fields.active_addons(info, now):
+        for addon in wire.active_addons(info, now):
             known = catalogue.by_id(int(addon["i_product"]))
             addons.append(known.name if known else str(addon["i_product"]))
-        status = TERMINATED if pb_fields.is_terminated(info) else OPEN
+        status = TERMINATED if wire.is_terminated(info) else OPEN
         return Account(
             id=str(info["id"]),
             customer=self.customer_id,
             name=self._name(info, status),
             product=product.name if product else None,
             addons=tuple(sorted(set(addons))),
-            dids=tuple(sorted(did for _, did in pb_fields.aliases_of(info))),
-            blocked_by=pb_fields.blocked_by(info),
+            dids=tuple(sorted(did for _, did in wire.aliases_of(info))),
+            blocked_by=wire.blocked_by(info),
             status=status,
         )
 
@@ -151,19 +151,19 @@ def fetch_customer(
     if info is None:
         return None
     agreement = object_in(
-        client.read(AGREEMENT_METHOD, params), pb_fields.AGREEMENT_INFO, AGREEMENT_METHOD
+        client.read(AGREEMENT_METHOD, params), wire.AGREEMENT_INFO, AGREEMENT_METHOD
     )
     if agreement is None:
         raise MalformedAnswer(
             AGREEMENT_METHOD,
-            f"without {pb_fields.AGREEMENT_INFO} for customer {customer_id}; the reconciler cannot "
+            f"without {wire.AGREEMENT_INFO} for customer {customer_id}; the reconciler cannot "
             "check quantities without the agreement (run `reconciler doctor` to see what the "
             "server returns)",
         )
     numbers = client.read_list(NUMBERS_METHOD, params, "number_list")
     accounts = client.read_list(
         ACCOUNTS_METHOD,
-        {**params, **pb_fields.ACCOUNT_LIST_PARAMS},
+        {**params, **wire.ACCOUNT_LIST_PARAMS},
         "account_list",
         with_total=True,
     )
@@ -171,7 +171,7 @@ def fetch_customer(
     with understood(NUMBERS_METHOD):
         dids = [str(n["number"]) for n in numbers]
     with understood(ACCOUNTS_METHOD):
-        by_id = {str(a["id"]): a for a in accounts if not pb_fields.is_alias_entry(a)}
+        by_id = {str(a["id"]): a for a in accounts if not wire.is_alias_entry(a)}
     with understood(EXTENSIONS_METHOD):
         linked = {
             int(e["i_account"]): e for e in extensions if e.get("i_account") not in (None, "")
@@ -183,8 +183,8 @@ def fetch_customer(
         numbers=dids,
         accounts=by_id,
         extensions=linked,
-        may_block=pb_fields.customer_may_block(info, blocking_roles),
-        block_note=pb_fields.block_note(info, blocking_roles),
+        may_block=wire.customer_may_block(info, blocking_roles),
+        block_note=wire.block_note(info, blocking_roles),
     )
 
 
