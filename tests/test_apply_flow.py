@@ -383,3 +383,59 @@ def test_the_first_apply_takes_the_commits_of_its_push(tmp_path: Path) -> None:
     assert result["last"] == "" and result["since"]["base"] == before
     assert _verdicts(result) == {100: "apply"}
     assert provider.accounts(100) == {"ph100x1": "Front desk", "ph100x2": "Sales"}
+
+
+@pytest.mark.skipif(not _supports_history_verify(), reason="reconciler history --verify is not there yet")
+@pytest.mark.parametrize("tamper", ["none", "edit", "remove"])
+def test_a_tampered_audit_log_artifact_stops_apply_at_the_restore(tmp_path: Path, tamper: str) -> None:
+    """PortaBilling: the audit log is a file carried by the artifact; a changed one is found."""
+    from reconciler.emulator import EmulatorServer
+    from reconciler.statefile import load_state_file
+
+    (tmp_path / "state.yaml").write_text(STATE)
+    server = EmulatorServer(load_state_file(str(tmp_path / "state.yaml")))
+    server.start()
+    try:
+        provider = Provider.__new__(Provider)  # only the repository and the recorded GitHub
+        provider.tmp, provider.world = tmp_path, World(tmp_path)
+        provider.origin, provider.work = tmp_path / "origin.git", tmp_path / "work"
+        git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(provider.origin))
+        git(tmp_path, "clone", "--quiet", str(provider.origin), str(provider.work))
+        git(provider.work, "config", "user.name", "Provider")
+        git(provider.work, "config", "user.email", "ops@provider.example")
+        provider.write(ALPHA, spec(100, "Alpha", {"1": "Front desk", "2": "Sales", "3": "Support"}))
+        provider.commit("specs")
+        runner = StepRunner(tmp_path, "apply.yml", server.url, provider.world)
+        runner.env.update(server.env())
+        # An earlier apply wrote three changes to the log (one entry each).
+        earlier = tmp_path / "earlier"
+        earlier.mkdir()
+        subprocess.run(["reconciler", "apply", str(provider.work / ALPHA), "--auto-approve"], cwd=earlier,
+                       env={**os.environ, **runner.env, "GITHUB_ACTIONS": ""}, check=True, capture_output=True)
+        (log,) = (earlier / ".reconciler").glob("audit-*.jsonl")
+        lines = log.read_text().splitlines(keepends=True)
+        assert len(lines) >= 2
+        if tamper == "edit":
+            lines[0] = lines[0].replace("Sales", "Sabotage")
+        elif tamper == "remove":
+            del lines[0]
+        log.write_text("".join(lines))
+        marker = tmp_path / "marker"
+        marker.write_text(provider.head() + "\n")
+        run = provider.world.add_run("apply.yml", event="push", head_sha=provider.head())
+        provider.world.upload(run, "reconciler-audit-log", {log.name: log, "last-applied-commit": marker})
+
+        work = tmp_path / "runner"
+        git(tmp_path, "clone", "--quiet", str(provider.origin), str(work))
+        code, out, output = runner.run("prepare", "Restore the audit log of earlier applies", work,
+                                       BRANCH="main", START_NEW="")
+        assert code == 0 and out["last"] == provider.head(), output
+        assert (work / ".reconciler" / log.name).exists()
+        code, _, output = runner.run("prepare", "Verify the audit log", work)
+        if tamper == "none":
+            assert code == 0, output
+        else:
+            assert code == 1, output
+            assert "Traceback" not in output
+    finally:
+        server.stop()
