@@ -24,7 +24,7 @@ before it is written: a rewrite that would not describe billing is refused, neve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.backends.base import Backend
 from reconciler.desired import desired_state
@@ -36,11 +36,15 @@ from reconciler.model import (
     managed_key,
     managed_kind,
 )
-from reconciler.runner import batches, few_collections
+from reconciler.runner import batches, few_collections, load_checked
 from reconciler.selection import Selection
-from reconciler.spec import LoadedSpec, discover, load_spec, schema_check
+from reconciler.spec import LoadedSpec, schema_check
 from reconciler.specedit import NewEntry, SpecEditError, SpecEditor, did_scalar, plain_or_quoted
+from reconciler.specfiles import discover
 from reconciler.yamlload import has_bom, load_yaml_text
+
+if TYPE_CHECKING:
+    from reconciler.owners import OwnersMap
 
 
 @dataclass(frozen=True)
@@ -287,9 +291,13 @@ def _describe_account(account: Account) -> dict[str, Any]:
 
 
 def adopt_specs(
-    paths: list[str], backend: Backend, selection: Selection | None = None, *, batch_size: int = 64
+    paths: list[str], backend: Backend, selection: Selection | None = None, *, batch_size: int = 64,
+    owners: OwnersMap | None = None,
 ) -> list[FileAdoption]:
-    """What adopt does to each spec file under ``paths``, all worked out before any is written."""
+    """What adopt does to each spec file under ``paths``, all worked out before any is written.
+
+    With ``owners``, a spec not bound to its customer is reported and its customer never read.
+    """
     selection = selection or Selection()
     catalogue = backend.catalogue()
     selected = selection.prefilter(discover(paths))
@@ -297,7 +305,7 @@ def adopt_specs(
     results: list[FileAdoption] = []
     with few_collections():
         for batch in batches(selected.files, batch_size):
-            loaded = [load_spec(path) for path in batch]
+            loaded = [load_checked(path, owners) for path in batch]
             loaded = [s for s in loaded if selected.admits(selection, s)]
             wanted = sorted({s.spec.customer_id for s in loaded if s.spec is not None and s.spec.customer_id not in seen})
             states = dict(backend.read_customers(wanted, catalogue)) if wanted else {}

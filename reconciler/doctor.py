@@ -27,7 +27,7 @@ from reconciler.backends.portabilling.reads import (
 )
 from reconciler.doctor_report import FAIL, OK, WARN, DoctorReport, check_fields
 from reconciler.errors import BackendError, ReconcilerError
-from reconciler.model import Catalogue
+from reconciler.model import Catalogue, extension_account_id
 from reconciler.backends.portabilling.client import ClientSettings, Credentials, PortaBillingClient, parse_backend_url
 
 CUSTOMER_LIST_METHOD = "Customer/get_customer_list"
@@ -104,19 +104,27 @@ def _login(report: DoctorReport, client: PortaBillingClient) -> bool:
         return False
     grant = client.session.grant
     assert grant is not None
-    lifetime = f"token good for {grant.lifetime:g} s" if grant.lifetime else "no expires_in"
+    lifetime = f"token good for {grant.lifetime:g} s" if grant.lifetime else "no lifetime told"
     report.add("login", OK, f"logged in once; {lifetime}")
     if grant.refresh_token is None:
         report.add(
-            "login.refresh_token", WARN, "not returned (v2): each renewal will be a new login"
+            "login.refresh_token", WARN, "not returned: each renewal will be a new login"
         )
     else:
         report.add(
-            "login.refresh_token", OK, "returned (v2): sessions are renewed without logging in"
+            "login.refresh_token", OK, "returned: sessions are renewed without logging in"
         )
-    if grant.lifetime is None:
+    if grant.told_by:
         report.add(
-            "login.expires_in", WARN, "not returned (v2): tokens are renewed only when refused"
+            "login.expiry",
+            OK,
+            f"told by {', '.join(grant.told_by)}: the token is renewed before it expires",
+        )
+    else:
+        report.add(
+            "login.expiry",
+            WARN,
+            "neither expires_in, expires_at nor a JWT exp: tokens are renewed only when refused",
         )
     return True
 
@@ -127,6 +135,7 @@ def _operating_mode(report: DoctorReport, client: PortaBillingClient) -> None:
     except ReconcilerError as exc:
         report.add("operating_mode", WARN, f"cannot tell ({exc})")
         return
+    _time_zone(report, client)
     if mode == wire.NORMAL_MODE:
         report.add("operating_mode", OK, "normal: the server accepts writes")
     elif mode is None:
@@ -140,6 +149,16 @@ def _operating_mode(report: DoctorReport, client: PortaBillingClient) -> None:
             f"{mode}: the server accepts no writes now (disaster-recovery site or maintenance); "
             "plan works, apply will stop at its first write",
         )
+
+
+def _time_zone(report: DoctorReport, client: PortaBillingClient) -> None:
+    try:
+        zone, said = client.server_zone()
+    except ReconcilerError as exc:
+        report.add("time_zone", WARN, f"cannot tell ({exc})")
+        return
+    status = OK if wire.SESSION_DATA_METHOD in said or "=" in said else WARN
+    report.add("time_zone", status, f"add-on dates are read in {zone}: {said}")
 
 
 def _products(report: DoctorReport, client: PortaBillingClient) -> Catalogue | None:
@@ -211,6 +230,7 @@ def _customer(
     )
     _blocking(report, info, env)
     _agreement(report, client, params)
+    account_rows: list[dict[str, Any]] = []
     for name, method, key, extra, wanted in (
         ("dids", NUMBERS_METHOD, "number_list", {}, [("number", FAIL), ("i_did_number", WARN)]),
         (
@@ -236,6 +256,14 @@ def _customer(
         check_fields(report, name, rows, wanted)
         if name == "accounts":
             _accounts(report, client, rows)
+            account_rows = rows
+        if name == "extensions":
+            by_i_account = {r.get("i_account"): r.get("id") for r in account_rows}
+            _extension_ids(
+                report,
+                cid,
+                [{**e, "account_id": by_i_account.get(e.get("i_account"))} for e in rows],
+            )
     if catalogue is not None:
         try:
             raw = fetch_customer(client, cid, blocking_roles_from_env(env))
@@ -277,24 +305,14 @@ def _agreement(report: DoctorReport, client: PortaBillingClient, params: dict[st
     except ReconcilerError as exc:
         report.add("agreement", FAIL, str(exc))
         return
-    agreement = answer.get(wire.AGREEMENT_INFO)
-    if not isinstance(agreement, dict):
+    try:
+        shape, conditions = wire.agreement_of(answer)
+    except ValueError as exc:
         report.add(
-            "agreement",
-            FAIL,
-            f"{AGREEMENT_METHOD} answered without {wire.AGREEMENT_INFO} (keys: "
-            f"{', '.join(sorted(answer)) or 'none'}): plan cannot check quantities",
+            "agreement", FAIL, f"{AGREEMENT_METHOD} answered {exc}: plan cannot check quantities"
         )
         return
-    conditions = agreement.get(wire.AGREEMENT_CONDITIONS)
-    if not isinstance(conditions, list):
-        report.add(
-            "agreement",
-            FAIL,
-            f"{wire.AGREEMENT_INFO} has no {wire.AGREEMENT_CONDITIONS} list ¹",
-        )
-        return
-    report.add("agreement", OK, f"{len(conditions)} product(s) in the agreement")
+    report.add("agreement", OK, f"{len(conditions)} product(s) in the agreement (in {shape})")
     check_fields(
         report, "agreement", conditions, [("i_product", FAIL), ("max_offered_quantity", FAIL)]
     )
@@ -311,6 +329,7 @@ ACCOUNT_FIELDS = [
     ("assigned_addons", WARN),
     ("alias_list", WARN),
     ("firstname", WARN),
+    ("note", WARN),
 ]
 
 
@@ -322,11 +341,7 @@ def _accounts(report: DoctorReport, client: PortaBillingClient, rows: list[dict[
             WARN,
             f"{len(aliases)} alias row(s) listed despite get_only_real_accounts: skipped",
         )
-    blocked = [r for r in rows if str(r.get("blocked", "N")).upper() == "Y"]
-    if blocked:
-        check_fields(report, "accounts", blocked, [("blocked_by", WARN)])
-    else:
-        report.add("accounts.blocked_by", WARN, "not seen: no blocked account to look at ¹")
+    _blocks(report, rows)
     addons = [a for r in rows for a in r.get("assigned_addons") or [] if isinstance(a, dict)]
     if addons:
         check_fields(
@@ -347,6 +362,62 @@ def _accounts(report: DoctorReport, client: PortaBillingClient, rows: list[dict[
         )
         if found is not None:
             check_fields(report, "alias_list", found, [("i_account", FAIL), ("id", FAIL)])
+
+
+def _blocks(report: DoctorReport, rows: list[dict[str, Any]]) -> None:
+    """How this server's blocks are read: by blocked_by when it sends one, else by the marker
+    the reconciler writes in the note with its own blocks."""
+    blocked = [r for r in rows if str(r.get(wire.BLOCKED, "N")).upper() == "Y"]
+    if any(r.get(wire.BLOCKED_BY) in ("admin", "customer") for r in blocked):
+        report.add(
+            "blocks", OK, "the server sends blocked_by: it says who blocked each account"
+        )
+    elif rows and not any(wire.NOTE in r for r in rows):
+        report.add(
+            "blocks",
+            WARN,
+            "no blocked_by and no note in the account list: every block reads as the "
+            "administrator's, so a block the reconciler makes cannot be undone by it",
+        )
+    else:
+        mine = sum(1 for r in blocked if wire.has_block_marker(r))
+        report.add(
+            "blocks",
+            OK,
+            "no blocked_by: a block is the customer's (made by the reconciler) only while its "
+            f"note carries the reconciler's marker, any other is the administrator's "
+            f"({len(blocked)} blocked here, {mine} marked)",
+        )
+    stale = [str(r.get("id")) for r in rows if not wire.blocked_by(r) and wire.has_block_marker(r)]
+    if stale:
+        report.add(
+            "blocks.stale_marker",
+            WARN,
+            f"{len(stale)} unblocked account(s) still carry the reconciler's block marker in "
+            f"their note (e.g. {stale[0]}), unblocked by someone else: remove the marker line, or "
+            "a later administrator's block of it would read as the customer's",
+        )
+
+
+def _extension_ids(report: DoctorReport, cid: int, rows: list[dict[str, Any]]) -> None:
+    """Does billing generate extension account IDs as ph{c}x{ext}? Either way they are managed
+    through the extension that links them; a different format is worth knowing."""
+    other = [
+        (str(e.get("id")), str(e.get("account_id")))
+        for e in rows
+        if e.get("account_id") is not None
+        and e.get("account_id") != extension_account_id(cid, str(e.get("id")))
+    ]
+    if other:
+        number, account_id = other[0]
+        report.add(
+            "extensions.account_id",
+            WARN,
+            f"{len(other)} extension account(s) not named ph{cid}x<extension> (e.g. extension "
+            f"{number} is account {account_id}): managed through their extension's i_account",
+        )
+    elif rows:
+        report.add("extensions.account_id", OK, f"extension accounts are named ph{cid}x<extension>")
 
 
 def _list(

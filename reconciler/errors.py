@@ -33,12 +33,20 @@ class LockTimeout(ReconcilerError):
     """Another apply holds the customer's lock for longer than we are willing to wait."""
 
 
-class StateFileError(ReconcilerError):
-    """A billing state file (``state load``) is malformed; carries located problems."""
+class ProblemsError(ReconcilerError):
+    """A file the provider wrote is malformed; carries its located problems (file, line, column)."""
 
     def __init__(self, message: str, problems: list | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
+
+
+class StateFileError(ProblemsError):
+    """A billing state file (``state load``) is malformed; carries located problems."""
+
+
+class OwnersMapError(ProblemsError):
+    """The owners map (``owners.yaml``) is malformed; carries located problems."""
 
 
 class Terminated(KeyboardInterrupt):

@@ -20,6 +20,7 @@ from typing import Any
 from reconciler.desired import valid_did
 from reconciler.model import Problem
 from reconciler.model import Path
+from reconciler.specfiles import escape_message, is_symlink_escape
 from reconciler.yamlload import Limits, LoadedYaml, has_bom, load_yaml_text, newline_of, read_text
 
 TOP_ORDER = ("version", "customer", "prune", "extensions", "auto_attendants")
@@ -48,6 +49,10 @@ class Formatted:
 
 
 def format_file(path: str, limits: Limits | None = None) -> Formatted:
+    """The canonical layout of the spec file ``path``; a link leaving its folder is not read."""
+    if is_symlink_escape(path):
+        refused = Problem("yaml_refused", escape_message(path) + ": not read, not formatted", path)
+        return Formatted(path, None, problems=(refused,))
     limits = limits or Limits.from_env()
     original, problem = read_text(path, path, limits)
     if original is None:

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.errors import ReconcilerError
+from reconciler.specfiles import is_spec_name
 
 __all__ = ["GitChangesError", "SpecChanges", "changed_spec_files", "repository_of"]
-
-SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 class GitChangesError(ReconcilerError):
@@ -121,10 +120,6 @@ def _base(ref: str, cwd: str) -> str:
         return commit
 
 
-def _is_spec(path: str) -> bool:
-    return path.endswith(SPEC_SUFFIXES)
-
-
 def _parse_name_status(output: str) -> tuple[set[str], set[str]]:
     """Split ``git diff --name-status -z`` output into changed and deleted paths."""
     fields = output.split("\0")
@@ -150,7 +145,7 @@ def _as_given(root_relative: set[str], toplevel: str, given: list[tuple[str, str
     """Repository paths of spec files, spelt under the spec path (as the user gave it) holding them."""
     result = set()
     for path in root_relative:
-        if not _is_spec(path):
+        if not is_spec_name(path):
             continue
         real = os.path.join(toplevel, path)
         for prefix, spelt in given:
@@ -164,7 +159,8 @@ def _as_given(root_relative: set[str], toplevel: str, given: list[tuple[str, str
 
 
 def changed_spec_files(ref: str, paths: list[str], *, cwd: str | None = None) -> SpecChanges:
-    """Spec files (``*.yaml``/``*.yml``) under ``paths`` that changed since ``ref``.
+    """Spec files (``*.yaml``/``*.yml``, any case: see specfiles) under ``paths`` that changed
+    since ``ref``.
 
     ``paths`` are files or folders, relative to ``cwd`` (default: the current
     directory); the results are spelt under the path that holds them, so relative paths give

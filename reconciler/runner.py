@@ -14,15 +14,19 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.backends.base import Backend
 from reconciler.errors import UsageError
 from reconciler.model import Catalogue, Problem
 from reconciler.plan import CustomerPlan, PlanOptions, plan_customer
 from reconciler.selection import Selection
-from reconciler.spec import LoadedSpec, discover, load_spec
+from reconciler.spec import LoadedSpec, load_spec
+from reconciler.specfiles import discover
 from reconciler.yamlload import Limits
+
+if TYPE_CHECKING:
+    from reconciler.owners import OwnersMap
 
 FORMAT_VERSION = 1
 
@@ -91,17 +95,27 @@ def load_specs(paths: list[str], limits: Limits | None = None) -> Iterator[Loade
         yield load_spec(path, limits)
 
 
-def validate_offline(paths: list[str], selection: Selection | None = None) -> Plan:
-    """Schema and duplicate checks only: no billing state is read."""
+def load_checked(path: str, owners: OwnersMap | None) -> LoadedSpec:
+    """One spec, loaded; with an owners map, a file not bound to its customer speaks for none."""
+    loaded = load_spec(path)
+    return loaded if owners is None else owners.check(loaded)
+
+
+def validate_offline(
+    paths: list[str], selection: Selection | None = None, owners: OwnersMap | None = None
+) -> Plan:
+    """Schema and duplicate checks only (and the owners map, if any): no billing state is read."""
     plan = Plan(backend="offline", backend_resolved="offline")
     seen: dict[int, CustomerPlan] = {}
     selection = selection or Selection()
     selected = selection.prefilter(discover(paths))
+    claimed: set[int] = set()
     for path in selected.files:
-        loaded = load_spec(path)
+        loaded = load_checked(path, owners)
         if not selected.admits(selection, loaded):
             continue
         plan.files += 1
+        claimed.update(_claimed(loaded, selected.ids))
         _admit(plan, seen, loaded, lambda spec: CustomerPlan(
             customer=spec.customer_id or 0,
             file=spec.file,
@@ -109,7 +123,7 @@ def validate_offline(paths: list[str], selection: Selection | None = None) -> Pl
             errors=list(spec.errors),
             warnings=list(spec.warnings),
         ))
-    _check_named_customers(selection, seen)
+    _check_named_customers(selection, seen.keys() | claimed)
     return plan
 
 
@@ -121,23 +135,29 @@ def build_plan(
     files: list[str] | None = None,
     batch_size: int = 64,
     selection: Selection | None = None,
+    owners: OwnersMap | None = None,
 ) -> Plan:
     """Plan every spec under ``paths`` (or exactly ``files``) against ``backend``.
 
     ``selection`` (``--customer``, ``--shard``) keeps only the spec files of those customers.
+    With ``owners``, a spec not bound to its customer is reported (``customer_not_owned``) and
+    its customer is never read: it belongs to no customer, like a spec whose id is unreadable.
     """
     options = options or PlanOptions()
     selection = selection or Selection()
     plan = Plan(backend=backend.url, backend_resolved=resolve_backend_url(backend.url))
     catalogue = backend.catalogue()
     seen: dict[int, CustomerPlan] = {}
+    claimed: set[int] = set()
     spec_files = files if files is not None else discover(paths or [])
     selected = selection.prefilter(spec_files)
     with few_collections():
-        for loaded in _loaded_batches(selected.files, batch_size, _reads_concurrently(backend)):
+        for loaded in _loaded_batches(selected.files, batch_size, _reads_concurrently(backend), owners):
             if selected.undecided:
                 loaded = [s for s in loaded if selected.admits(selection, s)]
             plan.files += len(loaded)
+            for spec in loaded:
+                claimed.update(_claimed(spec, selected.ids))
             wanted = sorted(
                 {
                     s.customer_id for s in loaded
@@ -151,12 +171,18 @@ def build_plan(
 
             for spec in loaded:
                 _admit(plan, seen, spec, plan_one)
-    _check_named_customers(selection, seen, changed_only=files is not None, plan=plan)
+    _check_named_customers(selection, seen.keys() | claimed, changed_only=files is not None, plan=plan)
     return plan
 
 
+def _claimed(loaded: LoadedSpec, ids: dict[str, int]) -> tuple[int, ...]:
+    """The id a disowned spec claims, as the selection read it: ``--customer`` that id finds the
+    file (and reports it as not owned) rather than saying no file describes the customer."""
+    return (ids[loaded.file],) if loaded.disowned and loaded.file in ids else ()
+
+
 def _check_named_customers(
-    selection: Selection, seen: dict[int, Any], *, changed_only: bool = False, plan: Plan | None = None
+    selection: Selection, seen: Iterable[int], *, changed_only: bool = False, plan: Plan | None = None
 ) -> None:
     """A customer named by --customer must have a spec file: a typo must not pass as no changes.
 
@@ -257,7 +283,7 @@ def _reads_concurrently(backend: Backend) -> bool:
 
 
 def _loaded_batches(
-    spec_files: list[str], size: int, ahead: bool
+    spec_files: list[str], size: int, ahead: bool, owners: OwnersMap | None = None
 ) -> Iterator[list[LoadedSpec]]:
     """The specs, loaded in batches.
 
@@ -267,12 +293,12 @@ def _loaded_batches(
     """
     if not ahead:
         for batch in batches(spec_files, size):
-            yield [load_spec(path) for path in batch]
+            yield [load_checked(path, owners) for path in batch]
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spec-loader") as pool:
         pending: Future[list[LoadedSpec]] | None = None
         for batch in batches(spec_files, size):
-            future = pool.submit(lambda paths: [load_spec(path) for path in paths], batch)
+            future = pool.submit(lambda paths: [load_checked(path, owners) for path in paths], batch)
             if pending is not None:
                 yield pending.result()
             pending = future

@@ -25,7 +25,8 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import ScalarNode
 
 from reconciler.errors import UsageError
-from reconciler.spec import LoadedSpec, is_symlink_escape
+from reconciler.spec import LoadedSpec
+from reconciler.specfiles import is_symlink_escape
 from reconciler.yamlload import INT, Limits, SpecLoader, plain_tag, read_text
 
 _SHARD = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")

@@ -1,19 +1,18 @@
-"""Customer spec files: discovery, safe loading, schema check, and the desired state they describe."""
+"""Customer spec files: safe loading, schema check, and the desired state they describe."""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
 
 from reconciler.desired import desired_state, normalise_did, valid_did
-from reconciler.errors import UsageError
 from reconciler.fastschema import Check, compile_schema
 from reconciler.messages import schema_problems
 from reconciler.model import CustomerSpec, Path, Problem
+from reconciler.specfiles import SPEC_SUFFIXES, discover, escape_message, is_symlink_escape
 from reconciler.yamlload import Limits, LoadedYaml, load_yaml
 
 if TYPE_CHECKING:
@@ -30,12 +29,12 @@ def _schema_dir() -> FsPath:
 
 
 SCHEMA_DIR = _schema_dir()
-SPEC_SUFFIXES = (".yaml", ".yml")
 
-# normalise_did and valid_did have always been imported from here: re-exported.
+# normalise_did and valid_did have always been imported from here, and discovery lived here
+# before it moved to specfiles: re-exported.
 __all__ = [
-    "SCHEMA_DIR", "LoadedSpec", "discover", "load_schema", "load_spec", "normalise_did",
-    "schema_check", "valid_did",
+    "SCHEMA_DIR", "SPEC_SUFFIXES", "LoadedSpec", "discover", "is_symlink_escape", "load_schema",
+    "load_spec", "normalise_did", "schema_check", "valid_did",
 ]
 
 
@@ -68,42 +67,6 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     return strict(schema)  # type: ignore[no-any-return]
 
 
-# ---- discovery ----------------------------------------------------------------------------------
-
-
-def discover(paths: list[str]) -> list[str]:
-    """Spec files named by ``paths`` (files, or folders searched for *.yaml / *.yml), sorted.
-
-    Folders are walked without following symbolic links, so a link loop cannot trap us; a
-    linked file inside a folder is taken only when it stays inside that folder.
-    """
-    found: set[str] = set()
-    for given in paths:
-        if os.path.isdir(given):
-            root = os.path.realpath(given)
-            for folder, subfolders, files in os.walk(given, followlinks=False):
-                subfolders.sort()
-                for name in files:
-                    if not name.lower().endswith(SPEC_SUFFIXES):
-                        continue
-                    full = os.path.join(folder, name)
-                    if os.path.islink(full):
-                        target = os.path.realpath(full)
-                        if os.path.commonpath([root, target]) != root:
-                            # Reported by load_spec as refused; keep it so the user hears of it.
-                            found.add(os.path.normpath(full))
-                            continue
-                    found.add(os.path.normpath(full))
-        elif os.path.exists(given) or os.path.islink(given):
-            found.add(os.path.normpath(given))
-        else:
-            raise UsageError(f"{given}: no such file or folder")
-    if not found and paths:
-        # A mistyped folder must not pass CI as "no changes".
-        raise UsageError(f"no spec files (*.yaml, *.yml) in {', '.join(paths)}")
-    return sorted(found)
-
-
 # ---- loading -------------------------------------------------------------------------------------
 
 @dataclass
@@ -122,10 +85,16 @@ class LoadedSpec:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     checkable: CustomerSpec | None = None
+    # Set by the owners map (reconciler.owners) when the file may not speak for the customer it
+    # names: the spec then belongs to no customer, and no command reads that customer for it.
+    disowned: bool = False
 
     @property
     def customer_id(self) -> int | None:
-        """The customer id, when it can be read at all (even from an otherwise broken spec)."""
+        """The customer id, when it can be read at all (even from an otherwise broken spec);
+        None for a spec the owners map disowned."""
+        if self.disowned:
+            return None
         if self.spec is not None:
             return self.spec.customer_id
         if self.checkable is not None:
@@ -138,14 +107,6 @@ class LoadedSpec:
         return None
 
 
-def is_symlink_escape(path: str) -> bool:
-    if not os.path.islink(path):
-        return False
-    target = os.path.realpath(path)
-    folder = os.path.realpath(os.path.dirname(path) or ".")
-    return os.path.commonpath([folder, target]) != folder
-
-
 def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
     """Load and check one customer spec file. Never raises for bad content.
 
@@ -154,11 +115,7 @@ def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
     """
     if is_symlink_escape(path):
         loaded = LoadedYaml(path)
-        problem = Problem(
-            "yaml_refused",
-            f"the spec is a symbolic link to {os.path.realpath(path)}, outside its folder",
-            path,
-        )
+        problem = Problem("yaml_refused", escape_message(path), path)
         return LoadedSpec(path, loaded, errors=[problem])
     # Without the node tree: it is composed again only if a problem has to be located.
     loaded = load_yaml(path, path, limits, keep_nodes=False)

@@ -462,7 +462,7 @@ def case_one_customer(args: argparse.Namespace, work: Path) -> Setup:
 # ---- cases 5 and 6: through the PortaBilling emulator -----------------------------------------------
 
 EMULATOR_LOGIN, EMULATOR_PASSWORD = "bench", "bench-password"
-EMULATOR_WIRE = "v2"  # v2 until the client reads v3
+EMULATOR_WIRE = "v3"
 PER_RUN_SERVICES = ("Session/", "Product/", "Generic/")  # once per run, not per customer
 
 # The emulator in a process of its own: the same EmulatorServer that `reconciler emulator` serves,

@@ -14,7 +14,12 @@ from tests.helpers import FIXTURES, REPO, Result, run_cli
 # The wire contract every emulator a test starts speaks unless the test names one. The
 # client-driving suites (stories, validation fixtures, fault convergence, the client's own tests)
 # run against this.
-CLIENT_WIRE = "v2"  # v2 until the client reads v3
+#
+# The realistic v3 defaults, except that answers show blocked_by: the client tells its own blocks
+# by a marker in the account's note (docs/portabilling.md, "Who blocked an account"), and the
+# emulator keeps no note yet, so under plain v3 every block the stories make would read as the
+# administrator's. The note marker itself is tested against a stub server (tests/test_pb_v3.py).
+CLIENT_WIRE = "v3-blocked-by"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,6 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from reconciler.emulator import profile
     except ImportError:
         return
+    profile.PROFILES[CLIENT_WIRE] = profile.wire_profile("v3", blocked_by=True)
     profile.DEFAULT_WIRE = CLIENT_WIRE
 
 

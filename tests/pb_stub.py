@@ -65,6 +65,7 @@ def account(i_account: int, account_id: str, cid: int = 46170, **fields: Any) ->
         "blocked": "N",
         "bill_status": "O",
         "firstname": "",
+        "note": "",
     }
     row.update(fields)
     return row
@@ -77,6 +78,11 @@ class Stub:
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.overrides: list[Override] = []
         self.tokens = 0
+        # Variants a real server may show (wire contract v3): answers without blocked_by, an
+        # extension account ID format of billing's own, what Generic/get_session_data says.
+        self.show_blocked_by = True
+        self.account_id_format = "ph{c}x{ext}"
+        self.session_data: dict[str, Any] = {"operating_mode": "normal"}
         self._lock = threading.Lock()
         stub = self
 
@@ -173,7 +179,12 @@ class Stub:
         return self._page(PRODUCTS, "product_list", params)
 
     def _Generic_get_session_data(self, params: dict[str, Any]) -> Answer:
-        return 200, {"operating_mode": "normal"}
+        return 200, dict(self.session_data)
+
+    def _shown(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self.show_blocked_by:
+            return row
+        return {k: v for k, v in row.items() if k != "blocked_by"}
 
     def _Customer_get_customer_list(self, params: dict[str, Any]) -> Answer:
         return self._page([c["info"] for c in self.customers.values()], "customer_list", params)
@@ -195,7 +206,8 @@ class Stub:
         return self._page(self._c(params)["numbers"], "number_list", params)  # type: ignore[index]
 
     def _Account_get_account_list(self, params: dict[str, Any]) -> Answer:
-        return self._page(self._c(params)["accounts"], "account_list", params)  # type: ignore[index]
+        rows = [self._shown(r) for r in self._c(params)["accounts"]]  # type: ignore[index]
+        return self._page(rows, "account_list", params)
 
     def _Customer_get_extensions_list(self, params: dict[str, Any]) -> Answer:
         return self._page(self._c(params)["extensions"], "extensions_list", params)  # type: ignore[index]
@@ -211,7 +223,7 @@ class Stub:
 
     def _Account_get_account_info(self, params: dict[str, Any]) -> Answer:
         row = self._find(params)
-        return 200, ({"account_info": row} if row else {})
+        return 200, ({"account_info": self._shown(row)} if row else {})
 
     def _Account_get_alias_list(self, params: dict[str, Any]) -> Answer:
         row = self._find({"i_account": params["i_master_account"]})
@@ -228,7 +240,7 @@ class Stub:
             c["accounts"].append(
                 account(
                     i_account,
-                    f"ph{params['i_customer']}x{params['id']}",
+                    self.account_id_format.format(c=params["i_customer"], ext=params["id"]),
                     params["i_customer"],
                     i_product=params["i_product"],
                 )

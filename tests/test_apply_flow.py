@@ -55,6 +55,15 @@ def spec(customer: int, name: str, extensions: dict[str, str]) -> str:
 
 ALPHA = Path("specs/customers/alpha.yaml")
 BETA = Path("specs/customers/beta.yaml")
+# The provider's map: the workflows require one (RECONCILER_REQUIRE_OWNERS).
+OWNERS = """\
+version: 1
+provider: ["@provider/ops"]
+folders: [specs/customers]
+customers:
+  - {id: 100, file: specs/customers/alpha.yaml, editors: ["@provider/alpha"]}
+  - {id: 200, file: specs/customers/beta.yaml, editors: ["@provider/beta"]}
+"""
 
 
 def _supports_history_verify() -> bool:
@@ -80,6 +89,7 @@ class Provider:
         git(self.work, "config", "user.email", "ops@provider.example")
         self.write(ALPHA, spec(100, "Alpha", {"1": "Front desk"}))
         self.write(BETA, spec(200, "Beta", {"1": "Front desk"}))
+        self.write(Path("owners.yaml"), OWNERS)
         (self.work / ".gitignore").write_text(".reconciler/\n")
         self.commit("specs")
         (tmp / "state.yaml").write_text(STATE)
@@ -404,6 +414,7 @@ def test_a_tampered_audit_log_artifact_stops_apply_at_the_restore(tmp_path: Path
         git(provider.work, "config", "user.name", "Provider")
         git(provider.work, "config", "user.email", "ops@provider.example")
         provider.write(ALPHA, spec(100, "Alpha", {"1": "Front desk", "2": "Sales", "3": "Support"}))
+        provider.write(Path("owners.yaml"), OWNERS)
         provider.commit("specs")
         runner = StepRunner(tmp_path, "apply.yml", server.url, provider.world)
         runner.env.update(server.env())
@@ -439,3 +450,28 @@ def test_a_tampered_audit_log_artifact_stops_apply_at_the_restore(tmp_path: Path
             assert "Traceback" not in output
     finally:
         server.stop()
+
+
+def test_a_pull_request_cannot_edit_the_owners_map_it_is_planned_against(provider: Provider) -> None:
+    git(provider.work, "switch", "--quiet", "-c", "grab", "origin/main")
+    provider.write(ALPHA, spec(200, "Beta", {"1": "Front desk"}) + "prune: true\n")
+    provider.write(Path("owners.yaml"), OWNERS.replace("id: 100, file: specs/customers/alpha.yaml",
+                                                       "id: 200, file: specs/customers/alpha.yaml")
+                   .replace("  - {id: 200, file: specs/customers/beta.yaml", "  - {id: 100, file: specs/customers/beta.yaml"))
+    head = provider.commit("grab customer 200", branch="grab")
+    git(provider.work, "switch", "--quiet", "main")
+    base = provider.tmp / "plan-grab"
+    git(provider.tmp, "clone", "--quiet", str(provider.origin), str(base))
+    git(provider.tmp, "clone", "--quiet", str(provider.origin), str(base / "pr"))
+    git(base / "pr", "checkout", "--quiet", head)
+    runner = provider.plan_runner
+    code, _, log = runner.run("plan", "Use the base branch's owners map", base)
+    assert code == 0, log
+    assert (base / "pr" / "owners.yaml").read_text() == OWNERS
+    code, out, log = runner.run("plan", "Plan the changed customers", base, BASE_REF="main")
+    assert out["exitcode"] == "1", log
+    plan = json.loads((base / "pr" / "plan.json").read_text())
+    codes = [p["code"] for c in plan["customers"] for p in c["errors"]] + [p["code"] for p in plan.get("errors", [])]
+    assert "customer_not_owned" in codes
+    assert all(not c["changes"] for c in plan["customers"])
+    assert "ph200x" not in (base / "pr" / "plan.md").read_text()  # nothing of customer 200's billing

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.backends.portabilling.fields import BLOCK_MARKER
 from reconciler.backends.portabilling.config import blocking_roles_from_env
 from reconciler.backends.portabilling.session import TokenSession
 from reconciler.backends.portabilling.backend import PortaBillingBackend
@@ -381,7 +382,7 @@ NEW_EXTENSION = change(
 )
 
 
-def test_an_extension_is_created_by_billing_then_read_back_then_given_add_ons_and_block(
+def test_an_extension_is_created_by_billing_then_found_by_i_c_ext_then_given_add_ons_and_block(
     stubs: Callable[..., Stub],
 ) -> None:
     stub = stubs(customer())
@@ -393,20 +394,24 @@ def test_an_extension_is_created_by_billing_then_read_back_then_given_add_ons_an
         session.execute([NEW_EXTENSION], on_written=written.append)
     backend.close()
     assert written == [NEW_EXTENSION]
+    # The account is found through the answer's i_c_ext and the extensions list, never by
+    # guessing its ID.
     assert stub.methods() == [
         "Customer/add_customer_extension",
+        "Customer/get_extensions_list",
         "Account/get_account_info",
         "Account/update_account",
     ]
-    create, read_back, update = (p for _, _, p in stub.requests)
+    create, _extensions, read_back, update = (p for _, _, p in stub.requests)
     assert create == {"i_customer": 46170, "id": "466", "name": "John Doe", "i_product": 1}
-    assert read_back == {"id": "ph46170x466"}
+    assert read_back == {"i_account": 1000}
     assert update == {
         "account_info": {
             "i_account": 1000,
             "assigned_addons": [{"i_product": 3}],
             "blocked": "Y",
             "blocked_by": "customer",
+            "note": BLOCK_MARKER,
         }
     }
     assert "Account/add_account" not in stub.methods()
@@ -439,7 +444,9 @@ def test_a_create_whose_follow_up_fails_is_audited_as_written_and_says_exactly_w
 def test_an_auto_attendant_is_created_with_add_account_in_the_v2_shape(
     stubs: Callable[..., Stub],
 ) -> None:
-    stub = stubs(customer())
+    abc = customer()
+    abc["accounts"] = [account(1, "ph46170x100")]  # this server shows notes: a block is marked
+    stub = stubs(abc)
     backend = backend_for(stub)
     item = change(
         "create_account",
@@ -466,6 +473,7 @@ def test_an_auto_attendant_is_created_with_add_account_in_the_v2_shape(
             "firstname": "Main menu",
             "blocked": "Y",
             "blocked_by": "customer",
+            "note": BLOCK_MARKER,
         }
     }
 

@@ -145,10 +145,20 @@ class World:
 
 
 def steps_of(workflow: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """(job, step name) -> step, for the steps that run a script."""
+    """(job, step name) -> step, for the steps that run a script.
+
+    Each step carries, under ``fixed_env``, the workflow's and its job's variables that need no
+    expression (``RECONCILER_REQUIRE_OWNERS: "1"``): a runner sets those for every step.
+    """
     document = yaml.safe_load((WORKFLOWS / workflow).read_text())
-    return {(job_name, step["name"]): step for job_name, job in document["jobs"].items()
-            for step in job["steps"] if "name" in step and "run" in step}
+    steps = {}
+    for job_name, job in document["jobs"].items():
+        fixed = {name: str(value) for scope in (document, job) for name, value in (scope.get("env") or {}).items()
+                 if "${{" not in str(value)}
+        for step in job["steps"]:
+            if "name" in step and "run" in step:
+                steps[(job_name, step["name"])] = {**step, "fixed_env": fixed}
+    return steps
 
 
 class StepRunner:
@@ -187,8 +197,8 @@ class StepRunner:
         workdir = cwd / step.get("working-directory", ".")
         result = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-            cwd=workdir, env={**self.env, "GITHUB_SHA": git(cwd, "rev-parse", "HEAD"), **env,
-                              "GITHUB_OUTPUT": str(outputs)},
+            cwd=workdir, env={**self.env, **step["fixed_env"], "GITHUB_SHA": git(cwd, "rev-parse", "HEAD"),
+                              **env, "GITHUB_OUTPUT": str(outputs)},
             capture_output=True, text=True, timeout=300, check=False,
         )
         values = dict(line.split("=", 1) for line in outputs.read_text().splitlines() if "=" in line)

@@ -32,11 +32,12 @@ from reconciler.cli.export import export
 from reconciler.cli.fmt import fmt
 from reconciler.cli.gate import gate
 from reconciler.cli.history import history
+from reconciler.cli.owners import owners
 from reconciler.cli.plan import plan
 from reconciler.cli.show import show
 from reconciler.cli.state import state
 from reconciler.cli.validate import validate
-from reconciler.errors import ReconcilerError, StateFileError, Terminated, interrupt_exit_code
+from reconciler.errors import ProblemsError, ReconcilerError, Terminated, interrupt_exit_code
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -63,11 +64,27 @@ from reconciler.errors import ReconcilerError, StateFileError, Terminated, inter
     show_default=True,
     help="Customers read concurrently from a PortaBilling server.",
 )
+@click.option(
+    "--owners",
+    "owners_file",
+    envvar="RECONCILER_OWNERS",
+    metavar="FILE",
+    help="The owners map binding each customer to its spec file (default: owners.yaml at the git "
+    "top level of the spec paths, or in the current folder outside git). Env: RECONCILER_OWNERS.",
+)
+@click.option(
+    "--require-owners",
+    is_flag=True,
+    envvar="RECONCILER_REQUIRE_OWNERS",
+    help="A missing owners map is an error (CI). Env: RECONCILER_REQUIRE_OWNERS=1.",
+)
 @click.version_option(__version__, prog_name="reconciler")
 @click.pass_context
-def cli(ctx: click.Context, backend: str, lock_timeout: float, parallelism: int) -> None:
+def cli(ctx: click.Context, backend: str, lock_timeout: float, parallelism: int,
+        owners_file: str | None, require_owners: bool) -> None:
     """Reconcile PBX customers' extensions, products and DIDs from YAML specs with billing."""
-    ctx.obj = Context(backend, BackendSettings(lock_timeout=lock_timeout, parallelism=parallelism))
+    ctx.obj = Context(backend, BackendSettings(lock_timeout=lock_timeout, parallelism=parallelism),
+                      owners_file=owners_file, require_owners=require_owners)
 
 
 
@@ -77,6 +94,7 @@ cli.add_command(show)
 cli.add_command(adopt)
 cli.add_command(fmt)
 cli.add_command(gate)
+cli.add_command(owners)
 
 
 
@@ -196,7 +214,7 @@ def _dispatch(argv: list[str] | None) -> None:
         # Usage errors exit 1, not click's 2: 2 is reserved for "changes present".
         exc.show()
         sys.exit(EXIT_PROBLEM)
-    except StateFileError as exc:
+    except ProblemsError as exc:
         err(f"error: {exc}")
         from reconciler.render.text import where
 

@@ -32,8 +32,9 @@ def adopt(obj: Context, paths: tuple[str, ...], fmt: str, selection: Selection) 
     from reconciler.adopt import adopt_specs
     from reconciler.render.adoption import render_markdown, render_text, summary
 
+    owners = obj.owners(paths)
     with obj.backend() as backend:
-        results = adopt_specs(list(paths), backend, selection)
+        results = adopt_specs(list(paths), backend, selection, owners=owners)
     for result in results:
         if result.new_text is None:
             continue

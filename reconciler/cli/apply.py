@@ -27,6 +27,7 @@ from reconciler.selection import Selection
 if TYPE_CHECKING:
     from reconciler.apply import ApplyOutcome
     from reconciler.backends.base import Backend
+    from reconciler.owners import OwnersMap
     from reconciler.runner import Plan
 
 
@@ -64,11 +65,12 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
     # wait for reads in flight) are not cut short by a second Ctrl-C.
     signals = StopSignals(announce=err)
     failed = False
+    owners = obj.owners(paths)  # before the backend: a map missing in CI stops the run at once
     try:
         with obj.backend() as backend:
             try:
                 result, commit = _plan_and_confirm(obj, backend, paths, plan_file, auto_approve,
-                                                   unsafe_share, unsafe_min_accounts, selection)
+                                                   unsafe_share, unsafe_min_accounts, selection, owners)
             except KeyboardInterrupt as exc:
                 signals.install(already=interrupt_exit_code(exc) - 128)
                 signals.settle()
@@ -89,7 +91,7 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
 
 def _plan_and_confirm(obj: Context, backend: Backend, paths: tuple[str, ...], plan_file: str | None,
                       auto_approve: bool, unsafe_share: float, unsafe_min_accounts: int,
-                      selection: Selection) -> tuple[Plan, str | None]:
+                      selection: Selection, owners: OwnersMap | None) -> tuple[Plan, str | None]:
     """The plan to apply and the commit it comes from; exits when there is nothing to do.
 
     Nothing is written here: an interrupt (KeyboardInterrupt) is left to the caller.
@@ -105,12 +107,16 @@ def _plan_and_confirm(obj: Context, backend: Backend, paths: tuple[str, ...], pl
             result = read_plan_file(plan_file)
             check_plan_backend(result, backend)
             result.customers = [c for c in result.customers if selection.wants(c.customer)]
+            if owners is not None:
+                from reconciler.owners import check_saved_plan
+
+                check_saved_plan(result, owners)
             commit = os.environ.get("GITHUB_SHA") or None
         else:
             # With the state it was computed from, so a customer that changes before its turn is
             # explained field by field, as for a saved plan.
             result = _compute_plan(obj, backend, paths, None, unsafe_share, unsafe_min_accounts,
-                                   selection, snapshot=True)
+                                   selection, snapshot=True, owners=owners)
             commit = git_commit(list(paths))
         data = result.to_dict()
         click.echo(render_text(data, style=styler(sys.stdout.isatty())))

@@ -10,14 +10,17 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler.backends import BackendSettings, open_backend
 from reconciler.backends.base import Backend
 from reconciler.errors import OutputError
+
+if TYPE_CHECKING:
+    from reconciler.owners import OwnersMap
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CHANGES = 0, 1, 2
 
@@ -64,10 +67,17 @@ def write_atomically(path: str, content: str | Callable[[Any], None]) -> None:
 
 def rewrite_spec(path: str, text: str, *, bom: bool) -> None:
     """Replace a spec file in place (fmt, adopt): whole or not at all, keeping its permissions and
-    its byte order mark (``text`` keeps the file's line breaks itself)."""
-    mode = os.stat(path).st_mode & 0o7777
-    write_atomically(path, ("\ufeff" if bom else "") + text)
-    os.chmod(path, mode)
+    its byte order mark (``text`` keeps the file's line breaks itself).
+
+    A link that stays inside its folder is written through and stays a link; one that leaves its
+    folder is refused (UsageError) and nothing is written (reconciler.specfiles).
+    """
+    from reconciler.specfiles import write_target
+
+    target = write_target(path)
+    mode = os.stat(target).st_mode & 0o7777
+    write_atomically(target, ("\ufeff" if bom else "") + text)
+    os.chmod(target, mode)
 
 
 def _why_not_a_folder(folder: str) -> str:
@@ -124,12 +134,21 @@ def emit_plan(plan_dict: dict[str, Any], fmt: str) -> None:
 
 
 class Context:
-    def __init__(self, backend_url: str, settings: BackendSettings) -> None:
+    def __init__(self, backend_url: str, settings: BackendSettings, *, owners_file: str | None = None,
+                 require_owners: bool = False) -> None:
         self.backend_url = backend_url
         self.settings = settings
+        self.owners_file = owners_file
+        self.require_owners = require_owners
 
     def backend(self, *, create: bool = False) -> Backend:
         return open_backend(self.backend_url, self.settings, create=create)
+
+    def owners(self, paths: Sequence[str]) -> OwnersMap | None:
+        """The owners map for spec ``paths`` (see reconciler.owners.find_owners), or None."""
+        from reconciler.owners import find_owners
+
+        return find_owners(paths, given=self.owners_file, required=self.require_owners)
 
 
 pass_context = click.make_pass_decorator(Context)

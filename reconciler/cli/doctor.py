@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, Context, dump_json, pass_context
+from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, Context, dump_json, err, pass_context
 
 
 @click.command()
@@ -27,18 +27,15 @@ def doctor(obj: Context, paths: tuple[str, ...], customer_id: int | None, fmt: s
     """Check a PortaBilling server read-only: login, operating mode, products, and one customer's
     reads and fields. Never writes. Exit 0 when nothing fails."""
     from reconciler.doctor import run_doctor
-    from reconciler.spec import discover, load_spec
+    from reconciler.specfiles import discover
 
     # A mistyped path is a usage error before anything is checked, as for every other command:
     # doctor must not quietly check some other customer instead.
     files = discover(list(paths)) if paths else []
+    chosen = _spec_customer(obj, paths, files) if files and customer_id is None else None
 
     def spec_customer() -> int | None:
-        for path in files:
-            found = load_spec(path).customer_id
-            if found is not None:
-                return found
-        return None
+        return chosen
 
     report = run_doctor(
         obj.backend_url, customer_id=customer_id, spec_customer=spec_customer, env=os.environ
@@ -52,3 +49,21 @@ def doctor(obj: Context, paths: tuple[str, ...], customer_id: int | None, fmt: s
         warned = sum(1 for c in report.checks if c.status == "warn")
         click.echo(f"{len(report.checks)} check(s): {failed} failed, {warned} warning(s)")
     sys.exit(EXIT_OK if report.ok else EXIT_PROBLEM)
+
+
+def _spec_customer(obj: Context, paths: tuple[str, ...], files: list[str]) -> int | None:
+    """The first spec's customer; a spec not bound to its customer stops doctor before any read."""
+    from reconciler.render.text import where
+    from reconciler.runner import load_checked
+
+    owners = obj.owners(paths)
+    for path in files:
+        loaded = load_checked(path, owners)
+        if loaded.disowned:
+            for problem in loaded.errors:
+                if problem.code == "customer_not_owned":
+                    err(f"error[{problem.code}] {where(problem.to_dict())}: {problem.message}")
+            sys.exit(EXIT_PROBLEM)
+        if loaded.customer_id is not None:
+            return loaded.customer_id
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -27,23 +28,28 @@ from reconciler.errors import UsageError
 from reconciler.plan import PlanOptions
 from reconciler.selection import Selection
 
+if TYPE_CHECKING:
+    from reconciler.owners import OwnersMap
+
 
 def _compute_plan(obj: Context, backend: Backend, paths: tuple[str, ...], changed_since: str | None,
                   unsafe_share: float, unsafe_min_accounts: int,
-                  selection: Selection | None = None, snapshot: bool = False):  # type: ignore[no-untyped-def]
+                  selection: Selection | None = None, snapshot: bool = False,
+                  owners: OwnersMap | None = None):  # type: ignore[no-untyped-def]
     from reconciler.runner import build_plan
 
     options = PlanOptions(unsafe_share=unsafe_share, unsafe_min_accounts=unsafe_min_accounts,
                           snapshot=snapshot)
     if changed_since is None:
-        return build_plan(list(paths), backend, options=options, selection=selection)
+        return build_plan(list(paths), backend, options=options, selection=selection, owners=owners)
     from reconciler.gitchanges import GitChangesError, changed_spec_files
 
     try:
         changes = changed_spec_files(changed_since, list(paths))
     except GitChangesError as exc:
         raise UsageError(str(exc)) from exc
-    plan = build_plan(None, backend, options=options, files=sorted(changes.changed), selection=selection)
+    plan = build_plan(None, backend, options=options, files=sorted(changes.changed), selection=selection,
+                      owners=owners)
     for deleted in changes.deleted:
         plan.notes.append(
             f"{deleted} was deleted since {changed_since}: its accounts are left as they are "
@@ -67,9 +73,10 @@ def plan(obj: Context, paths: tuple[str, ...], fmt: str, out: str | None, detail
          changed_since: str | None, unsafe_share: float, unsafe_min_accounts: int,
          selection: Selection) -> None:
     """Show what apply would change."""
+    owners = obj.owners(paths)  # before the backend: a map missing in CI stops the run at once
     with obj.backend() as backend:
         result = _compute_plan(obj, backend, paths, changed_since, unsafe_share, unsafe_min_accounts,
-                               selection, snapshot=bool(out))
+                               selection, snapshot=bool(out), owners=owners)
     data = result.to_dict(with_state=bool(out))
     if out:
         write_atomically(out, lambda stream: dump_json(data, stream))

@@ -29,11 +29,12 @@ def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str, sele
     """Check spec files: schema, duplicates and (unless --offline) the customer's agreement."""
     from reconciler.runner import build_plan, validate_offline
 
+    owners = obj.owners(paths)
     if offline:
-        plan = validate_offline(list(paths), selection)
+        plan = validate_offline(list(paths), selection, owners)
     else:
         with obj.backend() as backend:
-            plan = build_plan(list(paths), backend, selection=selection)
+            plan = build_plan(list(paths), backend, selection=selection, owners=owners)
     data = plan.to_dict()
     for customer in data["customers"]:
         customer["changes"] = []

@@ -20,12 +20,13 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from datetime import UTC, tzinfo
 
 import requests
 import requests.auth
-from requests.adapters import HTTPAdapter
 
 from reconciler.backends.portabilling import fields as wire
 from reconciler.backends.portabilling.answers import NOT_JSON, object_in, objects_in, shape, total_of
@@ -37,11 +38,14 @@ from reconciler.backends.portabilling.config import (
     ClientSettings,
     Credentials,
     Endpoint,
+    ENV_TIMEZONE,
     RateLimiter,
     is_loopback,
     parse_backend_url,
     scrub,
+    zone_named,
 )
+from reconciler.backends.portabilling.deadline import DeadlineExceeded, deadline, watched_adapter
 from reconciler.backends.portabilling.errors import (
     BillingReadOnly,
     LoginLockedOut,
@@ -50,11 +54,12 @@ from reconciler.backends.portabilling.errors import (
     OutcomeUnknown,
     PortaBillingAuthError,
     PortaBillingFault,
+    RedirectRefused,
     Transient,
     TransportError,
 )
 from reconciler.backends.portabilling.session import LOGIN_METHOD, REFRESH_METHOD, TokenSession
-from reconciler.errors import BackendError
+from reconciler.errors import BackendError, ReconcilerError
 
 __all__ = [
     "BillingReadOnly",
@@ -68,6 +73,7 @@ __all__ = [
     "PortaBillingAuthError",
     "PortaBillingClient",
     "PortaBillingFault",
+    "RedirectRefused",
     "TransportError",
     "object_in",
     "objects_in",
@@ -80,6 +86,7 @@ log = logging.getLogger(__name__)
 AUTH_ATTEMPTS = 3
 
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 305, 307, 308})
 
 Send = Callable[[str, dict[str, Any], "str | None"], dict[str, Any]]
 
@@ -88,6 +95,8 @@ def _describe(exc: BaseException) -> str:
     """A short reason for a failed request, free of URLs and parameters."""
     if isinstance(exc, Transient):
         return str(exc)
+    if isinstance(exc, DeadlineExceeded):
+        return f"deadline passed: {exc}"
     if isinstance(exc, requests.ConnectTimeout):
         return "connect timed out"
     if isinstance(exc, requests.Timeout):
@@ -135,9 +144,51 @@ class PortaBillingClient:
         self._lock = threading.Lock()  # guards the sessions list and the counts
         self._counts: Counter[str] = Counter()
         self._rate = RateLimiter(self.settings.max_rps)
-        self.session = TokenSession(self._login, self._refresh)
+        self.session = TokenSession(self._login, self._refresh, zone=self._zone_hint)
         # Set by the first read-only fault: from then on no write leaves this client.
         self.read_only: BillingReadOnly | None = None
+        self._zone: tuple[tzinfo, str] | None = None
+
+    # -- the server's time zone --
+
+    def _zone_hint(self) -> tzinfo:
+        """The zone to read a login's expires_at in: the one learned, else the setting, else UTC
+        (a wrong guess only makes the token renew when refused; see session.py)."""
+        if self._zone is not None:
+            return self._zone[0]
+        name = self.settings.time_zone
+        return zone_named(name, ENV_TIMEZONE) if name else UTC
+
+    def server_zone(self) -> tuple[tzinfo, str]:
+        """The server's time zone, in which add-on dates are written, and where that came from:
+        ``Generic/get_session_data``'s time_zone_name when it says (asked once per client),
+        else PORTABILLING_TIMEZONE, else UTC."""
+        with self._lock:
+            known = self._zone
+        if known is not None:
+            return known
+        said = None
+        try:
+            said = self.read(wire.SESSION_DATA_METHOD).get(wire.SESSION_TIME_ZONE)
+        except (PortaBillingFault, MalformedAnswer) as exc:
+            if isinstance(exc, BillingReadOnly | PortaBillingAuthError):
+                raise
+            log.info("PortaBilling %s: %s", wire.SESSION_DATA_METHOD, exc)
+        found: tuple[tzinfo, str] | None = None
+        if isinstance(said, str) and said.strip():
+            try:
+                zone = zone_named(said.strip(), wire.SESSION_TIME_ZONE)
+                found = (zone, f"{wire.SESSION_DATA_METHOD} says {said.strip()}")
+            except ReconcilerError:
+                log.info("PortaBilling named a time zone this machine does not know: %r", said)
+        if found is None and self.settings.time_zone:
+            zone = zone_named(self.settings.time_zone, ENV_TIMEZONE)
+            found = (zone, f"{ENV_TIMEZONE}={self.settings.time_zone}")
+        if found is None:
+            found = (UTC, f"UTC (neither {wire.SESSION_DATA_METHOD} nor {ENV_TIMEZONE} says)")
+        with self._lock:
+            self._zone = found
+        return found
 
     # -- bookkeeping --
 
@@ -184,20 +235,28 @@ class PortaBillingClient:
         arrived (when the answer carries it) or a page comes back empty. ``with_total`` also asks
         for the total (``get_total: 1``), for the calls whose contract takes that parameter.
         """
-        items: list[dict[str, Any]] = []
+        return list(self.iter_list(method, params, key, with_total=with_total))
+
+    def iter_list(
+        self, method: str, params: dict[str, Any], key: str, *, with_total: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The items of a paged list as they arrive: a caller that stops early reads no more
+        pages than it needed."""
+        count = 0
         previous: list[dict[str, Any]] | None = None
         while True:
-            page_params = {**params, "limit": self.settings.page_size, "offset": len(items)}
+            page_params = {**params, "limit": self.settings.page_size, "offset": count}
             if with_total:
                 page_params["get_total"] = 1
             answer = self.read(method, page_params)
             page = objects_in(answer, key, method)
             if page and page == previous:
                 raise MalformedAnswer(method, f"the same {key} page again for a later offset")
-            items.extend(page)
+            yield from page
+            count += len(page)
             total = total_of(answer, method)
-            if not page or (total is not None and len(items) >= total):
-                return items
+            if not page or (total is not None and count >= total):
+                return
             previous = page
 
     # -- the session --
@@ -329,20 +388,25 @@ class PortaBillingClient:
         with self._lock:
             self._counts[method] += 1
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        response = self._http().post(
-            f"{self.endpoint.base}/rest/{method}",
-            data=json.dumps({"params": params}),
-            headers=headers,
-            auth=_Bearer(token) if token is not None else None,
-            timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-            verify=self.settings.verify,
-        )
+        with deadline(self.settings.total_timeout):
+            response = self._http().post(
+                f"{self.endpoint.base}/rest/{method}",
+                data=json.dumps({"params": params}),
+                headers=headers,
+                auth=_Bearer(token) if token is not None else None,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                verify=self.settings.verify,
+                # A redirect would carry the credentials (or a write) somewhere else.
+                allow_redirects=False,
+            )
         return self._interpret(method, response)
 
     def _interpret(self, method: str, response: requests.Response) -> dict[str, Any]:
         status = response.status_code
         if status in TRANSIENT_STATUSES:
             raise Transient(status)
+        if status in REDIRECT_STATUSES or 300 <= status < 400:
+            raise RedirectRefused(method, status, self.endpoint.base)
         try:
             body = response.json()
         except ValueError:  # HTML, plain text, truncated JSON
@@ -356,7 +420,7 @@ class PortaBillingClient:
         raise MalformedAnswer(method, shape(status, body, response), status=status)
 
     def _fault(self, method: str, body: dict[str, Any]) -> PortaBillingFault:
-        secrets = self.credentials.secrets()
+        secrets = self.secrets()
         code = scrub(str(body["faultcode"]), secrets)
         text = scrub(str(body.get("faultstring", "")), secrets)
         if wire.fault_matches(code, wire.READ_ONLY_FAULT_MARKERS):
@@ -365,12 +429,16 @@ class PortaBillingClient:
             return read_only
         return PortaBillingFault(method, code, text)
 
+    def secrets(self) -> list[str]:
+        """What no message may show: the password or API token, and every session token."""
+        return [*self.credentials.secrets(), *self.session.secrets()]
+
     def _http(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
             # Retries are ours (reads only); urllib3 must never resend a write on its own.
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
+            adapter = watched_adapter(pool_connections=1, pool_maxsize=2, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             # Proxies from the environment serve real servers; a loopback emulator needs none.

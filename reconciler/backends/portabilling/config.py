@@ -11,8 +11,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reconciler.errors import UsageError
 
@@ -25,6 +27,8 @@ ENV_CONNECT_TIMEOUT = "PORTABILLING_CONNECT_TIMEOUT"
 ENV_READ_TIMEOUT = "PORTABILLING_READ_TIMEOUT"
 ENV_PAGE_SIZE = "PORTABILLING_PAGE_SIZE"
 ENV_BLOCKING_ROLES = "PORTABILLING_BLOCKING_ROLES"
+ENV_TOTAL_TIMEOUT = "PORTABILLING_TOTAL_TIMEOUT"
+ENV_TIMEZONE = "PORTABILLING_TIMEZONE"
 
 
 # ---- where and who ----------------------------------------------------------------------------------
@@ -134,11 +138,16 @@ def scrub(text: str, secrets: list[str]) -> str:
 class ClientSettings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    # The whole of one request, answer included: a server that trickles bytes resets the read
+    # timeout with each one, so this deadline is what bounds it.
+    total_timeout: float = 120.0
     read_attempts: int = 4  # reads: 1 try + 3 retries, waiting backoff, 2x, 4x
     backoff: float = 0.05
     page_size: int = 500
     max_rps: float = 0.0  # 0 = no client-side limit
     verify: bool | str = True  # False never comes from the environment; True or a CA bundle path
+    # The server's time zone when Generic/get_session_data does not say (PORTABILLING_TIMEZONE).
+    time_zone: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:
@@ -147,6 +156,7 @@ class ClientSettings:
         for name, attr, kind in (
             (ENV_CONNECT_TIMEOUT, "connect_timeout", float),
             (ENV_READ_TIMEOUT, "read_timeout", float),
+            (ENV_TOTAL_TIMEOUT, "total_timeout", float),
             (ENV_MAX_RPS, "max_rps", float),
             (ENV_PAGE_SIZE, "page_size", int),
         ):
@@ -157,8 +167,24 @@ class ClientSettings:
             if not os.path.isfile(bundle):
                 raise UsageError(f"{ENV_CA_BUNDLE}={bundle}: no such CA bundle file")
             values["verify"] = bundle
+        zone_name = (env.get(ENV_TIMEZONE) or "").strip()
+        if zone_name:
+            zone_named(zone_name, ENV_TIMEZONE)
+            values["time_zone"] = zone_name
         values.update(overrides)
         return replace(cls(), **values)
+
+
+def zone_named(name: str, where: str) -> tzinfo:
+    """The time zone of an IANA name such as ``Europe/Prague`` (``UTC`` always works)."""
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"{where}={name!r} is not a time zone name (an IANA name such as Europe/Prague)"
+        ) from None
 
 
 def _positive(name: str, text: str, kind: Callable[[str], Any], *, allow_zero: bool) -> Any:

@@ -97,3 +97,17 @@ class Transient(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+
+
+class RedirectRefused(BackendError):
+    """The server answered a redirect. It is never followed: a redirect to another host would
+    carry the credentials (or the request body) there. Nothing was resent."""
+
+    def __init__(self, method: str, status: int, base: str) -> None:
+        super().__init__(
+            f"PortaBilling {method} at {base} answered a redirect (HTTP {status}); redirects are "
+            "never followed, so nothing was sent anywhere else. Set the backend URL to the "
+            "server's own API address"
+        )
+        self.method = method
+        self.status = status

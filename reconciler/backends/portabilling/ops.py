@@ -1,11 +1,16 @@
-"""Each plan op as PortaBilling calls (wire contract v2), with the read-back that confirms it.
+"""Each plan op as PortaBilling calls (wire contract v3), with the read-back that confirms it.
 
 Creating an extension is ``Customer/add_customer_extension {i_customer, id, name, i_product}``:
-billing generates the account ``ph{i_customer}x{id}``; it is read back for its ``i_account``
-(``Account/get_account_info {id}``), then add-ons and a block go in one ``Account/update_account``.
-Auto attendants are created with ``Account/add_account``. The first version's linking call
-(``add_customer_extension`` with ``i_account``) is used only to repair an extension account that
-no customer extension points to.
+billing generates the account, in whatever ID format it uses. Its account is found through the
+answer's ``i_c_ext`` and ``Customer/get_extensions_list`` (the extension's ``i_account``), never
+by guessing the ID, and read with ``Account/get_account_info {i_account}``; then add-ons and a
+block go in one ``Account/update_account``. Auto attendants are created with
+``Account/add_account``. The first version's linking call (``add_customer_extension`` with
+``i_account``) is used only to repair an extension account that no customer extension points to.
+
+No write's answer is indexed unguarded: a key it lacks is read back from billing. Every write
+is reported to the session the moment it is in billing (``SafeWriter.on_landed``), before the
+answer is even looked at.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.backends.portabilling import fields as wire
-from reconciler.backends.portabilling.writes import Landed, Op, PortaBillingSession, Write
+from reconciler.backends.portabilling.errors import MalformedAnswer, PortaBillingFault, TransportError
+from reconciler.backends.portabilling.writes import Landed, Op, PortaBillingSession, Write, int_or_none
 from reconciler.errors import BackendError
 from reconciler.model import Change, managed_key, managed_kind
 
@@ -40,7 +46,7 @@ def _create_auto_attendant(s: PortaBillingSession, item: Change) -> None:
         "firstname": item.get("name"),
     }
     if item.get("blocked"):
-        info.update(wire.block_params(True))
+        info.update(wire.block_params(True, marked=s.raw.notes_shown))
     answer = s.writer.perform(
         Write(
             "Account/add_account",
@@ -49,9 +55,15 @@ def _create_auto_attendant(s: PortaBillingSession, item: Change) -> None:
             f"creating {item.account}",
         )
     )
-    s.raw.accounts[item.account] = {
+    i_account = int_or_none(answer.get(wire.ANSWER_I_ACCOUNT))
+    row: dict[str, Any] | None = None
+    if i_account is None:
+        # An answer without the new i_account: the account ID is ours, so billing is asked.
+        found = _existing(s, item.account, product_id)
+        row = found["account_info"] if found is not None else None
+    s.raw.accounts[item.account] = row or {
         **info,
-        "i_account": int(answer["i_account"]),
+        "i_account": i_account,
         "bill_status": "O",
         wire.ALIAS_LIST: [],
     }
@@ -80,38 +92,35 @@ def _create_extension(s: PortaBillingSession, item: Change, landed: Landed) -> N
     assert key is not None
     number, name = key[1], item.get("name")
     product_id = s.product_id(item.get("product"))
+
+    def confirm() -> dict[str, Any] | None:
+        # A lost answer or a fault: the extension is in billing when the list has it, with an
+        # open account of that product. An account holding the managed ID without an extension
+        # (a first-version run stopped between its two calls) is adopted and linked below.
+        extension = s.find_extension(lambda e: str(e.get("id")) == number)
+        i_account = int_or_none(extension.get("i_account")) if extension is not None else None
+        if extension is None or i_account is None:
+            found = _existing(s, item.account, product_id)
+            return None if found is None else {"account_info": found["account_info"], "extension": None}
+        info = s.account_info(i_account=i_account)
+        if info is None or wire.is_terminated(info) or int_or_none(info.get("i_product")) != product_id:
+            return None
+        return {wire.ANSWER_I_C_EXT: extension.get("i_c_ext"), "extension": extension, "account_info": info}
+
     answer = s.writer.perform(
         Write(
             wire.EXTENSION_CREATE_METHOD,
             {"i_customer": s.customer_id, "id": number, "name": name, "i_product": product_id},
-            lambda: _existing(s, item.account, product_id),
+            confirm,
             f"creating extension {number} ({item.account})",
         )
     )
-    # Read back for the i_account (the answer of a confirmed write already holds it).
-    found = answer if "account_info" in answer else _existing(s, item.account, product_id)
-    if found is None:
-        raise BackendError(
-            f"creating extension {number}: billing answered, but account {item.account} cannot be "
-            "read back; plan again to see billing's state"
-        )
-    info = found["account_info"]
+    # In billing (and audited) from here on, whatever follows.
+    extension, info = _created(s, answer, number, name)
     i_account = int(info["i_account"])
-    s.raw.accounts[item.account] = {
-        **info,
-        wire.ALIAS_LIST: info.get(wire.ALIAS_LIST) or [],
-    }
-    landed()  # the account exists: the create is in billing, whatever follows
-    extension = (
-        s.extension_of(i_account)
-        if "i_c_ext" not in answer
-        else {
-            "i_c_ext": answer["i_c_ext"],
-            "id": number,
-            "name": name,
-            "i_account": i_account,
-        }
-    )
+    s.raw.accounts[item.account] = {**info, wire.ALIAS_LIST: info.get(wire.ALIAS_LIST) or []}
+    if str(info.get("id")) != item.account:
+        s.raw.renamed[item.account] = str(info.get("id"))
     if extension is None:
         _link_extension(s, item.account, i_account, name)  # a half-made extension: repair it
     else:
@@ -122,9 +131,39 @@ def _create_extension(s: PortaBillingSession, item: Change, landed: Landed) -> N
             {"i_product": s.product_id(n)} for n in item.get("addons")
         ]
     if item.get("blocked"):
-        fields.update(wire.block_params(True))
+        marked = s.raw.notes_shown or wire.NOTE in info
+        fields.update(wire.block_params(True, info.get(wire.NOTE), marked=marked))
     if fields:
         _update(s, item.account, fields, f"setting the add-ons and block of {item.account}")
+
+
+def _created(
+    s: PortaBillingSession, answer: dict[str, Any], number: str, name: str
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the new customer extension, its account's account_info), found through the answer's
+    i_c_ext and the extensions list (or the number, when the answer has no i_c_ext). The
+    extension is None for an adopted account that no extension links yet."""
+    if "account_info" in answer and "extension" in answer:  # confirmed by reading back
+        return answer["extension"], answer["account_info"]
+    i_c_ext = int_or_none(answer.get(wire.ANSWER_I_C_EXT))
+    i_account = int_or_none(answer.get(wire.ANSWER_I_ACCOUNT))
+    extension: dict[str, Any] | None = None
+    if i_c_ext is not None and i_account is not None:
+        extension = {"i_c_ext": i_c_ext, "id": number, "name": name, "i_account": i_account}
+    else:
+        extension = s.find_extension(
+            (lambda e: int_or_none(e.get("i_c_ext")) == i_c_ext)
+            if i_c_ext is not None
+            else (lambda e: str(e.get("id")) == number)
+        )
+        i_account = int_or_none(extension.get("i_account")) if extension is not None else None
+    info = s.account_info(i_account=i_account) if extension is not None and i_account else None
+    if extension is None or info is None:
+        raise BackendError(
+            f"creating extension {number}: billing answered, but the new extension's account "
+            "cannot be read back; plan again to see billing's state"
+        )
+    return extension, info
 
 
 def _link_extension(s: PortaBillingSession, account_id: str, i_account: int, name: str) -> None:
@@ -160,7 +199,7 @@ def _update(s: PortaBillingSession, account_id: str, fields: dict[str, Any], wha
         current = s.account_info(i_account=i_account)
         if current is None:
             return None
-        same = all(_same_field(name, current, value) for name, value in fields.items())
+        same = all(_same_field(s, name, current, value) for name, value in fields.items())
         return {} if same else None
 
     s.writer.perform(
@@ -174,9 +213,16 @@ def _update(s: PortaBillingSession, account_id: str, fields: dict[str, Any], wha
     info.update(fields)
 
 
-def _same_field(name: str, current: dict[str, Any], wanted: Any) -> bool:
+def _same_field(
+    s: PortaBillingSession, name: str, current: dict[str, Any], wanted: Any
+) -> bool:
+    if name == wire.BLOCKED_BY:
+        return True  # servers need not show it (v3): blocked and the note tell
+    if name == wire.NOTE:
+        return wire.has_block_marker(current) == (wire.BLOCK_MARKER in str(wanted))
     if name == wire.ASSIGNED_ADDONS:
-        active = wire.active_addons(current)
+        assert s.raw is not None
+        active = wire.active_addons(current, zone=s.raw.zone)
         return sorted(int(a["i_product"]) for a in active) == sorted(
             int(a["i_product"]) for a in wanted
         )
@@ -198,7 +244,8 @@ def set_product(s: PortaBillingSession, item: Change, landed: Landed) -> None:
 def _kept_addons(s: PortaBillingSession, account_id: str, without: int) -> list[dict[str, Any]]:
     """The account's assigned add-ons, as update_account takes them back (dates kept), less one.
     Add-ons whose end date is past are no longer assigned and are left out."""
-    active = wire.active_addons(s.account(account_id))
+    assert s.raw is not None
+    active = wire.active_addons(s.account(account_id), zone=s.raw.zone)
     return [wire.addon_to_send(a) for a in active if int(a["i_product"]) != without]
 
 
@@ -224,11 +271,33 @@ def remove_addon(s: PortaBillingSession, item: Change, landed: Landed) -> None:
 
 
 def block(s: PortaBillingSession, item: Change, landed: Landed) -> None:
-    _update(s, item.account, wire.block_params(True), f"blocking {item.account}")
+    known, note = _note(s, item.account)
+    fields = wire.block_params(True, note, marked=known)
+    _update(s, item.account, fields, f"blocking {item.account}")
 
 
 def unblock(s: PortaBillingSession, item: Change, landed: Landed) -> None:
-    _update(s, item.account, wire.block_params(False), f"unblocking {item.account}")
+    known, note = _note(s, item.account)
+    fields = wire.block_params(False, note, marked=known)
+    _update(s, item.account, fields, f"unblocking {item.account}")
+
+
+def _note(s: PortaBillingSession, account_id: str) -> tuple[bool, Any]:
+    """(whether billing shows the account's note, the note): from the account list, else read
+    from billing, so that the block marker goes in beside the administrator's text, not over it.
+    A server that shows no notes gets none: its blocks then all read as the administrator's
+    unless it sends blocked_by (doctor warns)."""
+    info = s.account(account_id)
+    if wire.NOTE in info:
+        return True, info[wire.NOTE]
+    assert s.raw is not None
+    if not s.raw.notes_shown:
+        return False, None
+    current = s.account_info(i_account=int(info["i_account"]))
+    if current is not None and wire.NOTE in current:
+        info[wire.NOTE] = current[wire.NOTE]
+        return True, current[wire.NOTE]
+    return False, None
 
 
 def set_name(s: PortaBillingSession, item: Change, landed: Landed) -> None:
@@ -274,16 +343,27 @@ def add_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
             f"adding DID {did} to {item.account}",
         )
     )
+    # In billing (and audited) already. An answer without the alias's i_account is read back;
+    # if even that fails, the alias is kept with an unknown i_account, read when it is needed.
+    i_alias = int_or_none(answer.get(wire.ANSWER_I_ACCOUNT))
+    if i_alias is None:
+        try:
+            i_alias = s.aliases(i_account).get(did)
+        except (PortaBillingFault, TransportError, MalformedAnswer):
+            i_alias = None
     aliases = info.setdefault(wire.ALIAS_LIST, [])
-    aliases.append({wire.ALIAS_I_ACCOUNT: int(answer["i_account"]), wire.ALIAS_ID: did})
+    aliases.append({wire.ALIAS_I_ACCOUNT: i_alias, wire.ALIAS_ID: did})
 
 
 def remove_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
     info = s.account(item.account)
     i_account = int(info["i_account"])
     did = item.get("did")
-    held = {alias: i_alias for i_alias, alias in wire.aliases_of(info)}
+    held = {str(a[wire.ALIAS_ID]): int_or_none(a.get(wire.ALIAS_I_ACCOUNT)) for a in info.get(wire.ALIAS_LIST) or []}
     if did not in held:
+        raise BackendError(f"DID {did} is not an alias of {item.account} in billing")
+    i_alias = held[did] if held[did] is not None else s.aliases(i_account).get(did)
+    if i_alias is None:
         raise BackendError(f"DID {did} is not an alias of {item.account} in billing")
 
     def confirm() -> dict[str, Any] | None:
@@ -292,7 +372,7 @@ def remove_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
     s.writer.perform(
         Write(
             "Account/delete_alias",
-            {"alias_info": {"i_account": held[did]}},
+            {"alias_info": {"i_account": i_alias}, **wire.KEEP_DIDS},
             confirm,
             f"removing DID {did} from {item.account}",
         )
@@ -313,7 +393,7 @@ def terminate_account(s: PortaBillingSession, item: Change, landed: Landed) -> N
     s.writer.perform(
         Write(
             "Account/terminate_account",
-            {"i_account": i_account},
+            {"i_account": i_account, **wire.KEEP_DIDS},
             confirm,
             f"terminating {item.account}",
         )

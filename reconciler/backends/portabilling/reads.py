@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from reconciler.backends.portabilling import fields as wire
@@ -23,6 +23,7 @@ from reconciler.model import (
     Customer,
     CustomerState,
     Product,
+    extension_account_id,
     managed_kind,
 )
 from reconciler.backends.portabilling.client import PortaBillingClient, object_in
@@ -66,16 +67,27 @@ def catalogue_from(product_list: list[dict[str, Any]]) -> Catalogue:
 
 @dataclass
 class RawCustomer:
-    """One customer as PortaBilling lists it, keyed for the writes that follow a read."""
+    """One customer as PortaBilling lists it, keyed for the writes that follow a read.
+
+    ``accounts`` is keyed by the account ID the reconciler manages: billing's own ID, except for
+    an extension's account whose ID billing generated in another format than ``ph{c}x{ext}``;
+    that one is keyed (and planned) as ``ph{c}x{ext}`` through the customer extension that links
+    it, while its row keeps billing's ID (``renamed`` maps one to the other).
+    """
 
     customer_id: int
     info: dict[str, Any]
-    agreement: dict[str, Any]
+    agreement: list[dict[str, Any]]  # agreement_condition_list, whatever wrapped it
     numbers: list[str]
-    accounts: dict[str, dict[str, Any]]  # account ID -> account_info
+    accounts: dict[str, dict[str, Any]]  # managed account ID -> account_info
     extensions: dict[int, dict[str, Any]] = field(default_factory=dict)  # i_account -> extension
     may_block: bool = False
     block_note: str | None = None
+    zone: tzinfo = UTC  # the server's time zone, for add-on end dates
+    agreement_shape: str = wire.AGREEMENT_INFO
+    renamed: dict[str, str] = field(default_factory=dict)  # managed ID -> billing's ID
+    # Whether this server shows accounts' notes: only then does a block carry the marker.
+    notes_shown: bool = False
 
     def state(self, catalogue: Catalogue) -> CustomerState:
         with understood(ACCOUNTS_METHOD):
@@ -101,22 +113,25 @@ class RawCustomer:
         )
         now = datetime.now(UTC)
         accounts = [
-            self._account(info, catalogue, now) for _, info in sorted(self.accounts.items())
+            self._account(account_id, info, catalogue, now)
+            for account_id, info in sorted(self.accounts.items())
         ]
         return CustomerState(customer, tuple(accounts), catalogue)
 
-    def _account(self, info: dict[str, Any], catalogue: Catalogue, now: datetime) -> Account:
+    def _account(
+        self, account_id: str, info: dict[str, Any], catalogue: Catalogue, now: datetime
+    ) -> Account:
         i_product = info.get("i_product")
         product = catalogue.by_id(int(i_product)) if i_product not in (None, "") else None
         addons = []
-        for addon in wire.active_addons(info, now):
+        for addon in wire.active_addons(info, now, self.zone):
             known = catalogue.by_id(int(addon["i_product"]))
             addons.append(known.name if known else str(addon["i_product"]))
         status = TERMINATED if wire.is_terminated(info) else OPEN
         return Account(
-            id=str(info["id"]),
+            id=account_id,
             customer=self.customer_id,
-            name=self._name(info, status),
+            name=self._name(account_id, info, status),
             product=product.name if product else None,
             addons=tuple(sorted(set(addons))),
             dids=tuple(sorted(did for _, did in wire.aliases_of(info))),
@@ -124,9 +139,9 @@ class RawCustomer:
             status=status,
         )
 
-    def _name(self, info: dict[str, Any], status: str) -> str:
+    def _name(self, account_id: str, info: dict[str, Any], status: str) -> str:
         """The customer extension's name for an extension, firstname for everything else."""
-        if managed_kind(str(info["id"]), self.customer_id) == "extension":
+        if managed_kind(account_id, self.customer_id) == "extension":
             extension = self.extensions.get(int(info["i_account"]))
             if extension is not None:
                 return str(extension.get("name") or "")
@@ -150,16 +165,7 @@ def fetch_customer(
         raise
     if info is None:
         return None
-    agreement = object_in(
-        client.read(AGREEMENT_METHOD, params), wire.AGREEMENT_INFO, AGREEMENT_METHOD
-    )
-    if agreement is None:
-        raise MalformedAnswer(
-            AGREEMENT_METHOD,
-            f"without {wire.AGREEMENT_INFO} for customer {customer_id}; the reconciler cannot "
-            "check quantities without the agreement (run `reconciler doctor` to see what the "
-            "server returns)",
-        )
+    agreement_shape, agreement = read_agreement(client, customer_id)
     numbers = client.read_list(NUMBERS_METHOD, params, "number_list")
     accounts = client.read_list(
         ACCOUNTS_METHOD,
@@ -171,21 +177,76 @@ def fetch_customer(
     with understood(NUMBERS_METHOD):
         dids = [str(n["number"]) for n in numbers]
     with understood(ACCOUNTS_METHOD):
-        by_id = {str(a["id"]): a for a in accounts if not wire.is_alias_entry(a)}
+        rows = [a for a in accounts if not wire.is_alias_entry(a)]
+        by_id = {str(a["id"]): a for a in rows}
     with understood(EXTENSIONS_METHOD):
         linked = {
             int(e["i_account"]): e for e in extensions if e.get("i_account") not in (None, "")
         }
+        managed, renamed = managed_ids(customer_id, by_id, linked)
+    zone = UTC
+    with understood(ACCOUNTS_METHOD):
+        dated = any(wire.has_end_dates(a) for a in rows)
+    if dated:
+        zone = client.server_zone()[0]  # asked once per run, and only when a date needs it
     return RawCustomer(
         customer_id=customer_id,
         info=info,
         agreement=agreement,
         numbers=dids,
-        accounts=by_id,
+        accounts=managed,
         extensions=linked,
         may_block=wire.customer_may_block(info, blocking_roles),
         block_note=wire.block_note(info, blocking_roles),
+        zone=zone,
+        agreement_shape=agreement_shape,
+        renamed=renamed,
+        notes_shown=any(wire.NOTE in row for row in rows),
     )
+
+
+def read_agreement(
+    client: PortaBillingClient, customer_id: int
+) -> tuple[str, list[dict[str, Any]]]:
+    """(the answer's shape, the agreement's conditions), or one clear MalformedAnswer naming the
+    keys the server sent."""
+    answer = client.read(AGREEMENT_METHOD, {"i_customer": customer_id})
+    try:
+        return wire.agreement_of(answer)
+    except wire.AgreementShapeError as exc:
+        raise MalformedAnswer(
+            AGREEMENT_METHOD,
+            f"{exc} for customer {customer_id}; the reconciler cannot check quantities without "
+            "the agreement (run `reconciler doctor` to see what the server returns)",
+        ) from None
+    except ValueError as exc:
+        raise MalformedAnswer(AGREEMENT_METHOD, str(exc)) from None
+
+
+def managed_ids(
+    customer_id: int, by_id: dict[str, dict[str, Any]], linked: dict[int, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The accounts keyed by the ID the reconciler manages them under, and the renamed ones.
+
+    An account whose ID billing generated in its own format (not ``ph{c}x{ext}``) is the
+    extension's that links it (Customer/get_extensions_list ``id`` -> ``i_account``), so it is
+    managed as ``ph{c}x{ext}``: never by guessing the ID, always through the link. An account
+    whose own ID is already managed keeps it, and so does a linked one whose managed ID another
+    account holds (it stays unmanaged: the reconciler never touches what it cannot tell apart).
+    """
+    managed = dict(by_id)
+    renamed: dict[str, str] = {}
+    for billing_id, row in by_id.items():
+        if managed_kind(billing_id, customer_id) is not None:
+            continue
+        extension = linked.get(int(row["i_account"])) if row.get("i_account") not in (None, "") else None
+        number = str(extension.get("id") or "") if extension is not None else ""
+        wanted = extension_account_id(customer_id, number)
+        if not number or managed_kind(wanted, customer_id) != "extension" or wanted in managed:
+            continue
+        managed[wanted] = managed.pop(billing_id)
+        renamed[wanted] = billing_id
+    return managed, renamed
 
 
 def account_info(client: PortaBillingClient, **key: Any) -> dict[str, Any] | None:

@@ -54,13 +54,25 @@ class Write:
 
 
 class SafeWriter:
-    """Sends writes so that each one happens at most once, and says so when it cannot tell."""
+    """Sends writes so that each one happens at most once, and says so when it cannot tell.
+
+    ``on_landed`` is called the moment a write is known to be in billing (answered, or confirmed
+    by reading back), before anything else is read or parsed: the change is then audited even if
+    what follows fails.
+    """
 
     def __init__(self, client: PortaBillingClient) -> None:
         self.client = client
+        self.on_landed: Callable[[], None] | None = None
 
     def perform(self, write: Write) -> dict[str, Any]:
         """Send a write; when its answer is lost, read billing back before deciding to resend."""
+        answer = self._perform(write)
+        if self.on_landed is not None:
+            self.on_landed()
+        return answer
+
+    def _perform(self, write: Write) -> dict[str, Any]:
         try:
             return self.client.write(write.method, write.params)
         except OutcomeUnknown:
@@ -157,15 +169,23 @@ class PortaBillingSession(CustomerSession):
             if op is None:
                 raise BackendError(f"unknown change {item.op!r}")
             landed = _Landing(item, self.written, on_written)
+            self.writer.on_landed = landed
             try:
                 op(self, item, landed)
             except ReconcilerError as exc:
                 if landed.done and not isinstance(exc, BillingReadOnly):
+                    made = (
+                        f"{item.account} was created in billing"
+                        if item.op == "create_account"
+                        else f"{item.op} of {item.account} was made in billing"
+                    )
                     raise BackendError(
-                        f"{item.account} was created in billing, but {exc}. Its remaining "
-                        "settings were not written; run apply again to finish it"
+                        f"{made}, but {exc}. Its remaining settings were not written; run apply "
+                        "again to finish it"
                     ) from None
                 raise
+            finally:
+                self.writer.on_landed = None
             landed()
 
     # -- lookups shared by the ops --
@@ -195,18 +215,29 @@ class PortaBillingSession(CustomerSession):
             wire.ALIAS_LIST,
         )
         return {
-            did: i_alias for i_alias, did in wire.aliases_of({wire.ALIAS_LIST: items})
+            did: i_alias
+            for i_alias, did in wire.aliases_of({wire.ALIAS_LIST: items})
+            if i_alias is not None
         }
 
     def extension_of(self, i_account: int) -> dict[str, Any] | None:
-        for extension in self.client.read_list(
+        return self.find_extension(lambda e: int_or_none(e.get("i_account")) == i_account)
+
+    def find_extension(self, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """The first customer extension ``wanted`` accepts, reading the list page by page and
+        stopping at the page that holds it."""
+        for extension in self.client.iter_list(
             EXTENSIONS_METHOD, {"i_customer": self.customer_id}, "extensions_list"
         ):
-            if (
-                extension.get("i_account") not in (None, "")
-                and int(extension["i_account"]) == i_account
-            ):
+            if wanted(extension):
                 return extension
+        return None
+
+
+def int_or_none(value: Any) -> int | None:
+    try:
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
         return None
 
 
