@@ -8,11 +8,11 @@ import yaml
 
 from reconciler.model import CustomerState, managed_key, managed_kind
 
-SCHEMA_COMMENT = "# yaml-language-server: $schema=../../schemas/customer-spec.schema.json\n"
 
 
-def export_spec(state: CustomerState) -> str:
-    """YAML whose plan against ``state`` shows no changes (blocked: true only where blocked)."""
+def export_spec(state: CustomerState, schema_comment: str | None = None) -> str:
+    """YAML whose plan against ``state`` shows no changes (blocked: true only where blocked),
+    starting with ``schema_comment`` (see reconciler.packaged.schema_comment) when given."""
     customer = state.customer
     extensions: list[dict[str, Any]] = []
     attendants: list[dict[str, Any]] = []
@@ -48,7 +48,7 @@ def export_spec(state: CustomerState) -> str:
         document["extensions"] = extensions
     if attendants:
         document["auto_attendants"] = attendants
-    header = SCHEMA_COMMENT + f"# Exported from billing: customer {customer.id} ({customer.name}).\n"
+    header = (schema_comment or "") + f"# Exported from billing: customer {customer.id} ({customer.name}).\n"
     if unmanaged:
         header += "# Accounts the reconciler does not manage (kept as they are, counted in quantities):\n"
         header += "".join(f"#   {account_id}\n" for account_id in unmanaged)

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.desired import valid_did
-from reconciler.model import Problem
-from reconciler.model import Path
+from reconciler.model import Path, Problem
 from reconciler.specfiles import escape_message, is_symlink_escape
 from reconciler.yamlload import Limits, LoadedYaml, has_bom, load_yaml_text, newline_of, read_text
 

@@ -1,14 +1,16 @@
 """The pull-request comments of a plan: at most 10 (by default), the rest only in the job summary
 and the artifact, with a line in the last comment saying so.
 
-The comment script (.github/actions/reconciler/plan-comments.js, run by actions/github-script in
-plan.yml and in the composite action) is run here by node, against a stand-in GitHub client that
-records the calls, on the Markdown the real CLI prints for a spec far larger than ten parts.
+plan.yml's comment script (the composite action runs the same one) is taken from the workflow and
+run by node as actions/github-script runs it (an async function of github, context, core and
+require), against a stand-in GitHub client that records the calls, on the Markdown the real CLI
+prints for a spec far larger than ten parts.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,16 +18,24 @@ from typing import Any
 
 import pytest
 
+import yaml
+
 from tests.helpers import REPO, run_cli
 
-SCRIPT = REPO / ".github" / "actions" / "reconciler" / "plan-comments.js"
+PLAN_YML = REPO / ".github" / "workflows" / "plan.yml"
+
+
+def _comment_step() -> dict[str, Any]:
+    steps = yaml.safe_load(PLAN_YML.read_text())["jobs"]["plan"]["steps"]
+    return next(s for s in steps if s.get("name") == "Post the plan as pull-request comments")
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 
 # Runs the script as github-script would: `github`, `context` and `core` given, awaited.
 HARNESS = r"""
-const postPlan = require(process.argv[2]);
-const existing = JSON.parse(process.argv[4]);
+const fs = require('fs');
+const script = fs.readFileSync(process.argv[2], 'utf8');
+const existing = JSON.parse(process.argv[3]);
 const calls = [];
 const warnings = [];
 const github = {
@@ -39,8 +49,9 @@ const github = {
 };
 const context = { repo: { owner: 'o', repo: 'r' }, issue: { number: 7 } };
 const core = { warning: (m) => warnings.push(m) };
-postPlan({ github, context, core }, { file: process.argv[3], limit: process.argv[5], artifact: 'reconciler-plan-abc' })
-  .then((result) => console.log(JSON.stringify({ result, calls, warnings })))
+const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+new AsyncFunction('github', 'context', 'core', 'require', script)(github, context, core, require)
+  .then(() => console.log(JSON.stringify({ calls, warnings })))
   .catch((error) => { console.log(JSON.stringify({ error: error.message })); process.exit(1); });
 """
 
@@ -49,10 +60,15 @@ def _post(tmp_path: Path, markdown: str, *, existing: list[dict[str, Any]] | Non
           limit: str = "") -> dict[str, Any]:
     plan = tmp_path / "plan.md"
     plan.write_text(markdown)
-    harness = tmp_path / "harness.js"
+    harness, script = tmp_path / "harness.js", tmp_path / "script.js"
     harness.write_text(HARNESS)
-    result = subprocess.run(["node", str(harness), str(SCRIPT), str(plan), json.dumps(existing or []), limit],
-                            capture_output=True, text=True, timeout=60, check=False)
+    step = _comment_step()
+    script.write_text(step["with"]["script"])
+    # The step's environment, as the workflow sets it (the limit as given, or the default).
+    env = {**os.environ, "PLAN_MARKDOWN": str(plan), "PLAN_ARTIFACT": "reconciler-plan-abc",
+           "COMMENT_LIMIT": limit or str(step["env"]["COMMENT_LIMIT"])}
+    result = subprocess.run(["node", str(harness), str(script), json.dumps(existing or [])],
+                            capture_output=True, text=True, timeout=60, check=False, env=env)
     assert result.stdout, result.stderr
     return json.loads(result.stdout)
 
@@ -88,13 +104,16 @@ def test_a_huge_plan_posts_ten_comments_and_says_where_the_rest_is(tmp_path: Pat
     posted = _post(tmp_path, huge_plan)
     creates = [call for call in posted["calls"] if call[0] == "create"]
     assert len(creates) == 10
-    assert posted["result"] == {"posted": 10, "parts": total}
     assert all(body.startswith(f"<!-- reconciler:part {i}/{total} -->") for i, (_, body) in enumerate(creates, 1))
     last = creates[-1][1]
     assert f"This plan has {total} parts; only the first 10 are posted as comments." in last
     assert f"Parts 11-{total} are in the job summary and the artifact `reconciler-plan-abc`" in last
     assert all(len(body) < 65536 for _, body in creates)  # GitHub's limit for one comment
     assert "the first 10 are posted" in posted["warnings"][0]
+
+
+def test_the_workflow_sets_the_limit_to_ten() -> None:
+    assert _comment_step()["env"]["COMMENT_LIMIT"] == "10"
 
 
 def test_a_plan_within_the_limit_is_posted_whole_without_a_note(tmp_path: Path) -> None:

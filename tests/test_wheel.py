@@ -1,7 +1,11 @@
 """Installed as users install it: a wheel in a fresh virtual environment, run outside the repository.
 
-The wheel is built from this checkout; its dependencies come from the package registry once and
-are kept in pytest's cache folder, so later runs install without the network. The test is
+The wheel is built once per run, by the build job of .github/workflows/release.yml run on a copy
+of this checkout (tests/release_support.py): the tag check, `python -m build` with the hash-locked
+tools, and the smoke test that installs the wheel in a clean virtual environment and runs the
+`reconciler init` quick start. The build tools and the dependencies come from the package
+registry once and are kept in pytest's cache folder, so later runs build and install without
+the network. The test is
 skipped only when the registry cannot be reached (the reason is printed); with
 RECONCILER_REQUIRE_WHEEL_TEST=1 (set it in CI) an unreachable registry fails it instead.
 """
@@ -16,10 +20,14 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from reconciler import __version__
+from tests import release_support
 from tests.helpers import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -40,15 +48,22 @@ def _run(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: int = 
 
 
 def test_every_package_of_the_source_is_in_the_wheel_list() -> None:
-    # pyproject lists the packages by name (schemas/ is mapped into reconciler.schemas), so a new
-    # subpackage must be added there or the installed tool would miss it.
+    # pyproject lists the packages by name (schemas/, specs/, .github/ and the root's hook file
+    # are mapped into data packages), so a new subpackage must be added there or the installed
+    # tool would miss it.
     on_disk = {
         ".".join(path.parent.relative_to(REPO).parts)
         for path in (REPO / "reconciler").rglob("__init__.py")
     }
+    mapped = PYPROJECT["tool"]["setuptools"]["package-dir"]
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    assert on_disk | {"reconciler.schemas"} == listed
-    assert PYPROJECT["tool"]["setuptools"]["package-dir"]["reconciler.schemas"] == "schemas"
+    assert on_disk | set(mapped) == listed
+    assert mapped == {
+        "reconciler.schemas": "schemas",
+        "reconciler.examples": "specs",
+        "reconciler.github": ".github",
+        "reconciler.project": ".",
+    }
 
 
 def _registry_problem(output: str) -> None:
@@ -60,40 +75,92 @@ def _registry_problem(output: str) -> None:
 
 
 def _wheelhouse() -> Path:
-    """A folder of wheels for the build (setuptools) and for every dependency, fetched from the
-    registry once: later runs build and install without the network."""
-    wanted = [*PYPROJECT["build-system"]["requires"], "wheel", *PYPROJECT["project"]["dependencies"]]
-    marker = WHEELHOUSE / ("complete-" + hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16])
+    """A folder of wheels for the release's build tools (requirements/release.txt, hash-checked)
+    and for every dependency, fetched from the registry once: later runs build and install
+    without the network."""
+    wanted = list(PYPROJECT["project"]["dependencies"])
+    tools = (REPO / "requirements" / "release.txt").read_text()
+    digest = hashlib.sha256("\n".join([*wanted, tools]).encode()).hexdigest()[:16]
+    marker = WHEELHOUSE / ("complete-" + digest)
     if marker.exists():
         return WHEELHOUSE
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
-    fetched = _run(sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                   "--only-binary", ":all:", "-d", WHEELHOUSE, *wanted)
-    if fetched.returncode != 0:
-        _registry_problem(fetched.stdout + fetched.stderr)
-        pytest.fail(f"pip download failed:\n{fetched.stderr}")
+    common = ("-q", "--disable-pip-version-check", "--only-binary", ":all:", "-d", WHEELHOUSE)
+    for args in (wanted, ["--no-deps", "-r", str(REPO / "requirements" / "release.txt")]):
+        fetched = _run(sys.executable, "-m", "pip", "download", *common, *args)
+        if fetched.returncode != 0:
+            _registry_problem(fetched.stdout + fetched.stderr)
+            pytest.fail(f"pip download failed:\n{fetched.stderr}")
     marker.touch()
     return WHEELHOUSE
 
 
+@dataclass
+class Release:
+    """What the release workflow's build job left: the files and the smoke test's venv."""
+
+    dist: Path
+    reconciler: Path
+    smoke: Path
+    logs: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    """The build job of .github/workflows/release.yml, run as on a tag push of this version:
+    the one build of the wheel in a test run (the other installed-wheel tests use it)."""
+    wheels = _wheelhouse()
+    work = tmp_path_factory.mktemp("release")
+    checkout = release_support.checkout(work / "checkout")
+    runner_venv = work / "runner-python"
+    # The runner's Python: a virtual environment of its own for the build tools, with pip
+    # borrowed from the Python running the tests (a pip of its own costs many seconds).
+    created = _run(sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", runner_venv)
+    assert created.returncode == 0, created.stderr
+    temp = work / "runner-temp"
+    temp.mkdir()
+    # The registry is reached only through the wheelhouse: offline, and the same on every run.
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    runner = release_support.Runner(
+        checkout, temp, release_support.runner_env(runner_venv / "bin", f"v{__version__}", offline)
+    )
+    logs = {}
+    for step in release_support.build_steps():
+        result = runner.run(step)
+        logs[step["name"]] = result.stdout + result.stderr
+        assert result.returncode == 0, f"{step['name']}:\n{result.stdout}\n{result.stderr}"
+    return Release(checkout / "dist", temp / "smoke-venv" / "bin" / "reconciler", temp / "smoke", logs)
+
+
+@pytest.fixture(scope="module")
+def installed(release: Release) -> Path:
     """The `reconciler` script of a fresh virtual environment holding only the built wheel
     and its dependencies."""
-    wheels = _wheelhouse()
-    work = tmp_path_factory.mktemp("wheel")
-    dist = work / "dist"
-    offline = ("--no-index", "--find-links", wheels, "--disable-pip-version-check", "-q")
-    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", *offline, "-w", dist, REPO)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = dist.glob("pbx_reconciler-*.whl")
-    venv = work / "venv"
-    # Without a pip of its own (seconds saved): this pip installs into it with --python.
-    created = _run(sys.executable, "-m", "venv", "--without-pip", venv)
-    assert created.returncode == 0, created.stderr
-    result = _run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", *offline, wheel)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return venv / "bin" / "reconciler"
+    return release.reconciler
+
+
+def test_the_release_builds_one_sdist_and_one_wheel_of_this_version(release: Release) -> None:
+    names = sorted(path.name for path in release.dist.iterdir())
+    assert names == [f"pbx_reconciler-{__version__}-py3-none-any.whl", f"pbx_reconciler-{__version__}.tar.gz"]
+    with zipfile.ZipFile(release.dist / names[0]) as wheel:
+        shipped = set(wheel.namelist())
+    for data in ("reconciler/examples/demo-billing-state.yaml", "reconciler/examples/customers/abc.yaml",
+                 "reconciler/github/workflows/plan.yml", "reconciler/project/.pre-commit-hooks.yaml",
+                 "reconciler/schemas/customer-spec.schema.json"):
+        assert data in shipped
+
+
+def test_the_release_smoke_test_ran_the_init_quick_start_from_the_wheel(release: Release) -> None:
+    log = release.logs["Install the wheel in a clean virtual environment and run the quick start"]
+    assert "Created a specs repository" in log and "Traceback" not in log, log
+    assert re.search(r"Plan: [1-9]\d* change\(s\) for [1-9]\d* customer\(s\), 0 error\(s\)", log), log
+    demo = release.smoke / "demo"
+    assert (demo / ".reconciler" / "billing.db").is_file()
+    assert (demo / ".github" / "workflows" / "apply.yml").is_file()
+    # The wheel, not this checkout, answered: the smoke venv has no path back here.
+    site = _run(release.reconciler.parent / "python", "-c", "import reconciler; print(reconciler.__file__)",
+                cwd=release.smoke)
+    assert "site-packages" in site.stdout and str(REPO) not in site.stdout, site.stdout
 
 
 def test_the_installed_wheel_loads_validates_plans_and_exports_outside_the_repository(

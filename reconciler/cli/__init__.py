@@ -32,6 +32,7 @@ from reconciler.cli.export import export
 from reconciler.cli.fmt import fmt
 from reconciler.cli.gate import gate
 from reconciler.cli.history import history
+from reconciler.cli.init import init
 from reconciler.cli.owners import owners
 from reconciler.cli.plan import plan
 from reconciler.cli.show import show
@@ -94,6 +95,7 @@ cli.add_command(show)
 cli.add_command(adopt)
 cli.add_command(fmt)
 cli.add_command(gate)
+cli.add_command(init)
 cli.add_command(owners)
 
 

@@ -14,8 +14,8 @@ from reconciler.cli.common import (
     err,
     pass_context,
     paths_argument,
-    selection_options,
     rewrite_spec,
+    selection_options,
 )
 from reconciler.errors import UsageError
 from reconciler.selection import Selection

@@ -31,7 +31,8 @@ DEFAULT_CODEOWNERS = os.path.join(".github", "CODEOWNERS")
 def owners(obj: Context, codeowners: bool, check: bool, file: str | None) -> None:
     """Check the owners map and list who owns which spec file; --codeowners prints (or, with
     --check, compares) the CODEOWNERS it implies."""
-    from reconciler.owners import OWNERS_ENV, OWNERS_FILE, codeowners as render, find_owners, top_folder
+    from reconciler.owners import OWNERS_ENV, OWNERS_FILE, find_owners, top_folder
+    from reconciler.owners import codeowners as render
 
     if check and not codeowners:
         raise UsageError("--check compares CODEOWNERS: give it with --codeowners")
