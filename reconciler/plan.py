@@ -51,6 +51,11 @@ class CustomerPlan:
     usage: list[dict[str, Any]] = field(default_factory=list)
     snapshot: dict[str, Any] | None = None  # the state at plan time (see staleness.py)
 
+    @property
+    def skipped(self) -> bool:
+        """Apply changes nothing for a customer whose plan has errors."""
+        return bool(self.errors)
+
     def to_dict(self, *, with_state: bool = False) -> dict[str, Any]:
         """The plan's JSON form; ``with_state`` adds ``state_at_plan`` (for a saved plan only)."""
         data: dict[str, Any] = {
@@ -64,6 +69,9 @@ class CustomerPlan:
             "unsafe": self.unsafe,
             "unsafe_reason": self.unsafe_reason,
             "usage": self.usage,
+            # A customer with errors is skipped by apply: its changes are what the spec asks
+            # for, shown for review, and none of them is made until the errors are fixed.
+            "skipped": self.skipped,
         }
         if with_state and self.snapshot is not None:
             data["state_at_plan"] = self.snapshot

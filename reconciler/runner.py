@@ -39,10 +39,19 @@ class Plan:
     errors: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     files: int = 0  # spec files read
+    # The commit of the specs' repository when the plan was made (GITHUB_SHA in CI): what a saved
+    # plan's apply records in the audit log, since the plan was computed from the specs then.
+    git_commit: str | None = None
 
     @property
     def change_count(self) -> int:
-        return sum(len(c.changes) for c in self.customers)
+        """The changes apply would make: a customer with errors is skipped, so none of its."""
+        return sum(len(c.changes) for c in self.customers if not c.skipped)
+
+    @property
+    def refused_count(self) -> int:
+        """The changes the specs ask for that apply will not make, because of errors."""
+        return sum(len(c.changes) for c in self.customers if c.skipped)
 
     @property
     def error_count(self) -> int:
@@ -55,7 +64,7 @@ class Plan:
     def to_dict(self, *, with_state: bool = False) -> dict[str, Any]:
         """The plan's JSON form; ``with_state`` adds each customer's state at plan time, which
         only a saved plan carries (``apply --plan`` explains a stale customer with it)."""
-        return {
+        data: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "backend": self.backend,
             "backend_resolved": self.backend_resolved,
@@ -65,11 +74,16 @@ class Plan:
             "summary": {
                 "customers": len(self.customers),
                 "changes": self.change_count,
+                "skipped_customers": sum(1 for c in self.customers if c.skipped),
+                "refused_changes": self.refused_count,
                 "errors": self.error_count,
                 "warnings": self.warning_count,
                 "files": self.files,
             },
         }
+        if self.git_commit is not None:
+            data["git_commit"] = self.git_commit
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -80,6 +94,7 @@ class Plan:
             errors=[Problem.from_dict(p) for p in data.get("errors", [])],
             notes=list(data.get("notes", [])),
             files=int(data.get("summary", {}).get("files", 0)),
+            git_commit=data.get("git_commit"),
         )
 
 

@@ -91,7 +91,7 @@ def create(root: Path, files: list[NewFile]) -> None:
     """Write ``files`` under ``root`` (created if missing), or nothing at all.
 
     Refuses, before writing anything, when any of the paths exists (a file, a folder or a link):
-    ``init`` never overwrites. A write that fails midway removes what this call wrote.
+    ``init`` never overwrites. A write that fails midway (or Ctrl-C) removes what this call wrote.
     """
     if root.exists() and not root.is_dir():
         raise InitRefused(f"{root} is not a folder")
@@ -120,13 +120,16 @@ def create(root: Path, files: list[NewFile]) -> None:
             with open(target, "x", encoding="utf-8", newline="\n") as out:
                 written.append(target)
                 out.write(new.text)
-    except OSError as exc:
+    except BaseException as exc:
+        # Also on Ctrl-C: a half-made repository would make the next `init` refuse.
         for path in written:
             with contextlib.suppress(OSError):
                 path.unlink()
         for folder in reversed(made_dirs):
             with contextlib.suppress(OSError):
                 folder.rmdir()
+        if not isinstance(exc, OSError):
+            raise
         where = f"{exc.filename}: " if exc.filename else ""
         raise InitRefused(f"cannot write {where}{exc.strerror or exc}; nothing was kept") from None
 

@@ -223,3 +223,13 @@ def test_version_has_one_source() -> None:
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "reconciler.__version__"}
     shown = run_cli("--version")
     assert shown.code == 0 and shown.out.strip().endswith(__version__), shown
+
+
+def test_a_write_that_fails_midway_leaves_nothing(in_tmp: Path) -> None:
+    # .github is a file: the workflows cannot be written under it, after the specs were.
+    (in_tmp / ".github").write_text("not a folder\n")
+    refused = run_cli("init")
+    assert refused.code == 1, refused
+    assert "cannot write" in refused.err and "nothing was kept" in refused.err
+    assert "Traceback" not in refused.err
+    assert _files(in_tmp) == [".github"] and not (in_tmp / "specs").exists()

@@ -554,3 +554,40 @@ def test_apply_handlers_are_restored(tmp_path: Path) -> None:
         assert signals.received == 3 and signals.exit_code == 143
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert len(said) == 2 and said[0].startswith("SIGTERM received") and said[1].startswith("already stopping")
+
+
+def test_an_interrupted_saved_plan_reports_on_one_stream_and_its_advice_finishes_the_work(
+        sqlite_world: World, tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    """apply --plan interrupted: the report is one account on standard output, in order, and what
+    it advises (plan again from the specs, apply that) converges; the old plan would be stale."""
+    target = sqlite_world.target(tmp_path / "t")
+    assert isinstance(target, SqliteTarget)
+    saved = target.folder / "plan.json"
+    assert target.cli("plan", str(target.specs), "--out", str(saved)).code == 0
+    out_path, err_path = target.folder / "run.out", target.folder / "run.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen(reconciler_argv("--backend", target.url, "apply", "--plan", str(saved)),
+                                cwd=target.folder, env=clean_env(target.env), stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL)
+    processes.append(proc)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and target.audit_size() == 0 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    code, said_out, said_err = proc.wait(timeout=60), out_path.read_text(), err_path.read_text()
+    assert code == 130, said_err
+    report = parse_report(said_out, "")  # standard output alone holds the whole report
+    assert report.applied and report.not_started and report.summary, said_out
+    assert not any(line.startswith(("customer ", "interrupted (", "    done:")) for line in said_err.splitlines())
+    assert "plan again from the specs and apply that plan" in report.summary
+    assert f"{saved} is out of date for the customers it changed" in report.summary
+    # The advice works: a new plan from the specs, applied, finishes the work.
+    fresh = target.folder / "fresh.json"
+    assert target.cli("plan", str(target.specs), "--out", str(fresh)).code == 0
+    finished = target.cli("apply", "--plan", str(fresh))
+    assert finished.code == 0, finished
+    assert finished.out.splitlines()[-1].startswith("Apply: "), finished
+    assert target.cli("plan", str(target.specs), "--detailed-exitcode").code == 0
+    # The old saved plan is what not to run again: every customer it changed is refused as stale.
+    again = target.cli("apply", "--plan", str(saved))
+    assert again.code == 1 and all(f"customer {c}: stale" in again.err for c in report.applied), again

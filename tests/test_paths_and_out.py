@@ -269,14 +269,15 @@ def test_state_dump_with_standard_output_closed(dump: Callable[..., subprocess.P
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_state_dump_into_a_pipe_closed_early(dump: Callable[..., subprocess.Popen[bytes]], fmt: str) -> None:
-    """Like `reconciler state dump | head`: the reader leaves, the dump says so and exits 1."""
+    """Like `reconciler state dump | head`: the reader leaves, and like other tools the dump says
+    nothing of it; the exit code is the command's own (the dump itself went well: 0)."""
     proc = dump("--format", fmt, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stdout.read(10)
     proc.stdout.close()
     err = proc.stderr.read() if proc.stderr else b""
-    assert proc.wait(timeout=60) == 1
-    assert err.decode() == "error: cannot write the output: the reader closed the pipe (broken pipe)\n"
+    assert proc.wait(timeout=60) == 0
+    assert err.decode() == ""
 
 
 def test_apply_workflow_carries_the_audit_log_from_run_to_run() -> None:

@@ -116,6 +116,44 @@ def test_a_block_the_reconciler_made_is_its_own_on_a_fresh_runner_and_it_can_und
     assert blocked_by(backend_for(stub), "ph46170x100") is None
 
 
+def test_block_then_unblock_from_two_fresh_runners_as_two_processes(
+    stubs: Callable[..., Stub], tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    abc = customer()
+    abc["accounts"] = [account(1, "ph46170x100")]
+    abc["extensions"] = [{"i_c_ext": 500, "id": "100", "name": "Reception", "i_account": 1}]
+    stub = stubs(abc)
+    stub.show_blocked_by = False
+    repo = Path(__file__).resolve().parent.parent
+
+    def apply_from_a_fresh_runner(name: str, blocked: bool) -> subprocess.CompletedProcess[str]:
+        runner = tmp_path / name  # its own checkout, its own (empty) .reconciler folder
+        runner.mkdir()
+        (runner / "abc.yaml").write_text(
+            "version: 1\ncustomer: {id: 46170, name: ABC}\nextensions:\n"
+            f"  - {{extension: '100', name: Reception, product: Cloud PBX service, blocked: {str(blocked).lower()}}}\n"
+        )
+        env = {**os.environ, **stub.env, "PYTHONPATH": str(repo), "PORTABILLING_BLOCKING_ROLES": "2"}
+        env.pop("RECONCILER_AUDIT_LOG", None)
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler", "--backend", stub.url, "apply", "abc.yaml", "--auto-approve"],
+            cwd=runner, env=env, capture_output=True, text=True, timeout=60,
+        )
+
+    first = apply_from_a_fresh_runner("runner-1", blocked=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert abc["accounts"][0]["blocked"] == "Y"
+    second = apply_from_a_fresh_runner("runner-2", blocked=False)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert abc["accounts"][0]["blocked"] == "N"
+    assert abc["accounts"][0]["note"] == ""
+    assert list((tmp_path / "runner-1" / ".reconciler").glob("audit-*.jsonl"))
+
+
 def test_a_block_nobody_marked_is_the_administrators_and_a_sent_blocked_by_wins(
     stubs: Callable[..., Stub],
 ) -> None:

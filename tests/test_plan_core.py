@@ -908,7 +908,7 @@ def test_a_customer_plan_survives_its_dict_form(tmp_path: Path) -> None:
     assert plan.unsafe is True
     data = plan.to_dict()
     assert set(data) == {"customer", "name", "file", "fingerprint", "changes", "errors", "warnings",
-                         "unsafe", "unsafe_reason", "usage"}
+                         "unsafe", "unsafe_reason", "usage", "skipped"}
     assert data["customer"] == 100 and data["file"] == str(tmp_path / "acme.yaml")
     again = CustomerPlan.from_dict(data)
     assert again == plan

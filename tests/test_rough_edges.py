@@ -274,3 +274,178 @@ def test_fmt_quotes_a_text_value_yaml_would_read_as_a_boolean_or_a_number(tmp_pa
                                 '    addons: ["On", Call recording]\n')
     valid = run_cli("validate", "--offline", str(spec))
     assert valid.code == 0, valid
+
+
+# ---- a reader that leaves early -----------------------------------------------------------------
+
+
+@pytest.fixture
+def big_plan(backend: str, tmp_path: Path) -> tuple[str, Path]:
+    """A spec creating 3,000 extensions: every format's plan is far larger than a pipe's buffer."""
+    spec = tmp_path / "many.yaml"
+    spec.write_text(HEAD + "extensions:\n" + "".join(
+        f"  - {{extension: '{n}', name: Person {n}, product: Cloud PBX service}}\n" for n in range(1000, 4000)))
+    return backend, spec
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+def test_a_plan_piped_into_head_is_quiet_and_exits_as_the_plan_decides(
+    big_plan: tuple[str, Path], fmt: str
+) -> None:
+    import subprocess
+
+    from tests.reliability_support import clean_env, reconciler_argv
+
+    backend, spec = big_plan
+    for extra, code in (((), 0), (("--detailed-exitcode",), 2)):
+        proc = subprocess.Popen(
+            reconciler_argv("--backend", backend, "plan", str(spec), "--format", fmt, *extra),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        head = [proc.stdout.readline() for _ in range(3)]  # `| head -3`
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == code, err
+        assert all(head) and err == "", err
+
+
+# ---- a plan with errors counts no refused change -------------------------------------------------
+
+
+def test_a_plan_with_errors_does_not_count_refused_changes_and_says_the_customer_is_skipped(
+    backend: str, tmp_path: Path
+) -> None:
+    path = _write(
+        tmp_path,
+        HEAD + "extensions:\n"
+        "  - {extension: '11', name: A, product: Cloud PBX service, addons: [Call recording]}\n"
+        "  - {extension: '12', name: B, product: Cloud PBX service, addons: [Call recording]}\n"
+        "  - {extension: '13', name: C, product: Hotdsk}\n",
+    )
+    text = run_cli("--backend", backend, "plan", str(path))
+    assert text.code == 1
+    assert "  skipped: apply changes nothing for this customer until the errors below are fixed; " \
+           "the spec asks for these 3 change(s):" in text.out
+    assert text.out.splitlines()[-1] == (
+        "Plan: 0 change(s) for 1 customer(s) (1 skipped because of errors, 3 change(s) held back), "
+        "2 error(s), 2 warning(s)."
+    )
+    data = run_cli("--backend", backend, "plan", str(path), "--format", "json").json
+    assert data["summary"]["changes"] == 0
+    assert (data["summary"]["skipped_customers"], data["summary"]["refused_changes"]) == (1, 3)
+    customer = data["customers"][0]
+    assert customer["skipped"] is True and len(customer["changes"]) == 3  # shown for review
+    markdown = run_cli("--backend", backend, "plan", str(path), "--format", "markdown").out
+    assert "**1 customer · 0 changes · 2 errors · 2 warnings**" in markdown
+    assert "(1 customer skipped, 3 changes held back)" in markdown
+    assert "3 changes held back (skipped)" in markdown
+    # apply agrees: nothing to apply, and it says so.
+    applied = run_cli("--backend", backend, "apply", str(path), "--auto-approve")
+    assert applied.code == 1 and "Nothing to apply." in applied.out
+
+
+# ---- apply --plan records the commit the plan was made from ---------------------------------------
+
+
+def test_apply_of_a_saved_plan_records_the_commit_the_specs_were_at_when_planned(
+    backend: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    repo = tmp_path / "repo"
+    (repo / "specs").mkdir(parents=True)
+    spec = repo / "specs" / "acme.yaml"
+    spec.write_text(HEAD + "extensions:\n  - {extension: '11', name: A, product: Cloud PBX service}\n")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "specs")
+    planned_at = git("rev-parse", "HEAD")
+    saved = tmp_path / "plan.json"
+    assert run_cli("--backend", backend, "plan", str(repo / "specs"), "--out", str(saved)).code == 0
+    # The repository moves on before the saved plan is applied: the plan is still of the old commit.
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "later", "--allow-empty")
+    applied = run_cli("--backend", backend, "apply", "--plan", str(saved))
+    assert applied.code == 0, applied
+    history = run_cli("--backend", backend, "history", "--format", "json").json
+    assert [entry["git_commit"] for entry in history] == [planned_at]
+
+
+# ---- the emulator in a script's background --------------------------------------------------------
+
+
+def test_an_emulator_started_in_a_scripts_background_stops_on_sigint(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.reliability_support import clean_env
+
+    script = f"""
+{sys.executable} -m reconciler emulator --state {REPO / 'specs' / 'demo-billing-state.yaml'} --port 0 2>{tmp_path / 'err'} &
+pid=$!
+for _ in $(seq 200); do grep -q 'emulator serving' {tmp_path / 'err'} && break; sleep 0.05; done
+kill -INT $pid
+for _ in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+if kill -0 $pid 2>/dev/null; then kill -KILL $pid; echo still-running; fi
+wait $pid; echo "exit $?"
+"""
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=clean_env())
+    said = (tmp_path / "err").read_text()
+    assert "emulator serving" in said, said
+    assert "still-running" not in done.stdout and "exit 0" in done.stdout, done.stdout
+    assert "PortaBilling emulator stopped" in said, said
+
+
+# ---- the help text -------------------------------------------------------------------------------
+
+
+def _every_command() -> list[tuple[str, object]]:
+    import click
+
+    from reconciler.cli import cli
+
+    found: list[tuple[str, object]] = []
+    for name, command in cli.commands.items():
+        found.append((name, command))
+        if isinstance(command, click.Group):
+            found += [(f"{name} {sub}", c) for sub, c in command.commands.items()]
+    return found
+
+
+def test_customer_is_one_type_on_every_command_and_zero_is_refused(backend: str) -> None:
+    from reconciler.cli.common import CUSTOMER_ID
+
+    takers = [name for name, command in _every_command()
+              for param in command.params if param.name in ("customers", "customer_id")]  # type: ignore[attr-defined]
+    assert {"validate", "plan", "apply", "adopt", "export", "history", "doctor"} <= set(takers)
+    for name, command in _every_command():
+        for param in command.params:  # type: ignore[attr-defined]
+            if "--customer" in getattr(param, "opts", ()):
+                assert param.type is CUSTOMER_ID, name
+    for args in (("history", "--customer", "0"), ("export", "--customer", "-3"), ("plan", "x", "--customer", "a")):
+        result = run_cli("--backend", backend, *args)
+        assert result.code == 1 and "is not a customer id (i_customer: a whole number, 1 or more)" in result.err, result
+
+
+def test_every_option_has_help_and_no_command_summary_is_cut_short() -> None:
+    for name, command in _every_command():
+        for param in command.params:  # type: ignore[attr-defined]
+            if getattr(param, "opts", None) and param.param_type_name == "option":
+                assert param.help, f"{name} {param.opts[0]} has no help"
+    for args in ((), ("state",)):
+        listing = run_cli(*args, "--help", env={"COLUMNS": "80"}).out
+        commands = listing.split("Commands:")[1]
+        assert "..." not in commands and "…" not in commands, commands
+    port = run_cli("emulator", "--help").out
+    assert "0 picks a free one" in port
+    doctor = run_cli("doctor", "--help").out
+    assert "PATHS (optional) are spec files or folders" in doctor
+
+
+def test_the_readme_lists_the_options_of_adopt() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "| `adopt PATH… [--customer ID] [--shard I/N] [--format text\\|markdown\\|json]` |" in readme

@@ -146,7 +146,8 @@ def test_the_release_builds_one_sdist_and_one_wheel_of_this_version(release: Rel
         shipped = set(wheel.namelist())
     for data in ("reconciler/examples/demo-billing-state.yaml", "reconciler/examples/customers/abc.yaml",
                  "reconciler/github/workflows/plan.yml", "reconciler/project/.pre-commit-hooks.yaml",
-                 "reconciler/schemas/customer-spec.schema.json"):
+                 "reconciler/schemas/customer-spec.schema.json", "reconciler/project/owners.yaml",
+                 "reconciler/github/CODEOWNERS"):
         assert data in shipped
 
 

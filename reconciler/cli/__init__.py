@@ -16,7 +16,7 @@ import threading
 import traceback
 from datetime import UTC, datetime
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -140,6 +140,49 @@ class _ClosedOutput(io.RawIOBase):
         raise OSError(errno.EBADF, "standard output is closed")
 
 
+class _QuietWhenReaderLeaves:
+    """Standard output that goes quiet once its reader has left (``reconciler plan | head -3``).
+
+    A reader that stops reading early is not a failure of the command, and other command-line
+    tools say nothing then: what is written after that is dropped, the command runs to its end,
+    and it exits with the code its work decides (a plan with errors still exits 1). Any other
+    failure to write (a full disk, a closed descriptor) is still reported.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.reader_left = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_left:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_left:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        self.reader_left = True
+        if self._stream is sys.__stdout__:
+            # What is left in the buffer goes to /dev/null, so Python's last flush cannot fail.
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self._stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
     raise Terminated()
 
@@ -179,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     previous = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    stdout = sys.stdout
+    original = sys.stdout
+    stdout = sys.stdout = _QuietWhenReaderLeaves(original)  # type: ignore[assignment]
     try:
         _dispatch(argv)
     except SystemExit:
@@ -189,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
             _output_failed("the reader closed the pipe (broken pipe)")
         raise
     finally:
+        if sys.stdout is stdout:
+            sys.stdout = original
         if argv is None and threading.current_thread() is threading.main_thread():
             # The process's own run is over and its outcome decided: a signal arriving while
             # Python shuts down would only turn that outcome into a traceback.

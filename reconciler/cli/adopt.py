@@ -21,7 +21,7 @@ from reconciler.errors import UsageError
 from reconciler.selection import Selection
 
 
-@click.command()
+@click.command(short_help="Rewrite specs to match billing (drift).")
 @paths_argument
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
               show_default=True, help="markdown: a pull-request body of what billing changed.")

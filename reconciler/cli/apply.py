@@ -40,7 +40,7 @@ def _confirm(count: int) -> bool:
     return bool(answer.strip() == "yes")
 
 
-@click.command()
+@click.command(short_help="Apply the plan of specs, or a saved plan.")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="Apply this saved plan exactly.")
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
@@ -78,10 +78,12 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
             else:
                 signals.install()
                 outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
-                failed = _report(outcomes) or bool(result.errors)
+                failed = _report(outcomes, interrupted=signals.requested()) or bool(result.errors)
                 signals.settle()  # everything is written: a signal from here on stops nothing
                 if signals.requested():
-                    _report_interrupt(outcomes, signals, backend.audit_location())
+                    _report_interrupt(outcomes, signals, backend.audit_location(), paths, plan_file)
+                else:
+                    _report_summary(outcomes)
     finally:
         signals.restore()
     if signals.requested():
@@ -111,7 +113,9 @@ def _plan_and_confirm(obj: Context, backend: Backend, paths: tuple[str, ...], pl
                 from reconciler.owners import check_saved_plan
 
                 check_saved_plan(result, owners)
-            commit = os.environ.get("GITHUB_SHA") or None
+            # The commit the specs were at when the plan was made (plan --out records it): the
+            # plan was computed from them, whatever the repository holds now.
+            commit = result.git_commit or os.environ.get("GITHUB_SHA") or None
         else:
             # With the state it was computed from, so a customer that changes before its turn is
             # explained field by field, as for a saved plan.
@@ -136,8 +140,12 @@ def _plan_and_confirm(obj: Context, backend: Backend, paths: tuple[str, ...], pl
     return result, commit
 
 
-def _report(outcomes: list[ApplyOutcome]) -> bool:
-    """One line per customer that had work (and what was done where it stopped); True if any failed."""
+def _report(outcomes: list[ApplyOutcome], *, interrupted: bool = False) -> bool:
+    """One line per customer that had work (and what was done where it stopped); True if any failed.
+
+    A customer that did not apply is told on standard error; after an interrupt the whole report
+    is one account of what happened, and all of it goes to standard output, in order.
+    """
     from reconciler.apply import APPLIED, INTERRUPTED, NOT_STARTED, NOTHING
     from reconciler.render.text import describe
 
@@ -155,14 +163,32 @@ def _report(outcomes: list[ApplyOutcome]) -> bool:
             line += f": {outcome.message}"
             if outcome.done:
                 line += f"; {len(outcome.done)} of {outcome.planned} change(s) were made before it stopped:"
-        click.echo(line, err=not outcome.ok)
+        to_err = not outcome.ok and not interrupted
+        click.echo(line, err=to_err)
         if not outcome.ok:
             for change in outcome.done:
-                err(f"    done: {describe(change.to_dict())}")
+                click.echo(f"    done: {describe(change.to_dict())}", err=to_err)
     return failed
 
 
-def _report_interrupt(outcomes: list[ApplyOutcome], signals: StopSignals, audit_log: str) -> None:
+def _report_summary(outcomes: list[ApplyOutcome]) -> None:
+    """The last line of an apply: how many customers were applied, and how many were not, why."""
+    from reconciler.apply import APPLIED, NOTHING
+
+    applied = [o for o in outcomes if o.status == APPLIED]
+    if not applied and all(o.status == NOTHING for o in outcomes):
+        return
+    parts = [f"{len(applied)} customer(s) applied ({sum(len(o.done) for o in applied)} change(s))"]
+    others: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.status not in (APPLIED, NOTHING):
+            others[outcome.status] = others.get(outcome.status, 0) + 1
+    parts += [f"{count} {status}" for status, count in others.items()]
+    click.echo(f"Apply: {', '.join(parts)}.", err=bool(others))
+
+
+def _report_interrupt(outcomes: list[ApplyOutcome], signals: StopSignals, audit_log: str,
+                      paths: tuple[str, ...], plan_file: str | None) -> None:
     from reconciler.apply import APPLIED, INTERRUPTED, NOT_STARTED
 
     applied = sum(1 for o in outcomes if o.status == APPLIED)
@@ -171,7 +197,14 @@ def _report_interrupt(outcomes: list[ApplyOutcome], signals: StopSignals, audit_
     parts = [f"{applied} customer(s) applied in full"]
     parts += [f"customer {o.customer} stopped after {len(o.done)} of {o.planned} change(s)" for o in cut]
     parts.append(f"{waiting} customer(s) not started")
-    err(
+    if plan_file:
+        # The saved plan is out of date for every customer it changed: applied again, those are
+        # refused as stale. What is left is found by planning again from the specs.
+        advice = (f"to finish, plan again from the specs and apply that plan (or run `reconciler "
+                  f"apply` on the specs): {plan_file} is out of date for the customers it changed")
+    else:
+        advice = f"to finish, run `reconciler apply {' '.join(paths)}` again: it plans what is left"
+    click.echo(
         f"interrupted ({signals.name}): {'; '.join(parts)}. Every change made is in the audit log "
-        f"({audit_log}); run apply again to finish."
+        f"({audit_log}); {advice}."
     )

@@ -155,8 +155,32 @@ pass_context = click.make_pass_decorator(Context)
 
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path())
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+    help="text for people; json for tools (standard output holds the document alone); markdown "
+    "for a pull-request comment.",
 )
+
+
+class CustomerId(click.ParamType):
+    """A customer's id in billing (i_customer): a whole number of 1 or more, the same for every
+    command that takes ``--customer``."""
+
+    name = "ID"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                number = 0
+        if number < 1:
+            self.fail(f"{value!r} is not a customer id (i_customer: a whole number, 1 or more)", param, ctx)
+        return number
+
+
+CUSTOMER_ID = CustomerId()
 
 
 def safety_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -196,8 +220,7 @@ def selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--customer",
         "customers",
-        type=click.IntRange(min=1),
+        type=CUSTOMER_ID,
         multiple=True,
-        metavar="ID",
-        help="Only this customer's spec file (repeatable).",
+        help="Only this customer's spec file (i_customer; repeatable).",
     )(wrapper)

@@ -7,25 +7,30 @@ import sys
 
 import click
 
-from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, Context, dump_json, err, pass_context
+from reconciler.cli.common import CUSTOMER_ID, EXIT_OK, EXIT_PROBLEM, Context, dump_json, err, pass_context
 
 
-@click.command()
+@click.command(short_help="Check a PortaBilling server, read-only.")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option(
     "--customer",
     "customer_id",
-    type=click.IntRange(min=1),
-    help="The customer whose reads to check (default: the first spec's, else the first customer "
-    "billing lists).",
+    type=CUSTOMER_ID,
+    help="The customer whose reads to check (i_customer; default: the first spec's, else the first "
+    "customer billing lists).",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help='text for people; json for tools: {"ok": ..., "checks": [...]}.',
 )
 @pass_context
 def doctor(obj: Context, paths: tuple[str, ...], customer_id: int | None, fmt: str) -> None:
     """Check a PortaBilling server read-only: login, operating mode, products, and one customer's
-    reads and fields. Never writes. Exit 0 when nothing fails."""
+    reads and fields. Never writes. Exit 0 when nothing fails.
+
+    PATHS (optional) are spec files or folders: the customer of the first spec is the one whose
+    reads are checked, unless --customer names one. A path that does not exist is an error.
+    """
     from reconciler.doctor import run_doctor
     from reconciler.specfiles import discover
 

@@ -9,12 +9,13 @@ import click
 from reconciler.cli.common import err
 
 
-@click.command()
+@click.command(short_help="Serve a PortaBilling-like API on loopback.")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False), required=True,
               help="Billing state file to serve.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Loopback address to listen on (127.0.0.0/8, ::1, localhost); nothing else.")
-@click.option("--port", type=int, default=8899, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8899, show_default=True,
+              help="Port to listen on; 0 picks a free one (the URL to use is printed).")
 @click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Added latency per call.")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of calls that fail (fault, 502/503, timeout, dropped connection).")
@@ -72,7 +73,15 @@ def emulator(state_file: str, host: str, port: int, latency_ms: float, fault_rat
              token_ttl_seconds: float | None, read_only: bool, no_extension_blocking: bool,
              db_path: str | None, **wire: Any) -> None:
     """Serve a PortaBilling-compatible JSON API for local development and tests."""
+    import signal
+    import threading
+
     from reconciler.emulator import run_emulator
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # A script's `reconciler emulator … &` starts with SIGINT ignored (bash does that for
+        # background jobs); the emulator runs until stopped, so `kill -INT` must still stop it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     run_emulator(state_file=state_file, host=host, port=port, latency_ms=latency_ms,
                  fault_rate=fault_rate, seed=seed, announce=err, fault_kinds=fault_kinds,

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.common import Context, err, pass_context, write_atomically
+from reconciler.cli.common import CUSTOMER_ID, Context, err, pass_context, write_atomically
 from reconciler.errors import UsageError
 
 
-@click.command()
-@click.option("--customer", "customer_id", type=int, required=True, help="i_customer to export.")
+@click.command(short_help="Print a customer's spec as billing holds it.")
+@click.option("--customer", "customer_id", type=CUSTOMER_ID, required=True, help="The customer to export (i_customer).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the spec to FILE instead of stdout.")
 @pass_context
 def export(obj: Context, customer_id: int, out: str | None) -> None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from reconciler.owners import OwnersMap
 
 
-@click.command("fmt")
+@click.command("fmt", short_help="Rewrite specs in the canonical layout.")
 @paths_argument
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 listing the files fmt would change.")
 @pass_context

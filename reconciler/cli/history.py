@@ -12,12 +12,13 @@ import json
 
 import click
 
-from reconciler.cli.common import Context, err, pass_context
+from reconciler.cli.common import CUSTOMER_ID, Context, err, pass_context
 
 
-@click.command()
-@click.option("--customer", "customer_id", type=int, help="Only this customer's changes.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.command(short_help="List the applied changes (the audit log).")
+@click.option("--customer", "customer_id", type=CUSTOMER_ID, help="Only this customer's changes (i_customer).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people; json: a list of the entries, for tools.")
 @pass_context
 def history(obj: Context, customer_id: int | None, fmt: str) -> None:
     """The audit log: every applied change with time, plan fingerprint and git commit.

@@ -10,13 +10,14 @@ import click
 from reconciler import __version__
 
 
-@click.command()
+@click.command(short_help="Make a specs repository to start from.")
 @click.argument("directory", metavar="[DIR]", default=".", type=click.Path(file_okay=False))
 def init(directory: str) -> None:
-    """Make a specs repository in DIR (default: the current folder): an example spec, the demo
-    billing state, the JSON Schemas, workflows, CODEOWNERS, pre-commit config, .gitignore.
+    """Make a specs repository in DIR (default: the current folder): example specs, the demo
+    billing state, the owners map, the JSON Schemas, the plan, apply and drift workflows
+    (installing this release), CODEOWNERS, a pre-commit config and a .gitignore.
 
-    Never overwrites: if any of those files exists, nothing is written.
+    Never overwrites: if any of those files exists, nothing is written (exit 1).
     """
     from reconciler.scaffold import CUSTOMERS, DEMO_STATE, create, scaffold
 

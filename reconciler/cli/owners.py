@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 DEFAULT_CODEOWNERS = os.path.join(".github", "CODEOWNERS")
 
 
-@click.command("owners")
+@click.command("owners", short_help="Check the owners map; print CODEOWNERS.")
 @click.option("--codeowners", is_flag=True, help="Print the CODEOWNERS lines the owners map implies.")
 @click.option(
     "--check",

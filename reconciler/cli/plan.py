@@ -77,6 +77,11 @@ def plan(obj: Context, paths: tuple[str, ...], fmt: str, out: str | None, detail
     with obj.backend() as backend:
         result = _compute_plan(obj, backend, paths, changed_since, unsafe_share, unsafe_min_accounts,
                                selection, snapshot=bool(out), owners=owners)
+    if out:
+        from reconciler.apply import git_commit
+
+        # What apply --plan records: the commit the specs were at when this plan was made.
+        result.git_commit = git_commit(list(paths))
     data = result.to_dict(with_state=bool(out))
     if out:
         write_atomically(out, lambda stream: dump_json(data, stream))

@@ -7,7 +7,7 @@ import click
 from reconciler.cli.common import Context, emit_plan, format_option, pass_context
 
 
-@click.command()
+@click.command(short_help="Render saved plans as `plan` printed them.")
 @click.argument("plan_files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="PLANFILE...")
 @format_option
 @pass_context

@@ -10,7 +10,7 @@ from reconciler.cli.common import Context, dump_json, err, pass_context
 from reconciler.errors import UsageError
 
 
-@click.group()
+@click.group(short_help="Load or dump the embedded billing state.")
 def state() -> None:
     """Embedded backend: load or dump the whole billing state."""
 
@@ -21,7 +21,7 @@ def _embedded(obj: Context, *, create: bool = False):  # type: ignore[no-untyped
     return obj.backend(create=create)
 
 
-@state.command("load")
+@state.command("load", short_help="Replace the billing state with FILE.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @pass_context
 def state_load(obj: Context, file: str) -> None:
@@ -37,8 +37,9 @@ def state_load(obj: Context, file: str) -> None:
     )
 
 
-@state.command("dump")
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@state.command("dump", short_help="Print the billing state as a state file.")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
+              help="yaml: the state file format (state load reads it back); json: the same, as JSON.")
 @pass_context
 def state_dump(obj: Context, fmt: str) -> None:
     """Print the billing state in the state file format (sorted, deterministic)."""

@@ -19,10 +19,11 @@ from reconciler.cli.common import (
 from reconciler.selection import Selection
 
 
-@click.command()
+@click.command(short_help="Check specs: schema, duplicates, agreement.")
 @paths_argument
 @click.option("--offline", is_flag=True, help="Schema and duplicate checks only; no billing state.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people; json for tools (standard output holds the document alone).")
 @selection_options
 @pass_context
 def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str, selection: Selection) -> None:

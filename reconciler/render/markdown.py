@@ -153,7 +153,9 @@ def _group_start(heading: str, first_in_piece: bool) -> str:
 
 
 def _changes_of(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [change for customer in _customers(plan) for change in customer.get("changes") or []]
+    """The changes apply would make: a customer with errors is skipped, none of its."""
+    return [change for customer in _customers(plan) if not customer.get("errors")
+            for change in customer.get("changes") or []]
 
 
 def _customers(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -180,11 +182,14 @@ def _summary_section(plan: Mapping[str, Any]) -> _Section:
         f"{_plural(errors, 'error')} · {_plural(warnings, 'warning')}**\n"
     )
     verdict: list[str] = []
-    if not changes:
+    if not changes and not any(c.get("changes") for c in customers):
         verdict.append("\nNo changes.\n")
     if errors:
+        skipped = [c for c in customers if c.get("errors")]
+        held = sum(len(c.get("changes") or []) for c in skipped)
         verdict.append(
-            f"\n❌ **{_plural(errors, 'error')}.** Apply skips every customer with errors; "
+            f"\n❌ **{_plural(errors, 'error')}.** Apply skips every customer with errors "
+            f"({_plural(len(skipped), 'customer')} skipped, {_plural(held, 'change')} held back); "
             "fix them before merging.\n"
         )
     if plan.get("backend"):
@@ -315,7 +320,7 @@ def _customer_section(customer: Mapping[str, Any]) -> _Section:
     changes = list(customer.get("changes") or [])
     errors = list(customer.get("errors") or [])
     warnings = list(customer.get("warnings") or [])
-    stats = [_plural(len(changes), "change")]
+    stats = [_plural(len(changes), "change") + (" held back (skipped)" if errors and changes else "")]
     if errors:
         stats.append("❌ " + _plural(len(errors), "error"))
     if warnings:
@@ -354,7 +359,11 @@ def _customer_section(customer: Mapping[str, Any]) -> _Section:
         groups.append(
             _Group("**Agreement usage** (planned/allowed)\n\n", tuple(map(_usage_item, usage)))
         )
-    if changes:
+    if changes and errors:
+        heading = _CHANGES_HEADING.replace(
+            "**Changes**", "**Changes the spec asks for** (none is made until the errors are fixed)")
+        groups.append(_Group(heading, tuple(map(_change_row, changes))))
+    elif changes:
         groups.append(_Group(_CHANGES_HEADING, tuple(map(_change_row, changes))))
     else:
         groups.append(_Group("", ("No changes.\n",)))

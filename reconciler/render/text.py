@@ -62,6 +62,10 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
         if customer.get("name"):
             title += f" {customer['name']}"
         lines.append(paint(f"{title} ({customer['file']})", bold=True))
+        if customer["errors"] and customer["changes"]:
+            lines.append(paint(
+                f"  skipped: apply changes nothing for this customer until the errors below are "
+                f"fixed; the spec asks for these {len(customer['changes'])} change(s):", fg="red"))
         for change in customer["changes"]:
             symbol = SYMBOL[change["op"]]
             lines.append(paint(f"  {symbol} {describe(change)}", fg=COLOUR[symbol]))
@@ -78,9 +82,15 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
     for note in plan.get("notes", []):
         lines.append(paint(f"note: {note}", fg="yellow"))
     summary = plan["summary"]
+    skipped = [c for c in plan["customers"] if c["errors"]]
+    held = sum(len(c["changes"]) for c in skipped)
+    applicable = sum(len(c["changes"]) for c in plan["customers"] if not c["errors"])
+    skip_note = (
+        f" ({len(skipped)} skipped because of errors, {held} change(s) held back)" if skipped else ""
+    )
     lines.append(
         paint(
-            f"Plan: {summary['changes']} change(s) for {summary['customers']} customer(s), "
+            f"Plan: {applicable} change(s) for {summary['customers']} customer(s){skip_note}, "
             f"{summary['errors']} error(s), {summary.get('warnings', 0)} warning(s).",
             bold=True,
         )

@@ -148,6 +148,7 @@ class PortaBillingClient:
         # Set by the first read-only fault: from then on no write leaves this client.
         self.read_only: BillingReadOnly | None = None
         self._zone: tuple[tzinfo, str] | None = None
+        self._zone_lock = threading.Lock()  # one thread asks the server; the others wait for it
 
     # -- the server's time zone --
 
@@ -163,10 +164,12 @@ class PortaBillingClient:
         """The server's time zone, in which add-on dates are written, and where that came from:
         ``Generic/get_session_data``'s time_zone_name when it says (asked once per client),
         else PORTABILLING_TIMEZONE, else UTC."""
-        with self._lock:
-            known = self._zone
-        if known is not None:
-            return known
+        with self._zone_lock:
+            if self._zone is None:
+                self._zone = self._ask_zone()
+            return self._zone
+
+    def _ask_zone(self) -> tuple[tzinfo, str]:
         said = None
         try:
             said = self.read(wire.SESSION_DATA_METHOD).get(wire.SESSION_TIME_ZONE)
@@ -186,8 +189,6 @@ class PortaBillingClient:
             found = (zone, f"{ENV_TIMEZONE}={self.settings.time_zone}")
         if found is None:
             found = (UTC, f"UTC (neither {wire.SESSION_DATA_METHOD} nor {ENV_TIMEZONE} says)")
-        with self._lock:
-            self._zone = found
         return found
 
     # -- bookkeeping --
@@ -431,7 +432,9 @@ class PortaBillingClient:
 
     def secrets(self) -> list[str]:
         """What no message may show: the password or API token, and every session token."""
-        return [*self.credentials.secrets(), *self.session.secrets()]
+        # Longest first: a short password inside a token must not leave the rest of it shown.
+        found = [*self.credentials.secrets(), *self.session.secrets()]
+        return sorted(found, key=len, reverse=True)
 
     def _http(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)

@@ -174,20 +174,21 @@ class TokenSession:
         self._lock = threading.Lock()
         self._grant: Grant | None = None
         self._refused: LoginRefused | None = None
-        self._seen: set[str] = set()
+        # Replaced, never changed in place: a reader on another thread sees one whole tuple.
+        self._seen: tuple[str, ...] = ()
         self.logins = 0
         self.refreshes = 0
 
     def secrets(self) -> list[str]:
         """Every token and session id this session was given: scrubbed from every message.
         Read without the lock: a fault raised while another thread renews must not wait."""
-        return sorted(self._seen, key=len, reverse=True)
+        return sorted(self._seen, key=len, reverse=True)  # longest first: no partial scrub
 
     def _granted(self, method: str, answer: dict[str, Any], previous: Grant | None) -> Grant:
         for key in (wire.ACCESS_TOKEN, wire.REFRESH_TOKEN, wire.SESSION_ID):
             value = answer.get(key)
-            if isinstance(value, str) and value:
-                self._seen.add(value)
+            if isinstance(value, str) and value and value not in self._seen:
+                self._seen = (*self._seen, value)
         grant = Grant.from_answer(
             method, answer, self._clock(), previous=previous, wall=self._wall(), zone=self._zone()
         )
