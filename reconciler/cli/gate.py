@@ -17,7 +17,7 @@ def _plain(text: object) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
 
 
-@click.command()
+@click.command(short_help="Check a fresh plan against the reviewed ones (CI).")
 @click.argument("fresh", type=click.Path(dir_okay=False))
 @click.option("--merges", "manifest", required=True, type=click.Path(dir_okay=False),
               help="JSON list of the merged commits, oldest first: {commit, pull_request, plan}.")
