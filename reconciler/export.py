@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from reconciler.model import CustomerState, managed_key, managed_kind
+from reconciler.render import safe
 
 
 
@@ -48,10 +49,13 @@ def export_spec(state: CustomerState, schema_comment: str | None = None) -> str:
         document["extensions"] = extensions
     if attendants:
         document["auto_attendants"] = attendants
-    header = (schema_comment or "") + f"# Exported from billing: customer {customer.id} ({customer.name}).\n"
+    # Billing's text in a comment is escaped: a line break in a name would write YAML of its own.
+    header = (schema_comment or "") + (
+        f"# Exported from billing: customer {customer.id} ({safe.text(customer.name)}).\n"
+    )
     if unmanaged:
         header += "# Accounts the reconciler does not manage (kept as they are, counted in quantities):\n"
-        header += "".join(f"#   {account_id}\n" for account_id in unmanaged)
+        header += "".join(f"#   {safe.text(account_id)}\n" for account_id in unmanaged)
     # Lists of add-ons and DIDs in [flow] style, as people write them; then the layout is the one
     # `reconciler fmt` writes (one definition), so an exported spec passes `fmt --check`.
     body = yaml.dump(document, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=4096)
@@ -61,7 +65,7 @@ def export_spec(state: CustomerState, schema_comment: str | None = None) -> str:
     return formatted.text if formatted.text is not None else header + body
 
 
-class _QuotingDumper(yaml.SafeDumper):
+class _QuotingDumper(safe.SafeTextDumper):
     """Quotes digit strings so extensions and DIDs read back as the same text."""
 
 

@@ -94,8 +94,13 @@ def format_text(original: str, file: str, limits: Limits | None = None) -> Forma
 
 def _yaml() -> Any:
     from ruamel.yaml import YAML
+    from ruamel.yaml.emitter import Emitter
+
+    from reconciler.render.safe import SafeTextEmitter
 
     yaml = YAML(typ="rt")
+    # A name holding a bidi override or a line separator is written with escapes, not raw.
+    yaml.Emitter = type("SafeTextRoundTripEmitter", (SafeTextEmitter, Emitter), {})
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096  # never fold a long name onto a second line

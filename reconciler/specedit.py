@@ -21,6 +21,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import ReconcilerError
+from reconciler.render.safe import json_chunk, needs_escapes
 from reconciler.yamlload import STR, compose, newline_of, plain_tag
 
 # Entry keys in the order `export` and `fmt` write them: a key added to an entry goes after
@@ -35,7 +36,13 @@ class SpecEditError(ReconcilerError):
 
 
 def plain_or_quoted(value: str, like: str | None = None) -> str:
-    """A YAML scalar for ``value``: in the quoting style ``like`` ('"', "'", or plain), if it can be."""
+    """A YAML scalar for ``value``: in the quoting style ``like`` ('"', "'", or plain), if it can be.
+
+    A value with characters that act on a terminal (a bidi override, a line separator, ``##[``)
+    is always double-quoted with those written as escapes (reconciler.render.safe).
+    """
+    if needs_escapes(value):
+        return json_chunk(json.dumps(value, ensure_ascii=False))
     if like == "'":
         return "'" + value.replace("'", "''") + "'"
     plain = like in (None, "") and _PLAIN.fullmatch(value) and not value.endswith(" ")

@@ -39,6 +39,7 @@ from reconciler.cli.show import show
 from reconciler.cli.state import state
 from reconciler.cli.validate import validate
 from reconciler.errors import ProblemsError, ReconcilerError, Terminated, interrupt_exit_code
+from reconciler.render import safe
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -259,7 +260,9 @@ def _dispatch(argv: list[str] | None) -> None:
         err("aborted: no answer (end of input)")
         sys.exit(EXIT_PROBLEM)
     except click.ClickException as exc:
-        # Usage errors exit 1, not click's 2: 2 is reserved for "changes present".
+        # Usage errors exit 1, not click's 2: 2 is reserved for "changes present". The message
+        # may quote an argument (a spec path from a CI job's list of changed files).
+        exc.message = safe.text(exc.message)  # type: ignore[misc]
         exc.show()
         sys.exit(EXIT_PROBLEM)
     except ProblemsError as exc:

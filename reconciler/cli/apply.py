@@ -15,6 +15,7 @@ from reconciler.cli.common import (
     Context,
     annotate,
     err,
+    out,
     pass_context,
     safety_options,
     selection_options,
@@ -164,10 +165,10 @@ def _report(outcomes: list[ApplyOutcome], *, interrupted: bool = False) -> bool:
             if outcome.done:
                 line += f"; {len(outcome.done)} of {outcome.planned} change(s) were made before it stopped:"
         to_err = not outcome.ok and not interrupted
-        click.echo(line, err=to_err)
+        (err if to_err else out)(line)
         if not outcome.ok:
             for change in outcome.done:
-                click.echo(f"    done: {describe(change.to_dict())}", err=to_err)
+                (err if to_err else out)(f"    done: {describe(change.to_dict())}")
     return failed
 
 
@@ -204,7 +205,7 @@ def _report_interrupt(outcomes: list[ApplyOutcome], signals: StopSignals, audit_
                   f"apply` on the specs): {plan_file} is out of date for the customers it changed")
     else:
         advice = f"to finish, run `reconciler apply {' '.join(paths)}` again: it plans what is left"
-    click.echo(
+    out(
         f"interrupted ({signals.name}): {'; '.join(parts)}. Every change made is in the audit log "
         f"({audit_log}); {advice}."
     )

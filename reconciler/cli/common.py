@@ -6,7 +6,6 @@ The ``reconciler.cli`` package is the only place that imports click, prints, and
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import click
 from reconciler.backends import BackendSettings, open_backend
 from reconciler.backends.base import Backend
 from reconciler.errors import OutputError
+from reconciler.render import safe
 
 if TYPE_CHECKING:
     from reconciler.owners import OwnersMap
@@ -25,7 +25,15 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_PROBLEM, EXIT_CHANGES = 0, 1, 2
 
 def err(message: str) -> None:
-    click.echo(message, err=True)
+    """One line on standard error. It is made safe (reconciler.render.safe) as a whole, since
+    file names, keys, names and values from specs and billing are quoted in messages: it stays
+    one line, with no terminal escape, bidi override or GitHub workflow command in it."""
+    click.echo(safe.text(message), err=True)
+
+
+def out(message: str) -> None:
+    """One line on standard output, made safe like :func:`err`."""
+    click.echo(safe.text(message))
 
 
 def styler(stream_is_tty: bool) -> Callable[..., str] | None:
@@ -99,13 +107,17 @@ def annotate(plan_dict: dict[str, Any]) -> None:
         return
     from reconciler.render.annotations import github_annotations
 
+    # The only lines the reconciler starts with "::": GitHub's own escaping (annotations.py)
+    # keeps every value in them from ending the command or starting another.
     for line in github_annotations(plan_dict):
-        err(line)
+        click.echo(line, err=True)
 
 
 def dump_json(data: Any, stream: Any) -> None:
     # Streamed, not built as one string: a plan creating 100,000 accounts is a big document.
-    json.dump(data, stream, indent=2, ensure_ascii=False)
+    # Characters that act on a terminal or a CI log are written as \uXXXX escapes: the same
+    # JSON to a program (reconciler.render.safe.write_json).
+    safe.write_json(data, stream)
     stream.write("\n")
     stream.flush()
 

@@ -7,7 +7,16 @@ import sys
 
 import click
 
-from reconciler.cli.common import CUSTOMER_ID, EXIT_OK, EXIT_PROBLEM, Context, dump_json, err, pass_context
+from reconciler.cli.common import (
+    CUSTOMER_ID,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    Context,
+    dump_json,
+    err,
+    out,
+    pass_context,
+)
 
 
 @click.command(short_help="Check a PortaBilling server, read-only.")
@@ -49,10 +58,10 @@ def doctor(obj: Context, paths: tuple[str, ...], customer_id: int | None, fmt: s
         dump_json(report.to_dict(), sys.stdout)
     else:
         for line in report.text_lines():
-            click.echo(line)
+            out(line)
         failed = sum(1 for c in report.checks if c.status == "fail")
         warned = sum(1 for c in report.checks if c.status == "warn")
-        click.echo(f"{len(report.checks)} check(s): {failed} failed, {warned} warning(s)")
+        out(f"{len(report.checks)} check(s): {failed} failed, {warned} warning(s)")
     sys.exit(EXIT_OK if report.ok else EXIT_PROBLEM)
 
 

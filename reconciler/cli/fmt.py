@@ -12,6 +12,7 @@ from reconciler.cli.common import (
     EXIT_PROBLEM,
     Context,
     err,
+    out,
     pass_context,
     paths_argument,
     rewrite_spec,
@@ -44,18 +45,18 @@ def fmt(obj: Context, paths: tuple[str, ...], check: bool) -> None:
         if result.problems:
             failed += 1
             for problem in result.problems:
-                click.echo(f"error[{problem.code}] {where(problem.to_dict())}: {problem.message}")
-            click.echo(f"{path}: not formatted (nothing was changed)")
+                out(f"error[{problem.code}] {where(problem.to_dict())}: {problem.message}")
+            out(f"{path}: not formatted (nothing was changed)")
             continue
         if not result.changed:
             continue
         changed.append(path)
         if check:
-            click.echo(f"would reformat {path}")
+            out(f"would reformat {path}")
             continue
         assert result.text is not None
         rewrite_spec(path, result.text, bom=result.bom)  # through a link inside the folder
-        click.echo(f"reformatted {path}")
+        out(f"reformatted {path}")
     verb = "would be reformatted" if check else "reformatted"
     summary = f"{len(files)} spec file(s): {len(changed)} {verb}"
     if failed:

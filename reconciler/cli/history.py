@@ -8,11 +8,11 @@ log is a local file, relative to the working directory unless RECONCILER_AUDIT_L
 
 from __future__ import annotations
 
-import json
+import sys
 
 import click
 
-from reconciler.cli.common import CUSTOMER_ID, Context, err, pass_context
+from reconciler.cli.common import CUSTOMER_ID, Context, dump_json, err, out, pass_context
 
 
 @click.command(short_help="List the applied changes (the audit log).")
@@ -41,14 +41,14 @@ def history(obj: Context, customer_id: int | None, fmt: str) -> None:
             "unless RECONCILER_AUDIT_LOG names it; point RECONCILER_AUDIT_LOG at that file to read it."
         )
     if fmt == "json":
-        click.echo(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
+        dump_json([e.to_dict() for e in entries], sys.stdout)
         return
     if not entries:
         whose = f" for customer {customer_id}" if customer_id is not None else ""
-        click.echo(f"No changes applied yet{whose}.")
+        out(f"No changes applied yet{whose}.")
     for entry in entries:
         commit = f" commit {entry.git_commit[:12]}" if entry.git_commit else ""
-        click.echo(
+        out(
             f"{entry.time} customer {entry.customer} {describe(entry.change)} "
             f"[{entry.fingerprint[:19]}{commit}]"
         )

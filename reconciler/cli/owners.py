@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, Context, err, pass_context
+from reconciler.cli.common import EXIT_OK, EXIT_PROBLEM, Context, err, out, pass_context
 from reconciler.errors import UsageError
 
 if TYPE_CHECKING:
@@ -76,9 +76,9 @@ def owners(obj: Context, codeowners: bool, check: bool, file: str | None) -> Non
 
 def _list(found: OwnersMap) -> None:
     root = found.root
-    click.echo(f"owners map {found.display}: {len(found.bindings)} customer(s); provider "
-               f"{' '.join(found.provider)}; folders {', '.join(found.folders)}")
+    out(f"owners map {found.display}: {len(found.bindings)} customer(s); provider "
+        f"{' '.join(found.provider)}; folders {', '.join(found.folders)}")
     for binding in sorted(found.bindings, key=lambda b: b.file):
         editors = " ".join(binding.editors) or "(the provider only)"
         missing = "" if os.path.exists(os.path.join(root, binding.file)) else "  (no such file yet)"
-        click.echo(f"  {binding.customer}  {binding.file}  {editors}{missing}")
+        out(f"  {binding.customer}  {binding.file}  {editors}{missing}")

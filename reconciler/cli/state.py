@@ -54,5 +54,7 @@ def state_dump(obj: Context, fmt: str) -> None:
 
         # Streamed in small writes: one big write to a pipe whose reader left can lose its tail
         # without an error, while the next small write fails and is reported.
-        yaml.safe_dump(data, sys.stdout, sort_keys=False, allow_unicode=True, width=100)
+        from reconciler.render.safe import SafeTextDumper
+
+        yaml.dump(data, sys.stdout, Dumper=SafeTextDumper, sort_keys=False, allow_unicode=True, width=100)
         sys.stdout.flush()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -12,6 +11,8 @@ from reconciler.cli.common import (
     EXIT_PROBLEM,
     Context,
     annotate,
+    dump_json,
+    out,
     pass_context,
     paths_argument,
     selection_options,
@@ -42,7 +43,7 @@ def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str, sele
     data["summary"]["changes"] = 0
     annotate(data)
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        dump_json(data, sys.stdout)
     else:
         from reconciler.render.text import where
 
@@ -52,12 +53,12 @@ def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str, sele
         problems += [("warning", p) for c in data["customers"] for p in c["warnings"]]
         problems.sort(key=lambda item: (item[1]["file"] or "", item[1]["line"] or 0, item[1]["column"] or 0))
         for level, problem in problems:
-            click.echo(f"{level}[{problem['code']}] {where(problem)}: {problem['message']}")
+            out(f"{level}[{problem['code']}] {where(problem)}: {problem['message']}")
         errors = sum(1 for level, _ in problems if level == "error")
         warnings = len(problems) - errors
         broken = len({p["file"] for level, p in problems if level == "error"})
         verdict = "valid" if not errors else f"checked, {broken} invalid"
-        click.echo(
+        out(
             f"{plan.files} spec file(s) {verdict}: {errors} error(s), {warnings} warning(s)."
         )
     sys.exit(EXIT_PROBLEM if plan.error_count else EXIT_OK)

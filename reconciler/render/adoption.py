@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.render import safe
 from reconciler.render.markdown import escape
 from reconciler.render.text import where
 
@@ -70,7 +71,8 @@ def render_text(results: list[dict[str, Any]]) -> str:
         f"Adopt: {total['rewritten']} of {total['files']} spec file(s) rewritten, "
         f"{total['changes']} change(s), {total['errors']} error(s)."
     )
-    return "\n".join(lines)
+    # File names, account names and messages in these lines come from specs and billing.
+    return "\n".join(map(safe.text, lines))
 
 
 def render_markdown(results: list[dict[str, Any]]) -> str:
@@ -83,7 +85,7 @@ def render_markdown(results: list[dict[str, Any]]) -> str:
         lines.append(f"## Billing changed customer {result['customer']}{name}")
         lines.append("")
         lines.append(
-            f"`{escape(result['file'], 300)}` now describes what billing holds. "
+            f"<code>{escape(result['file'], 300)}</code> now describes what billing holds. "
             "Merge to keep these changes in the spec; close to have billing restored from the spec "
             "by the next apply."
         )
@@ -100,7 +102,7 @@ def render_markdown(results: list[dict[str, Any]]) -> str:
         lines.append("### Left as they are")
         lines.append("")
         for result, problem in problems:
-            lines.append(f"- `{escape(where(problem) or result['file'], 300)}` {escape(problem['code'])}: "
+            lines.append(f"- <code>{escape(where(problem) or result['file'], 300)}</code> {escape(problem['code'])}: "
                          f"{escape(problem['message'])}")
         lines.append("")
     if not lines:

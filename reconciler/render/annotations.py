@@ -3,7 +3,8 @@
 A line such as ``::error file=specs/customers/abc.yaml,line=12,col=5,title=quantity_exceeded::…``
 printed by a step makes GitHub show the problem on that line of the pull request's diff.
 The escaping follows the Actions runner: ``%``, CR and LF are encoded in the message,
-and in property values ``:`` and ``,`` as well, since those delimit the properties.
+and in property values ``:`` and ``,`` as well, since those delimit the properties. Other
+characters that act on a log (ESC, bidi overrides, ``##[``) are written as visible escapes.
 """
 
 from __future__ import annotations
@@ -11,12 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler.render import safe
+
 __all__ = ["annotation", "escape_data", "escape_property", "github_annotations"]
 
 
 def escape_data(text: str) -> str:
-    """Escape the message part of a workflow command."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """Escape the message part of a workflow command.
+
+    GitHub's own escaping first (``%``, CR, LF), so the value can neither end the line nor start
+    another command; then the rest of reconciler.render.safe: an ESC or a bidi override would
+    still act on the log, and ``##[`` is a command anywhere in a line.
+    """
+    return safe.text(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def escape_property(text: str) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.model import OP_ORDER as MODEL_OP_ORDER
+from reconciler.render import safe
 from reconciler.render.text import SYMBOL
 
 __all__ = [
@@ -70,17 +71,31 @@ _ENTITIES = {
 }
 
 
-def escape(text: object, max_length: int = _MAX_MESSAGE) -> str:
-    """Make user text safe to place in Markdown or HTML: no markup, links, or mentions.
+_MARKUP = re.compile("[" + re.escape("".join(_ENTITIES)) + "]")
 
-    Line breaks and other control characters become spaces (a table row is one line),
-    and text longer than ``max_length`` is shortened with an ellipsis.
+
+# GitHub turns "https://…" and "www.…" in text into links by itself: a zero-width space after
+# the colon or before the dot keeps a name from becoming one.
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?i:(?<=www))(?=\.)")
+
+
+def _entity(match: re.Match[str]) -> str:
+    return _ENTITIES[match.group()]
+
+
+def escape(text: object, max_length: int = _MAX_MESSAGE) -> str:
+    """Make user text safe to place in Markdown or HTML: no markup, links (written or bare),
+    mentions, HTML comments (a forged part marker) or workflow commands.
+
+    Line breaks, control, bidi and separator characters become visible escapes such as
+    ``\\n`` or ``\\u202e`` (reconciler.render.safe: a table row is one line, and the comment
+    reads as the terminal does), and text longer than ``max_length`` is shortened with an
+    ellipsis.
     """
     raw = "" if text is None else str(text)
-    raw = "".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in raw)
     if len(raw) > max_length:
         raw = raw[: max_length - 1] + "…"
-    return "".join(_ENTITIES.get(ch, ch) for ch in raw)
+    return _AUTOLINK.sub("\u200b", _MARKUP.sub(_entity, safe.text(raw)))
 
 
 def _code(text: object, max_length: int = _MAX_ID) -> str:
@@ -192,8 +207,8 @@ def _summary_section(plan: Mapping[str, Any]) -> _Section:
             f"({_plural(len(skipped), 'customer')} skipped, {_plural(held, 'change')} held back); "
             "fix them before merging.\n"
         )
-    if plan.get("backend"):
-        verdict.append(f"\nBackend: {_code(plan['backend'], _MAX_PATH)}\n")
+    # The backend's address is left out on purpose: a pull-request comment is read by everyone
+    # who can read the repository, and billing's host is nobody's business there.
     groups = [_Group("", (totals + "".join(verdict),))]
 
     counts = _op_counts(changes)

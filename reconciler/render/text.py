@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.render import safe
+
 SYMBOL = {
     "create_account": "+", "add_addon": "+", "add_alias": "+",
     "remove_alias": "-", "remove_addon": "-", "terminate_account": "-",
@@ -52,8 +54,14 @@ def usage_line(usage: list[dict[str, Any]]) -> str:
 
 
 def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
-    """``style(text, fg=...)`` colours a piece (click.style on a terminal); None: plain text."""
-    paint = style or (lambda text, **_: text)
+    """``style(text, fg=...)`` colours a piece (click.style on a terminal); None: plain text.
+
+    Every line is made safe (reconciler.render.safe) before it is coloured: the values in it
+    come from specs, file names and billing.
+    """
+    def paint(line: str, **kwargs: Any) -> str:
+        return style(safe.text(line), **kwargs) if style else safe.text(line)
+
     lines: list[str] = []
     for problem in plan.get("errors", []):
         lines.append(paint(f"error[{problem['code']}] {where(problem)}: {problem['message']}", fg="red"))
@@ -78,7 +86,7 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
         if customer.get("unsafe"):
             lines.append(paint(f"  UNSAFE: {customer['unsafe_reason']}", fg="red", bold=True))
         if customer.get("usage"):
-            lines.append(f"  agreement usage: {usage_line(customer['usage'])}")
+            lines.append(paint(f"  agreement usage: {usage_line(customer['usage'])}"))
     for note in plan.get("notes", []):
         lines.append(paint(f"note: {note}", fg="yellow"))
     summary = plan["summary"]
