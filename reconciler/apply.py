@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Self
 
+from reconciler.auditchain import AuditChainBroken
 from reconciler.backends.base import AuditEntry, Backend
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.model import Change, CustomerState, managed_kind
@@ -168,8 +169,12 @@ def apply_plan(
     billing is in the audit log, whatever stopped the run.
     """
     stopped = stop or (lambda: False)
-    if not backend.transactional and any(c.changes and not c.errors for c in plan.customers):
-        backend.check_audit_writable()  # before the first write, not after it
+    if any(c.changes and not c.errors for c in plan.customers):
+        if not backend.transactional:
+            backend.check_audit_writable()  # before the first write, not after it
+        # Once per run, before the first write: a broken chain refuses the whole apply. Appends
+        # then only verify what others added since (the backend keeps the verified head).
+        backend.verify_audit()
     catalogue = backend.catalogue()
     return [_apply_customer(c, backend, catalogue, force, commit, stopped) for c in plan.customers]
 
@@ -226,6 +231,13 @@ def _apply_customer(
                 try:
                     _record(session, [change], cid, fp, now, commit)
                 except (ReconcilerError, OSError) as exc:
+                    if isinstance(exc, AuditChainBroken) and exc.recorded:
+                        # Someone broke the chain during this run: the change is recorded after
+                        # the break all the same, and nothing more is written.
+                        raise BackendError(
+                            f"{change.op} {change.account} reached billing and is recorded, but "
+                            f"{exc}; stopped"
+                        ) from None
                     raise BackendError(
                         f"{change.op} {change.account} reached billing but could not be recorded in "
                         f"the audit log {backend.audit_location()} ({exc}); stopped so that no "

@@ -30,6 +30,7 @@ EXPECTED = sorted([
     "owners.yaml",
     "schemas/billing-state.schema.json",
     "schemas/customer-spec.schema.json",
+    "schemas/history.schema.json",
     "schemas/owners.schema.json",
     "schemas/plan.schema.json",
     "specs/customers/abc.yaml",

@@ -10,10 +10,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.model import Catalogue, Change, CustomerState
+
+if TYPE_CHECKING:
+    from reconciler.auditchain import Stored
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,13 @@ class AuditEntry:
     change: dict[str, Any]
     fingerprint: str
     git_commit: str | None
+    # The hash chain (reconciler.auditchain): the hash of the entry before and this entry's own.
+    # Set once stored; equality is about what was applied, not where it sits in the chain.
+    prev: str | None = field(default=None, compare=False)
+    hash: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """The applied change's fields (what ``history --format json`` shows, with the chain)."""
         return {
             "time": self.time,
             "customer": self.customer,
@@ -36,6 +44,27 @@ class AuditEntry:
             "fingerprint": self.fingerprint,
             "git_commit": self.git_commit,
         }
+
+
+class AuditStore(Protocol):
+    """Where a backend keeps its audit log, hash-chained (reconciler.auditchain).
+
+    It keeps what it verified for the life of the backend object, so a run reads and hashes the
+    log once; every append first catches up with what others added since, under the lock that
+    serialises appends, and chains onto the head it found.
+    """
+
+    def records(self) -> Iterator[Stored]:
+        """Every stored entry, oldest first, as read (unreadable ones included), read afresh."""
+
+    def verify(self) -> None:
+        """Raise AuditChainBroken unless the log, as far as this run knows it, verifies."""
+
+    def head(self) -> tuple[int, str]:
+        """(entries, head hash) after this run's appends, verified."""
+
+    def new_chain(self, reason: str) -> AuditEntry:
+        """Record a restart over a broken chain; refuse (ReconcilerError) a chain that is whole."""
 
 
 class CustomerSession(abc.ABC):
@@ -77,6 +106,7 @@ class Backend(abc.ABC):
 
     url: str
     transactional: bool = False
+    audit: AuditStore
 
     @abc.abstractmethod
     def catalogue(self) -> Catalogue:
@@ -102,6 +132,22 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:
         """The audit log, oldest first."""
+
+    def audit_records(self) -> Iterator[Stored]:
+        """The audit log as stored, for ``history`` and ``history --verify``."""
+        return self.audit.records()
+
+    def verify_audit(self) -> None:
+        """Raise AuditChainBroken if the audit log's chain is broken; apply asks before writing."""
+        self.audit.verify()
+
+    def audit_head(self) -> tuple[int, str]:
+        """(entries, head hash) of the audit log, after this run's appends."""
+        return self.audit.head()
+
+    def new_chain(self, reason: str) -> AuditEntry:
+        """Start a new chain over a broken one; the restart is itself an entry of the log."""
+        return self.audit.new_chain(reason)
 
     def audit_location(self) -> str:
         """Where ``history`` reads and apply records the audit log, for messages to a person."""

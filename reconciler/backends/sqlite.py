@@ -7,7 +7,6 @@ write lock keeps two applies from interleaving, and a crash rolls the customer b
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -15,7 +14,9 @@ from contextlib import contextmanager
 from itertools import groupby
 from typing import Any
 
+from reconciler.auditchain import check
 from reconciler.backends.base import AuditEntry, Backend, CustomerSession
+from reconciler.backends.sqlite_audit import AuditTable
 from reconciler.errors import BackendError, BackendNotFound, LockTimeout
 from reconciler.model import (
     OPEN,
@@ -30,7 +31,10 @@ from reconciler.model import (
 )
 from reconciler.statefile import BillingState
 
-SCHEMA_VERSION = 1
+# 2: the audit table's hash chain (prev, hash). A version-1 database is upgraded in place when
+# opened: the two columns are added, and its earlier rows, having no hash, verify as written
+# before the chain until an operator starts one (`history --new-chain`).
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,7 +87,9 @@ CREATE TABLE IF NOT EXISTS audit (
   account TEXT NOT NULL,
   change TEXT NOT NULL,
   fingerprint TEXT NOT NULL,
-  git_commit TEXT
+  git_commit TEXT,
+  prev TEXT,
+  hash TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_customer ON audit (customer_id, seq);
 """
@@ -125,6 +131,7 @@ class SqliteBackend(Backend):
             self.db.execute("PRAGMA foreign_keys=ON")
             if create:
                 self.db.executescript(_DDL)
+                self._add_audit_chain()
                 self.db.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
@@ -134,12 +141,14 @@ class SqliteBackend(Backend):
         except sqlite3.DatabaseError as exc:
             raise BackendError(f"{self.path}: not a usable billing database ({exc})") from exc
         self._catalogue: Catalogue | None = None
+        self.audit_table = AuditTable(self.db, self.path)
+        self.audit = self.audit_table
 
     def _check_schema(self) -> None:
         row = self.db.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
         ).fetchone()
-        if row is None or int(row[0]) != SCHEMA_VERSION:
+        if row is None or int(row[0]) not in (1, SCHEMA_VERSION):
             raise BackendError(f"{self.path}: not a billing database of this version")
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         missing = sorted(_TABLES - tables)
@@ -148,6 +157,30 @@ class SqliteBackend(Backend):
                 f"{self.path}: not a usable billing database (missing tables: {', '.join(missing)}); "
                 "load a state with `reconciler state load FILE`"
             )
+        if int(row[0]) == 1:
+            self._upgrade_from_1()
+
+    def _add_audit_chain(self) -> None:
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(audit)")}
+        for column in ("prev", "hash"):
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
+
+    def _upgrade_from_1(self) -> None:
+        """Version 1 had no hash chain: add its columns in place (one transaction)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._add_audit_chain()
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise BackendError(
+                f"{self.path}: this billing database predates the audit log's hash chain and could "
+                f"not be upgraded in place ({exc}); make the file and its folder writable and run "
+                "the command again (the upgrade adds two columns to the audit table)"
+            ) from None
 
     @property
     def absolute_url(self) -> str:
@@ -242,7 +275,7 @@ class SqliteBackend(Backend):
                 f"{self.path}: another apply holds the database lock; waited {self.lock_timeout:g} s "
                 f"for customer {customer_id} ({exc})"
             ) from exc
-        session = _SqliteSession(self.db, customer_id, catalogue)
+        session = _SqliteSession(self.db, customer_id, catalogue, self.audit_table)
         try:
             yield session
         except BaseException:
@@ -260,13 +293,8 @@ class SqliteBackend(Backend):
         return True  # a database that opened has its audit table (checked by _check_schema)
 
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:
-        query = "SELECT time, customer_id, op, account, change, fingerprint, git_commit FROM audit"
-        params: tuple[Any, ...] = ()
-        if customer_id is not None:
-            query += " WHERE customer_id = ?"
-            params = (customer_id,)
-        rows = self.db.execute(query + " ORDER BY seq", params).fetchall()
-        return [AuditEntry(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
+        _chain, entries, _unreadable = check(self.audit_table.records())
+        return [e for e in entries if customer_id is None or e.customer == customer_id]
 
 
 def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogue) -> CustomerState | None:
@@ -340,8 +368,9 @@ def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogu
 
 
 class _SqliteSession(CustomerSession):
-    def __init__(self, db: sqlite3.Connection, customer_id: int, catalogue: Catalogue) -> None:
+    def __init__(self, db: sqlite3.Connection, customer_id: int, catalogue: Catalogue, audit: AuditTable) -> None:
         self.db = db
+        self.audit = audit
         self.customer_id = customer_id
         self.catalogue = catalogue
         self.written: list[Change] = []
@@ -447,16 +476,5 @@ class _SqliteSession(CustomerSession):
         raise BackendError(f"unknown change {op!r}")
 
     def record(self, entries: list[AuditEntry]) -> None:
-        encode = _AUDIT_JSON.encode
-        self.db.executemany(
-            "INSERT INTO audit (time, customer_id, op, account, change, fingerprint, git_commit) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (e.time, e.customer, e.op, e.account, encode(e.change), e.fingerprint, e.git_commit)
-                for e in entries
-            ],
-        )
-
-
-# What json.dumps(change, sort_keys=True) writes, without building an encoder for every entry.
-_AUDIT_JSON = json.JSONEncoder(sort_keys=True)
+        # Chained onto the head read inside this transaction (SQLite's write lock is held).
+        self.audit.append(entries)

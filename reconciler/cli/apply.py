@@ -81,6 +81,8 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
                 outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
                 failed = _report(outcomes, interrupted=signals.requested()) or bool(result.errors)
                 signals.settle()  # everything is written: a signal from here on stops nothing
+                if any(o.done for o in outcomes):
+                    _report_head(backend)
                 if signals.requested():
                     _report_interrupt(outcomes, signals, backend.audit_location(), paths, plan_file)
                 else:
@@ -170,6 +172,18 @@ def _report(outcomes: list[ApplyOutcome], *, interrupted: bool = False) -> bool:
             for change in outcome.done:
                 (err if to_err else out)(f"    done: {describe(change.to_dict())}")
     return failed
+
+
+def _report_head(backend: Backend) -> None:
+    """The audit log's head after this run, for CI to keep and pin (`history --verify --expect-head`)."""
+    from reconciler.errors import ReconcilerError
+
+    try:
+        count, head = backend.audit_head()
+    except ReconcilerError as exc:
+        err(f"warning: cannot read the audit log's head: {exc}")
+        return
+    err(f"audit log head: {head} ({count} entries)")
 
 
 def _report_summary(outcomes: list[ApplyOutcome]) -> None:
