@@ -30,6 +30,7 @@ from reconciler.cli.doctor import doctor
 from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
 from reconciler.cli.fmt import fmt
+from reconciler.cli.gate import gate
 from reconciler.cli.history import history
 from reconciler.cli.init import init
 from reconciler.cli.owners import owners
@@ -94,6 +95,7 @@ for _command in (validate, plan, apply, export, state, history, emulator, doctor
 cli.add_command(show)
 cli.add_command(adopt)
 cli.add_command(fmt)
+cli.add_command(gate)
 cli.add_command(init)
 cli.add_command(owners)
 
