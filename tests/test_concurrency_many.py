@@ -120,7 +120,7 @@ def _race(arena: Arena, db: Path, round_no: int) -> list[Outcome]:
             if not barrier:
                 time.sleep(rng.uniform(0, 0.3))
         if barrier:
-            time.sleep(2.5)  # long enough for all four to plan and queue on the lock
+            time.sleep(6)  # long enough for all four to plan and queue on the lock, on a busy machine too
             assert all(p.poll() is None for p in procs[:-1]), "the applies should be waiting"
     finally:
         if holder is not None:

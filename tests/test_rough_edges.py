@@ -449,3 +449,25 @@ def test_every_option_has_help_and_no_command_summary_is_cut_short() -> None:
 def test_the_readme_lists_the_options_of_adopt() -> None:
     readme = (REPO / "README.md").read_text()
     assert "| `adopt PATH… [--customer ID] [--shard I/N] [--format text\\|markdown\\|json]` |" in readme
+
+
+def test_an_export_of_awkward_names_is_canonical_and_reads_back_the_same(tmp_path: Path) -> None:
+    from reconciler.export import export_spec
+    from reconciler.fmt import format_text
+    from reconciler.model import Account, Catalogue, Customer, CustomerState, Product
+    from reconciler.spec import load_spec
+
+    names = ["No", "123", "a: b", "#x", "Zoë O'Brien", "  lead", "-dash", "[x]", "null", "~", "yes",
+             "0755", "@home", "*star", "!bang", "x #y", '"q"']
+    accounts = tuple(Account(f"ph1x{100 + i}", 1, name, "Cloud PBX service",
+                             ("Call recording",) if i % 2 else (), (f"1555{i:07}",))
+                     for i, name in enumerate(names))
+    state = CustomerState(Customer(1, "Ac: me", True, (), frozenset()), accounts,
+                          Catalogue((Product(1, "Cloud PBX service", "main"), Product(2, "Call recording", "addon"))))
+    text = export_spec(state)
+    assert format_text(text, "x").text == text
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text)
+    loaded = load_spec(str(spec))
+    assert loaded.spec is not None, loaded.errors
+    assert [a.name for a in loaded.spec.accounts] == names

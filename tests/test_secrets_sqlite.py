@@ -33,10 +33,20 @@ def _leaks(text: str | bytes) -> list[str]:
 
 
 def _crash_logs_since(start: float, *folders: Path) -> list[Path]:
+    # The temporary folder is shared with other processes whose files come and go while it is
+    # walked: a file or folder that vanished (or cannot be read) is simply not a crash log of ours.
     found: list[Path] = []
     for folder in folders:
-        if folder.is_dir():
-            found.extend(p for p in folder.rglob("crash-*.log") if p.stat().st_mtime >= start - 1)
+        for root, _dirs, files in os.walk(folder):
+            for name in files:
+                if not (name.startswith("crash-") and name.endswith(".log")):
+                    continue
+                path = Path(root, name)
+                try:
+                    if path.stat().st_mtime >= start - 1:
+                        found.append(path)
+                except OSError:
+                    continue
     return found
 
 

@@ -152,15 +152,15 @@ class _QuietWhenReaderLeaves:
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self._write = stream.write  # bound once: this is on the path of every write
         self.reader_left = False
 
     def write(self, text: str) -> int:
-        if not self.reader_left:
-            try:
-                return int(self._stream.write(text))
-            except BrokenPipeError:
-                self._gone()
-        return len(text)
+        try:
+            return self._write(text)  # type: ignore[no-any-return]
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
 
     def flush(self) -> None:
         if not self.reader_left:
@@ -171,6 +171,7 @@ class _QuietWhenReaderLeaves:
 
     def _gone(self) -> None:
         self.reader_left = True
+        self._write = len  # what is written from now on is dropped
         if self._stream is sys.__stdout__:
             # What is left in the buffer goes to /dev/null, so Python's last flush cannot fail.
             try:
