@@ -26,6 +26,8 @@ PROJECT_ONLY_WORKFLOWS = frozenset({"ci.yml", "release.yml"})
 INSTALL_STEP = "Install pbx-reconciler"
 
 DEMO_STATE = "specs/demo-billing-state.yaml"
+# The project's hash-locked runtime dependencies, the ones its own workflows install.
+LOCK = "requirements/ci.txt"
 CUSTOMERS = "specs/customers"
 
 GITIGNORE = """\
@@ -74,6 +76,7 @@ def scaffold(version: str) -> list[NewFile]:
     files += [
         NewFile(".github/CODEOWNERS", _read(packaged.GITHUB / "CODEOWNERS"),
                 "from owners.yaml: reconciler owners --codeowners > .github/CODEOWNERS"),
+        NewFile(LOCK, _read(packaged.PROJECT / LOCK), "the tool's dependencies, pinned with their hashes"),
         NewFile(".pre-commit-config.yaml", pre_commit_config(version), "pre-commit hooks: fmt and validate"),
         NewFile(".gitignore", GITIGNORE, "keeps .reconciler/ and plan.json out of Git"),
     ]
@@ -177,8 +180,12 @@ def released_workflow(text: str, version: str) -> str:
 
 
 def install_script(version: str) -> str:
-    """The `run:` script of a specs repository's install step."""
-    return f'python -m pip install "pbx-reconciler=={version}"\n'
+    """The `run:` script of a specs repository's install step: the dependencies from the
+    release's hash-locked requirements (shipped as LOCK), then the release itself alone."""
+    return (
+        f"python -m pip install --require-hashes -r {LOCK}\n"
+        f'python -m pip install --no-deps "pbx-reconciler=={version}"\n'
+    )
 
 
 _STEP_NAME = re.compile(r"^(?P<indent> *)- name:(?P<name>.*)$")

@@ -28,6 +28,7 @@ EXPECTED = sorted([
     ".github/workflows/plan.yml",
     ".pre-commit-config.yaml",
     "owners.yaml",
+    "requirements/ci.txt",
     "schemas/billing-state.schema.json",
     "schemas/customer-spec.schema.json",
     "schemas/history.schema.json",
@@ -167,6 +168,10 @@ def test_init_workflows_install_the_release_not_a_checkout(in_tmp: Path) -> None
         ]
         assert runs and all(run == install_script(__version__) for run in runs), (name, runs)
         assert f'"pbx-reconciler=={__version__}"' in text
+        # Hash-checked dependencies first, from the lock the release was built with.
+        assert runs[0].splitlines() == ["python -m pip install --require-hashes -r requirements/ci.txt",
+                                        f'python -m pip install --no-deps "pbx-reconciler=={__version__}"']
+        assert (in_tmp / "requirements" / "ci.txt").read_text() == (REPO / "requirements" / "ci.txt").read_text()
         # Apart from the install step and the header, the project's own workflow, comments kept.
         project = (REPO / ".github" / "workflows" / name).read_text().splitlines()
         shipped = text.splitlines()

@@ -147,7 +147,7 @@ def test_the_release_builds_one_sdist_and_one_wheel_of_this_version(release: Rel
     for data in ("reconciler/examples/demo-billing-state.yaml", "reconciler/examples/customers/abc.yaml",
                  "reconciler/github/workflows/plan.yml", "reconciler/project/.pre-commit-hooks.yaml",
                  "reconciler/schemas/customer-spec.schema.json", "reconciler/project/owners.yaml",
-                 "reconciler/github/CODEOWNERS"):
+                 "reconciler/github/CODEOWNERS", "reconciler/project/requirements/ci.txt"):
         assert data in shipped
 
 
