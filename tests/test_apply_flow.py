@@ -174,7 +174,7 @@ class Provider:
         last = out["last"]
         result["last"] = last
         if _supports_history_verify():
-            code, _, log = runner.run("prepare", "Verify the audit log", work)
+            code, _, log = runner.run("prepare", "Verify the audit log", work, START_NEW="")
             assert code == 0, log
         code, since, log = runner.run("prepare", "Find what to apply", work, LAST=last, BEFORE=before)
         result["since"], result["since_log"] = since, log
@@ -442,12 +442,18 @@ def test_a_tampered_audit_log_artifact_stops_apply_at_the_restore(tmp_path: Path
                                        BRANCH="main", START_NEW="")
         assert code == 0 and out["last"] == provider.head(), output
         assert (work / ".reconciler" / log.name).exists()
-        code, _, output = runner.run("prepare", "Verify the audit log", work)
+        code, _, output = runner.run("prepare", "Verify the audit log", work, START_NEW="")
         if tamper == "none":
             assert code == 0, output
-        else:
-            assert code == 1, output
-            assert "Traceback" not in output
+            return
+        assert code == 1, output
+        assert "Traceback" not in output and "the audit log's hash chain is broken" in output
+        # A maintainer who checked the log starts a new chain by hand; the run says who.
+        code, _, output = runner.run("prepare", "Verify the audit log", work, START_NEW="true")
+        assert code == 0, output
+        assert "start-new-audit-log: run 999999 of apply.yml, started by ops" in (work / ".reconciler" / log.name).read_text()
+        code, _, output = runner.run("prepare", "Verify the audit log", work, START_NEW="")
+        assert code == 0, output
     finally:
         server.stop()
 

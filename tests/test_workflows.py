@@ -27,7 +27,7 @@ OPTIONS = {
     "apply": {"--auto-approve", "--force", "--plan"},
     "show": {"--format"},
     "adopt": {"--customer", "--format"},
-    "history": {"--verify"},
+    "history": {"--verify", "--new-chain", "--reason"},
     "gate": {"--merges", "--out", "--out-unsafe", "--comments", "--verdicts"},
     "owners": {"--codeowners", "--check"},
     "fmt": {"--check"},
@@ -222,7 +222,8 @@ def test_apply_runs_one_at_a_time_and_applies_only_the_gated_plans() -> None:
     assert "reconciler plan --changed-since $BASE specs/customers/ --out fresh-plan.json --format markdown" in commands
     assert ("reconciler gate fresh-plan.json --merges merges.json --out apply-safe.json --out-unsafe "
             "apply-unsafe.json --comments comments --verdicts verdicts.json") in commands
-    assert commands.count("reconciler history --verify") == 3  # after every restore of the log
+    scripts = [step.get("run", "") for job in jobs.values() for step in job["steps"]]
+    assert sum("reconciler history --verify" in run for run in scripts) == 3  # after every restore of the log
     applies = [c for c in commands if c.startswith("reconciler apply")]
     assert applies == ["reconciler apply --plan apply-safe.json", "reconciler apply --plan apply-unsafe.json --force"]
     assert [c for c in _commands_of("apply.yml") if "--force" in c] == applies[1:]
