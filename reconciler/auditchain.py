@@ -24,8 +24,34 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reconciler.backends.base import AuditEntry
 from reconciler.errors import BackendError
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    time: str
+    customer: int
+    op: str
+    account: str
+    change: dict[str, Any]
+    fingerprint: str
+    git_commit: str | None
+    # The hash chain (this module): the hash of the entry before and this entry's own.
+    # Set once stored; equality is about what was applied, not where it sits in the chain.
+    prev: str | None = field(default=None, compare=False)
+    hash: str | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The applied change's fields (what ``history --format json`` shows, with the chain)."""
+        return {
+            "time": self.time,
+            "customer": self.customer,
+            "op": self.op,
+            "account": self.account,
+            "change": self.change,
+            "fingerprint": self.fingerprint,
+            "git_commit": self.git_commit,
+        }
 
 GENESIS = "sha256:" + "0" * 64
 NEW_CHAIN = "new_chain"

@@ -21,7 +21,7 @@ import os
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from reconciler.errors import OwnersMapError, UsageError
 from reconciler.model import Problem
@@ -30,7 +30,14 @@ from reconciler.specfiles import is_spec_name
 from reconciler.yamlload import Limits, load_yaml
 
 if TYPE_CHECKING:
-    from reconciler.runner import Plan
+    from reconciler.plan import CustomerPlan
+
+
+class SavedCustomers(Protocol):
+    """What ``check_saved_plan`` needs of a plan: its customers and its file-level problems."""
+
+    customers: list[CustomerPlan]
+    errors: list[Problem]
 
 OWNERS_FILE = "owners.yaml"
 OWNERS_ENV = "RECONCILER_OWNERS"
@@ -137,7 +144,7 @@ class OwnersMap:
         return self._by_file.get(where) if where is not None else None
 
 
-def check_saved_plan(plan: Plan, owners: OwnersMap) -> None:
+def check_saved_plan(plan: SavedCustomers, owners: OwnersMap) -> None:
     """Drop from a saved plan every customer its file may not speak for, as an error.
 
     ``plan`` checked the map when it was made; this holds a saved plan (an artifact that

@@ -10,40 +10,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
+# AuditEntry lives with the chain rule that hashes it; backends and callers import it from here.
+from reconciler.auditchain import AuditEntry, Stored
 from reconciler.model import Catalogue, Change, CustomerState
 
-if TYPE_CHECKING:
-    from reconciler.auditchain import Stored
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    time: str
-    customer: int
-    op: str
-    account: str
-    change: dict[str, Any]
-    fingerprint: str
-    git_commit: str | None
-    # The hash chain (reconciler.auditchain): the hash of the entry before and this entry's own.
-    # Set once stored; equality is about what was applied, not where it sits in the chain.
-    prev: str | None = field(default=None, compare=False)
-    hash: str | None = field(default=None, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The applied change's fields (what ``history --format json`` shows, with the chain)."""
-        return {
-            "time": self.time,
-            "customer": self.customer,
-            "op": self.op,
-            "account": self.account,
-            "change": self.change,
-            "fingerprint": self.fingerprint,
-            "git_commit": self.git_commit,
-        }
+__all__ = ["AuditEntry", "Stored"]
 
 
 class AuditStore(Protocol):

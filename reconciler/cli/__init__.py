@@ -172,7 +172,7 @@ class _QuietWhenReaderLeaves:
     def _gone(self) -> None:
         self.reader_left = True
         self._write = len  # what is written from now on is dropped
-        if self._stream is sys.__stdout__:
+        if self._stream is sys.__stdout__ and self._stream is not None:
             # What is left in the buffer goes to /dev/null, so Python's last flush cannot fail.
             try:
                 devnull = os.open(os.devnull, os.O_WRONLY)

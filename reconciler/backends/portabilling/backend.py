@@ -70,6 +70,7 @@ class _EnvCredentials:
 
 class PortaBillingBackend(Backend):
     transactional = False
+    audit: AuditLog  # the local JSON-lines file, which also holds the lock helpers
 
     def __init__(
         self,

@@ -184,7 +184,7 @@ def fetch_customer(
             int(e["i_account"]): e for e in extensions if e.get("i_account") not in (None, "")
         }
         managed, renamed = managed_ids(customer_id, by_id, linked)
-    zone = UTC
+    zone: tzinfo = UTC
     with understood(ACCOUNTS_METHOD):
         dated = any(wire.has_end_dates(a) for a in rows)
     if dated:
