@@ -12,8 +12,11 @@ connection a request goes out on in a thread-local ``Watch``.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -111,15 +114,76 @@ def watched_adapter(**kwargs: Any) -> HTTPAdapter:
     return adapter
 
 
+class _Watchdog:
+    """One thread that fires every deadline of the process, earliest first.
+
+    A thread per request (``threading.Timer``) costs a thread start and stop for every call, which
+    a plan of a thousand customers pays five thousand times; one sleeping thread with a heap of
+    deadlines costs a heap push and a flag instead. A cancelled deadline stays in the heap, marked
+    inactive, until it comes up (or the heap is mostly dead weight and is rebuilt).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[list[Any]] = []  # [when, order, watch, active]
+        self._order = itertools.count()
+        self._cancelled = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, seconds: float, watch: Watch) -> list[Any]:
+        entry = [time.monotonic() + seconds, next(self._order), watch, True]
+        with self._cond:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="request-deadlines", daemon=True)
+                self._thread.start()
+            if self._heap[0] is entry:
+                self._cond.notify()  # a new earliest deadline: wake the sleeper to wait less
+        return entry
+
+    def cancel(self, entry: list[Any]) -> None:
+        with self._cond:
+            if not entry[3]:
+                return
+            entry[3] = False
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+                self._heap = [e for e in self._heap if e[3]]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and not self._heap[0][3]:
+                    heapq.heappop(self._heap)
+                    self._cancelled -= 1
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                delay = self._heap[0][0] - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                entry = heapq.heappop(self._heap)
+                entry[3] = False
+                self._cond.release()
+                try:
+                    entry[2].fire()
+                finally:
+                    self._cond.acquire()
+
+
+_WATCHDOG = _Watchdog()
+
+
 @contextmanager
 def deadline(seconds: float) -> Iterator[Watch]:
     """Watch the requests this thread sends inside the block; raise DeadlineExceeded when the
     deadline cut one short (whatever error the cut connection raised)."""
     watch = Watch()
-    timer = threading.Timer(seconds, watch.fire)
-    timer.daemon = True
     _current.watch = watch
-    timer.start()
+    entry = _WATCHDOG.add(seconds, watch)
     try:
         yield watch
     except (requests.RequestException, OSError):
@@ -127,5 +191,5 @@ def deadline(seconds: float) -> Iterator[Watch]:
             raise DeadlineExceeded(f"no full answer within {seconds:g} s") from None
         raise
     finally:
-        timer.cancel()
+        _WATCHDOG.cancel(entry)
         _current.watch = None
