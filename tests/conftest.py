@@ -3,13 +3,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import FIXTURES, REPO, Result, run_cli
+from tests.pb_stub import Stub
 
 # The wire contract every emulator a test starts speaks unless the test names one. The
 # client-driving suites (stories, validation fixtures, fault convergence, the client's own tests)
@@ -141,3 +142,17 @@ def env_clean(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("GITHUB_", "RECONCILER_", "PORTABILLING_")):
             monkeypatch.delenv(name, raising=False)
+
+
+# PortaBilling stub servers on loopback for the client's tests, each closed after its test.
+@pytest.fixture
+def stubs() -> Iterator[Callable[..., Stub]]:
+    made: list[Stub] = []
+
+    def make(*customers: dict[str, Any], **kwargs: Any) -> Stub:
+        made.append(Stub(*customers, **kwargs))
+        return made[-1]
+
+    yield make
+    for stub in made:
+        stub.close()

@@ -13,6 +13,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from reconciler.backends.portabilling.client import ClientSettings
+
+# Client settings for stub tests: short timeouts, almost no back-off, small pages.
+FAST = ClientSettings(connect_timeout=1.0, read_timeout=1.0, backoff=0.001, page_size=100)
+
 # (status, body) where body is an object to send as JSON, or bytes to send as they are;
 # None drops the connection.
 Answer = tuple[int, Any] | None

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from reconciler.backends.portabilling.fields import BLOCK_MARKER
-from reconciler.backends.portabilling.config import blocking_roles_from_env
-from reconciler.backends.portabilling.session import TokenSession
 from reconciler.backends.portabilling.backend import PortaBillingBackend
-from reconciler.errors import UsageError
-from reconciler.model import change
 from reconciler.backends.portabilling.client import (
     BillingReadOnly,
-    ClientSettings,
     Credentials,
     LoginLockedOut,
     LoginRefused,
@@ -24,27 +18,18 @@ from reconciler.backends.portabilling.client import (
     PortaBillingClient,
     parse_backend_url,
 )
-from tests.pb_stub import Stub, account, customer
-
-FAST = ClientSettings(connect_timeout=1.0, read_timeout=1.0, backoff=0.001, page_size=100)
+from reconciler.backends.portabilling.config import blocking_roles_from_env
+from reconciler.backends.portabilling.fields import BLOCK_MARKER
+from reconciler.backends.portabilling.session import TokenSession
+from reconciler.errors import UsageError
+from reconciler.model import change
+from tests.pb_stub import FAST, Stub, account, customer
 
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
-
-@pytest.fixture
-def stubs() -> Iterator[Callable[..., Stub]]:
-    made: list[Stub] = []
-
-    def make(*customers: dict[str, Any], **kwargs: Any) -> Stub:
-        made.append(Stub(*customers, **kwargs))
-        return made[-1]
-
-    yield make
-    for stub in made:
-        stub.close()
 
 
 def client_for(stub: Stub, password: str = "pw") -> PortaBillingClient:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from reconciler.backends.base import AuditEntry
 from reconciler.backends.portabilling.backend import PortaBillingBackend
 from reconciler.backends.portabilling.client import (
     BillingReadOnly,
-    ClientSettings,
     Credentials,
     PortaBillingClient,
     parse_backend_url,
@@ -32,27 +31,13 @@ from reconciler.backends.portabilling.fields import BLOCK_MARKER
 from reconciler.backends.portabilling.session import TokenSession
 from reconciler.model import change
 from tests.helpers import run_cli
-from tests.pb_stub import Stub, account, customer
-
-FAST = ClientSettings(connect_timeout=1.0, read_timeout=1.0, backoff=0.001, page_size=100)
+from tests.pb_stub import FAST, Stub, account, customer
 
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
-
-@pytest.fixture
-def stubs() -> Iterator[Callable[..., Stub]]:
-    made: list[Stub] = []
-
-    def make(*customers: dict[str, Any], **kwargs: Any) -> Stub:
-        made.append(Stub(*customers, **kwargs))
-        return made[-1]
-
-    yield make
-    for stub in made:
-        stub.close()
 
 
 def backend_for(stub: Stub, audit: str = "audit.jsonl", **env: str) -> PortaBillingBackend:
