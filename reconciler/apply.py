@@ -25,10 +25,10 @@ from typing import Any, Self
 
 from reconciler.auditchain import AuditChainBroken
 from reconciler.backends.base import AuditEntry, Backend
+from reconciler.diff import fingerprint
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.model import Change, CustomerState, managed_kind
-from reconciler.plan import CustomerPlan, fingerprint
-from reconciler.runner import Plan
+from reconciler.plan import CustomerPlan, Plan
 
 APPLIED, NOTHING, SKIPPED, STALE, UNSAFE, FAILED, REFUSED = (
     "applied", "no changes", "skipped", "stale", "unsafe", "failed", "refused",

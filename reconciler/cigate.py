@@ -200,7 +200,7 @@ def gate(fresh: Mapping[str, Any], merges: Iterable[Merge]) -> GateResult:
 
 def plan_with(fresh: Mapping[str, Any], customers: list[dict[str, Any]]) -> dict[str, Any]:
     """A saved plan (the fresh plan's header, these customers, their state) for ``apply --plan``."""
-    from reconciler.runner import Plan
+    from reconciler.plan import Plan
 
     plan = Plan.from_dict({**fresh, "customers": customers, "errors": [], "notes": []})
     return plan.to_dict(with_state=True)
@@ -236,7 +236,7 @@ def read_manifest(path: str, cwd: str | None = None) -> list[Merge]:
 def _reviewed_plan(path: object) -> Mapping[str, Any] | None:
     if not isinstance(path, str) or not path:
         return None
-    from reconciler.planfile import read_plan_file
+    from reconciler.plan import read_plan_file
 
     try:
         return read_plan_file(path).to_dict()

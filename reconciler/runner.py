@@ -8,18 +8,18 @@ states plus the resulting changes, never every spec and every account at once.
 from __future__ import annotations
 
 import gc
-import os
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from reconciler.backends import resolve_backend_url
 from reconciler.backends.base import Backend
+from reconciler.diff import plan_customer
 from reconciler.errors import UsageError
 from reconciler.model import Catalogue, Problem
-from reconciler.plan import CustomerPlan, PlanOptions, plan_customer
+from reconciler.plan import CustomerPlan, Plan, PlanOptions
 from reconciler.selection import Selection
 from reconciler.spec import LoadedSpec, load_spec
 from reconciler.specfiles import discover
@@ -27,83 +27,6 @@ from reconciler.yamlload import Limits
 
 if TYPE_CHECKING:
     from reconciler.owners import OwnersMap
-
-FORMAT_VERSION = 1
-
-
-@dataclass
-class Plan:
-    backend: str
-    backend_resolved: str
-    customers: list[CustomerPlan] = field(default_factory=list)
-    errors: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    files: int = 0  # spec files read
-    # The commit of the specs' repository when the plan was made (GITHUB_SHA in CI): what a saved
-    # plan's apply records in the audit log, since the plan was computed from the specs then.
-    git_commit: str | None = None
-
-    @property
-    def change_count(self) -> int:
-        """The changes apply would make: a customer with errors is skipped, so none of its."""
-        return sum(len(c.changes) for c in self.customers if not c.skipped)
-
-    @property
-    def refused_count(self) -> int:
-        """The changes the specs ask for that apply will not make, because of errors."""
-        return sum(len(c.changes) for c in self.customers if c.skipped)
-
-    @property
-    def error_count(self) -> int:
-        return len(self.errors) + sum(len(c.errors) for c in self.customers)
-
-    @property
-    def warning_count(self) -> int:
-        return sum(len(c.warnings) for c in self.customers)
-
-    def to_dict(self, *, with_state: bool = False) -> dict[str, Any]:
-        """The plan's JSON form; ``with_state`` adds each customer's state at plan time, which
-        only a saved plan carries (``apply --plan`` explains a stale customer with it)."""
-        data: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "backend": self.backend,
-            "backend_resolved": self.backend_resolved,
-            "customers": [c.to_dict(with_state=with_state) for c in self.customers],
-            "errors": [p.to_dict() for p in self.errors],
-            "notes": list(self.notes),
-            "summary": {
-                "customers": len(self.customers),
-                "changes": self.change_count,
-                "skipped_customers": sum(1 for c in self.customers if c.skipped),
-                "refused_changes": self.refused_count,
-                "errors": self.error_count,
-                "warnings": self.warning_count,
-                "files": self.files,
-            },
-        }
-        if self.git_commit is not None:
-            data["git_commit"] = self.git_commit
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Plan:
-        return cls(
-            backend=data["backend"],
-            backend_resolved=data.get("backend_resolved") or resolve_backend_url(data["backend"]),
-            customers=[CustomerPlan.from_dict(c) for c in data["customers"]],
-            errors=[Problem.from_dict(p) for p in data.get("errors", [])],
-            notes=list(data.get("notes", [])),
-            files=int(data.get("summary", {}).get("files", 0)),
-            git_commit=data.get("git_commit"),
-        )
-
-
-def resolve_backend_url(url: str) -> str:
-    """The URL with a sqlite path made absolute, so two spellings of one database compare equal."""
-    if url.startswith("sqlite:///"):
-        return "sqlite:///" + os.path.abspath(url[len("sqlite:///") :])
-    return url.rstrip("/")
-
 
 def load_specs(paths: list[str], limits: Limits | None = None) -> Iterator[LoadedSpec]:
     for path in discover(paths):
@@ -330,13 +253,3 @@ def batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
             batch = []
     if batch:
         yield batch
-
-
-def check_plan_backend(plan: Plan, backend: Backend) -> None:
-    """A saved plan applies only to the backend it was computed against."""
-    here = resolve_backend_url(backend.url)
-    if plan.backend_resolved != here:
-        raise UsageError(
-            f"the plan was made for {plan.backend} ({plan.backend_resolved}), "
-            f"not for this backend {backend.url} ({here}); refusing to apply it"
-        )

@@ -38,8 +38,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "unsafe share compared with >= instead of >",
         "reconciler/plan.py",
-        "if share > self.options.unsafe_share:",
-        "if share >= self.options.unsafe_share:",
+        "if share <= options.unsafe_share:",
+        "if share < options.unsafe_share:",
         (f"{CORE}::test_unsafe_means_more_than_a_quarter_of_at_least_eight_managed_accounts",
          f"{STORIES}::test_apply_refuses_an_unsafe_plan_only_over_the_boundary"),
     ),
@@ -55,15 +55,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "minimum managed accounts compared with <= instead of <",
         "reconciler/plan.py",
-        "if managed_open < self.options.unsafe_min_accounts",
-        "if managed_open <= self.options.unsafe_min_accounts",
+        "if managed_open < options.unsafe_min_accounts",
+        "if managed_open <= options.unsafe_min_accounts",
         (f"{CORE}::test_unsafe_means_more_than_a_quarter_of_at_least_eight_managed_accounts",
          f"{CORE}::test_unsafe_share_and_minimum_are_settable",
          f"{STORIES}::test_apply_refuses_an_unsafe_plan_only_over_the_boundary"),
     ),
     Mutation(
         "self-care check on unblock removed",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         'self.check_block_permission(desired, "unblock")',
         "pass",
         (f"{CORE}::test_unblock_needs_the_self_care_role",
@@ -71,7 +71,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without blocked_by",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         "sorted(a.dids), a.blocked_by, a.status]",
         "sorted(a.dids), a.status]",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -81,7 +81,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # Every other field the fingerprint must cover, one at a time.
     Mutation(
         "fingerprint without the account status",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         "a.blocked_by, a.status]",
         "a.blocked_by]",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -89,7 +89,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the add-ons",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         "a.product, sorted(a.addons), sorted(a.dids)",
         "a.product, sorted(a.dids)",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -97,7 +97,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the account DIDs",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         "sorted(a.addons), sorted(a.dids), a.blocked_by",
         "sorted(a.addons), a.blocked_by",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -105,7 +105,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the account name",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         "[a.id, a.name, a.product,",
         "[a.id, a.product,",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -113,7 +113,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the account product",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         "[a.id, a.name, a.product,",
         "[a.id, a.name,",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -121,7 +121,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the agreement",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         '"agreement": sorted(customer.agreement),',
         "",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -129,7 +129,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the DID pool",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         '"pool": sorted(customer.dids),',
         "",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -137,7 +137,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the self-care permission",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         "[customer.id, customer.name, customer.block_extensions]",
         "[customer.id, customer.name]",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -145,7 +145,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the product catalogue",
-        "reconciler/plan.py",
+        "reconciler/diff.py",
         '"catalogue": sorted((p.id, p.name, p.type) for p in state.catalogue.products),',
         "",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",

@@ -18,7 +18,7 @@ from reconciler.emulator import EmulatorServer, FaultConfig, run_emulator
 from reconciler.emulator.accounts import CUSTOMER_BLOCK_NOTE
 from reconciler.emulator.testing import state_from_yaml, write_spec
 from reconciler.model import Account, Customer
-from reconciler.plan import fingerprint
+from reconciler.diff import fingerprint
 from reconciler.runner import build_plan
 from reconciler.statefile import BillingState, load_state_file
 from tests.cli_capture import run_cli

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from reconciler.model import Account, Catalogue, Customer, CustomerState, Product
-from reconciler.plan import CustomerPlan, PlanOptions, fingerprint, plan_customer
+from reconciler.diff import fingerprint, plan_customer
+from reconciler.plan import CustomerPlan, PlanOptions
 from reconciler.spec import load_spec
 from tests.helpers import marked_line
 

@@ -178,7 +178,7 @@ def test_an_unknown_product_lists_the_products_billing_has_closest_first(backend
 
 def test_the_list_of_products_is_bounded() -> None:
     from reconciler.model import Catalogue, Product
-    from reconciler.plan import _products_like
+    from reconciler.diff import _products_like
 
     catalogue = Catalogue(tuple(Product(i, f"Plan {i:02}", "main") for i in range(1, 41)))
     said = _products_like("Plan 7", catalogue, "main", but=[])

@@ -82,7 +82,7 @@ def test_a_fresh_saved_plan_applies(tmp_path: Path) -> None:
 def test_a_saved_plan_read_back_renders_without_its_state(tmp_path: Path) -> None:
     # What renders a saved plan again (show) gets the plan as plan printed it; the state stays
     # in the file for apply --plan.
-    from reconciler.runner import Plan
+    from reconciler.plan import Plan
 
     _, _, plan_file = _setup(tmp_path)
     saved = json.loads(plan_file.read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from reconciler.backends.base import Backend
@@ -31,3 +32,10 @@ def open_backend(url: str, settings: BackendSettings | None = None, *, create: b
     raise UsageError(
         f"unknown backend {url!r}: use sqlite:///PATH or portabilling+https://HOST[:PORT]"
     )
+
+
+def resolve_backend_url(url: str) -> str:
+    """The URL with a sqlite path made absolute, so two spellings of one database compare equal."""
+    if url.startswith("sqlite:///"):
+        return "sqlite:///" + os.path.abspath(url[len("sqlite:///") :])
+    return url.rstrip("/")

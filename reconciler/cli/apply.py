@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from reconciler.apply import ApplyOutcome
     from reconciler.backends.base import Backend
     from reconciler.owners import OwnersMap
-    from reconciler.runner import Plan
+    from reconciler.plan import Plan
 
 
 def _confirm(count: int) -> bool:
@@ -106,8 +106,7 @@ def _plan_and_confirm(obj: Context, backend: Backend, paths: tuple[str, ...], pl
 
     try:
         if plan_file:
-            from reconciler.planfile import read_plan_file
-            from reconciler.runner import check_plan_backend
+            from reconciler.plan import check_plan_backend, read_plan_file
 
             result = read_plan_file(plan_file)
             check_plan_backend(result, backend)

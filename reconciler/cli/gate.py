@@ -39,7 +39,7 @@ def gate(fresh: str, manifest: str, out: str, out_unsafe: str, comments_dir: str
     """
     from reconciler.cigate import gate as run_gate
     from reconciler.cigate import plan_with, pull_request_comments, read_manifest, report_markdown
-    from reconciler.planfile import read_plan_file
+    from reconciler.plan import read_plan_file
 
     fresh_plan = read_plan_file(fresh).to_dict(with_state=True)
     result = run_gate(fresh_plan, read_manifest(manifest))

@@ -13,8 +13,7 @@ from reconciler.cli.common import Context, emit_plan, format_option, pass_contex
 @pass_context
 def show(obj: Context, plan_files: tuple[str, ...], fmt: str) -> None:
     """Render saved plans exactly as `plan` printed them; several render as one plan."""
-    from reconciler.merge import merge_plans
-    from reconciler.planfile import read_plan_file
+    from reconciler.plan import merge_plans, read_plan_file
 
     plans = [(path, read_plan_file(path)) for path in plan_files]
     emit_plan(merge_plans(plans).to_dict(), fmt)
