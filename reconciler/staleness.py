@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.model import CustomerState
+from reconciler.rules import ACCOUNT_FIELDS, canonical_state
 
 # Lists longer than this are said as what was added and removed, not old -> new.
 _SHORT_LIST = 5
@@ -18,28 +19,20 @@ _MAX_LINES = 20
 
 
 def state_snapshot(state: CustomerState) -> dict[str, Any]:
-    """The customer's state as plain JSON data: everything its plan's fingerprint covers."""
-    customer = state.customer
+    """The customer's state as plain JSON data: its canonical form (which the plan's fingerprint
+    digests, reconciler/rules.py) keyed by name, so that a difference reads as a field."""
+    canonical = canonical_state(state)
+    _id, name, block_extensions = canonical["customer"]
+    foreign_ids, foreign_dids = canonical["foreign"]
     return {
-        "customer": {"name": customer.name, "block_extensions": customer.block_extensions},
-        "agreement": {product: quantity for product, quantity in sorted(customer.agreement)},
-        "did_pool": sorted(customer.dids),
-        "accounts": {
-            account.id: {
-                "name": account.name,
-                "product": account.product,
-                "addons": sorted(account.addons),
-                "dids": sorted(account.dids),
-                "blocked_by": account.blocked_by,
-                "status": account.status,
-            }
-            for account in sorted(state.accounts, key=lambda a: a.id)
+        "customer": {"name": name, "block_extensions": block_extensions},
+        "agreement": {product: quantity for product, quantity in canonical["agreement"]},
+        "did_pool": canonical["pool"],
+        "accounts": {row[0]: dict(zip(ACCOUNT_FIELDS, row[1:])) for row in canonical["accounts"]},
+        "products": {
+            product: kind for _pid, product, kind in sorted(canonical["catalogue"], key=lambda p: p[1])
         },
-        "products": {p.name: p.type for p in sorted(state.catalogue.products, key=lambda p: p.name)},
-        "other_customers": {
-            "account_ids": sorted(state.foreign_ids),
-            "dids": sorted(state.foreign_dids),
-        },
+        "other_customers": {"account_ids": foreign_ids, "dids": foreign_dids},
     }
 
 

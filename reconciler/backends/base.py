@@ -14,7 +14,8 @@ from typing import Protocol
 
 # AuditEntry lives with the chain rule that hashes it; backends and callers import it from here.
 from reconciler.auditchain import AuditEntry, Stored
-from reconciler.model import Catalogue, Change, CustomerState
+from reconciler.changes import Change
+from reconciler.model import Catalogue, CustomerState
 
 __all__ = ["AuditEntry", "Stored"]
 

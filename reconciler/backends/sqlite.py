@@ -12,18 +12,30 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import groupby
-from typing import Any
+from typing import Any, assert_never
 
 from reconciler.auditchain import check
 from reconciler.backends.base import AuditEntry, Backend, CustomerSession
 from reconciler.backends.sqlite_audit import AuditTable
+from reconciler.changes import (
+    AddAddon,
+    AddAlias,
+    Block,
+    Change,
+    CreateAccount,
+    RemoveAddon,
+    RemoveAlias,
+    SetName,
+    SetProduct,
+    TerminateAccount,
+    Unblock,
+)
 from reconciler.errors import BackendError, BackendNotFound, LockTimeout
 from reconciler.model import (
     OPEN,
     TERMINATED,
     Account,
     Catalogue,
-    Change,
     Customer,
     CustomerState,
     Product,
@@ -382,8 +394,8 @@ class _SqliteSession(CustomerSession):
     def read(self) -> CustomerState | None:
         return _read_customer(self.db, self.customer_id, self.catalogue)
 
-    def _product_id(self, name: str) -> int:
-        product = self.catalogue.by_name(name)
+    def _product_id(self, name: str | None) -> int:
+        product = None if name is None else self.catalogue.by_name(name)
         if product is None:
             raise BackendError(f"no product named {name!r} in billing")
         return product.id
@@ -397,83 +409,84 @@ class _SqliteSession(CustomerSession):
     ) -> None:
         # One transaction per customer: the customer is the unit of writing here, so ``stop``
         # is honoured between customers by the caller, and the audit rows join the transaction.
-        # Runs of the same op are written with one executemany: plans are sorted by op, so a
-        # customer's hundred creations cost one statement, not a hundred.
+        # Runs of the same kind of change are written with one executemany per statement: plans
+        # are sorted by op, so a customer's hundred creations cost one statement, not a hundred.
         try:
-            for op, run in groupby(changes, key=lambda c: c.op):
+            for _kind, run in groupby(changes, key=type):
                 batch = list(run)
-                self.db.executemany(*self._statement(op, batch))
-                if op == "create_account":
-                    self.db.executemany(
-                        "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)",
-                        [(c.account, self._product_id(a)) for c in batch for a in c.get("addons")],
-                    )
-                elif op == "terminate_account":
-                    self.db.executemany(
-                        "DELETE FROM aliases WHERE account_id = ?", [(c.account,) for c in batch]
-                    )
+                statements: dict[str, list[tuple[Any, ...]]] = {}
+                for item in batch:
+                    for sql, rows in self._writes(item):
+                        statements.setdefault(sql, []).extend(rows)
+                for sql, rows in statements.items():
+                    self.db.executemany(sql, rows)
                 self.written.extend(batch)
         except sqlite3.IntegrityError as exc:
             raise BackendError(f"billing refused a change for customer {self.customer_id}: {exc}") from exc
 
-    def _statement(self, op: str, batch: list[Change]) -> tuple[str, list[tuple[Any, ...]]]:
-        cid = self.customer_id
-        if op == "create_account":
-            return (
-                "INSERT INTO accounts (id, customer_id, name, product_id, blocked_by, status) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (c.account, cid, c.get("name"), self._product_id(c.get("product")),
-                     "customer" if c.get("blocked") else None, OPEN)
-                    for c in batch
-                ],
-            )
-        if op == "set_product":
-            return (
-                "UPDATE accounts SET product_id = ? WHERE id = ? AND customer_id = ?",
-                [(self._product_id(c.get("to")), c.account, cid) for c in batch],
-            )
-        if op == "set_name":
-            return (
-                "UPDATE accounts SET name = ? WHERE id = ? AND customer_id = ?",
-                [(c.get("to"), c.account, cid) for c in batch],
-            )
-        if op == "add_addon":
-            return (
-                "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)",
-                [(c.account, self._product_id(c.get("product"))) for c in batch],
-            )
-        if op == "remove_addon":
-            return (
-                "DELETE FROM account_addons WHERE account_id = ? AND product_id = ?",
-                [(c.account, self._product_id(c.get("product"))) for c in batch],
-            )
-        if op == "add_alias":
-            return (
-                "INSERT INTO aliases (did, account_id) VALUES (?, ?)",
-                [(c.get("did"), c.account) for c in batch],
-            )
-        if op == "remove_alias":
-            return (
-                "DELETE FROM aliases WHERE did = ? AND account_id = ?",
-                [(c.get("did"), c.account) for c in batch],
-            )
-        if op == "block":
-            return (
-                "UPDATE accounts SET blocked_by = 'customer' WHERE id = ? AND customer_id = ?",
-                [(c.account, cid) for c in batch],
-            )
-        if op == "unblock":
-            return (
-                "UPDATE accounts SET blocked_by = NULL WHERE id = ? AND customer_id = ?",
-                [(c.account, cid) for c in batch],
-            )
-        if op == "terminate_account":
-            return (
-                f"UPDATE accounts SET status = '{TERMINATED}' WHERE id = ? AND customer_id = ?",
-                [(c.account, cid) for c in batch],
-            )
-        raise BackendError(f"unknown change {op!r}")
+    def _writes(self, item: Change) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """The statements (with their rows) that write ``item``, always the same ones per kind."""
+        cid, account = self.customer_id, item.account
+        match item:
+            case CreateAccount():
+                blocked = "customer" if item.blocked else None
+                return [
+                    (
+                        "INSERT INTO accounts (id, customer_id, name, product_id, blocked_by, status) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [(account, cid, item.name, self._product_id(item.product), blocked, OPEN)],
+                    ),
+                    (
+                        "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)",
+                        [(account, self._product_id(a)) for a in item.addons],
+                    ),
+                ]
+            case SetProduct():
+                return [(
+                    "UPDATE accounts SET product_id = ? WHERE id = ? AND customer_id = ?",
+                    [(self._product_id(item.to), account, cid)],
+                )]
+            case SetName():
+                return [(
+                    "UPDATE accounts SET name = ? WHERE id = ? AND customer_id = ?",
+                    [(item.to, account, cid)],
+                )]
+            case AddAddon():
+                return [(
+                    "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)",
+                    [(account, self._product_id(item.product))],
+                )]
+            case RemoveAddon():
+                return [(
+                    "DELETE FROM account_addons WHERE account_id = ? AND product_id = ?",
+                    [(account, self._product_id(item.product))],
+                )]
+            case AddAlias():
+                return [("INSERT INTO aliases (did, account_id) VALUES (?, ?)", [(item.did, account)])]
+            case RemoveAlias():
+                return [
+                    ("DELETE FROM aliases WHERE did = ? AND account_id = ?", [(item.did, account)])
+                ]
+            case Block():
+                return [(
+                    "UPDATE accounts SET blocked_by = 'customer' WHERE id = ? AND customer_id = ?",
+                    [(account, cid)],
+                )]
+            case Unblock():
+                return [(
+                    "UPDATE accounts SET blocked_by = NULL WHERE id = ? AND customer_id = ?",
+                    [(account, cid)],
+                )]
+            case TerminateAccount():
+                return [
+                    (
+                        f"UPDATE accounts SET status = '{TERMINATED}' WHERE id = ? AND customer_id = ?",
+                        [(account, cid)],
+                    ),
+                    ("DELETE FROM aliases WHERE account_id = ?", [(account,)]),
+                ]
+            case _:
+                assert_never(item)
 
     def record(self, entries: list[AuditEntry]) -> None:
         # Chained onto the head read inside this transaction (SQLite's write lock is held).

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from reconciler.backends.base import AuditEntry, Backend, CustomerSession
 from reconciler.backends.portabilling.audit import ENV_AUDIT_LOG, LOCK_DIR, AuditLog, exclusive_lock
 from reconciler.backends.portabilling.config import blocking_roles_from_env
-from reconciler.backends.portabilling.ops import OPS
+from reconciler.backends.portabilling.ops import perform
 from reconciler.backends.portabilling.reads import RawCustomer, catalogue_from, fetch_customer, read_catalogue
 from reconciler.backends.portabilling.writes import PortaBillingSession
 from reconciler.errors import UsageError
@@ -155,7 +155,7 @@ class PortaBillingBackend(Backend):
             path, self.lock_timeout, f"customer {customer_id} on {self.endpoint.base}"
         ):
             yield PortaBillingSession(
-                self.client, customer_id, catalogue, self.audit, OPS, self.blocking_roles
+                self.client, customer_id, catalogue, self.audit, perform, self.blocking_roles
             )
 
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:

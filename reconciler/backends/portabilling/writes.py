@@ -9,7 +9,7 @@ as it is in billing, so apply audits it before the next write starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +31,12 @@ from reconciler.backends.portabilling.reads import (
     fetch_customer,
 )
 from reconciler.errors import BackendError, ReconcilerError
-from reconciler.model import Catalogue, Change, CustomerState
+from reconciler.changes import Change, CreateAccount
+from reconciler.model import Catalogue, CustomerState
 from reconciler.backends.portabilling.client import PortaBillingClient
 
 Landed = Callable[[], None]
-# One plan op as PortaBilling calls: (session, change, landed) -> None (see portabilling/ops.py).
+# Writes one change as PortaBilling calls: (session, change, landed) -> None (portabilling/ops.py).
 Op = Callable[["PortaBillingSession", Change, Landed], None]
 
 
@@ -129,14 +130,14 @@ class PortaBillingSession(CustomerSession):
         customer_id: int,
         catalogue: Catalogue,
         audit: AuditLog,
-        ops: Mapping[str, Op],
+        perform: Op,
         blocking_roles: frozenset[int] | None = None,
     ) -> None:
         self.client = client
         self.customer_id = customer_id
         self.catalogue = catalogue
         self.audit = audit
-        self.ops = ops
+        self.perform = perform
         self.blocking_roles = blocking_roles
         self.writer = SafeWriter(client)
         self.raw: RawCustomer | None = None
@@ -165,18 +166,15 @@ class PortaBillingSession(CustomerSession):
         for item in changes:
             if stop is not None and stop():
                 return
-            op = self.ops.get(item.op)
-            if op is None:
-                raise BackendError(f"unknown change {item.op!r}")
             landed = _Landing(item, self.written, on_written)
             self.writer.on_landed = landed
             try:
-                op(self, item, landed)
+                self.perform(self, item, landed)
             except ReconcilerError as exc:
                 if landed.done and not isinstance(exc, BillingReadOnly):
                     made = (
                         f"{item.account} was created in billing"
-                        if item.op == "create_account"
+                        if isinstance(item, CreateAccount)
                         else f"{item.op} of {item.account} was made in billing"
                     )
                     raise BackendError(
@@ -199,8 +197,8 @@ class PortaBillingSession(CustomerSession):
             )
         return info
 
-    def product_id(self, name: str) -> int:
-        product = self.catalogue.by_name(name)
+    def product_id(self, name: str | None) -> int:
+        product = None if name is None else self.catalogue.by_name(name)
         if product is None:
             raise BackendError(f"no product named {name!r} in billing")
         return product.id
