@@ -25,9 +25,9 @@ from typing import Any, Self
 
 from reconciler.auditchain import AuditChainBroken
 from reconciler.backends.base import AuditEntry, Backend
+from reconciler.changes import Change, CreateAccount
 from reconciler.diff import fingerprint
 from reconciler.errors import BackendError, ReconcilerError
-from reconciler.changes import Change, CreateAccount
 from reconciler.model import CustomerState, managed_kind
 from reconciler.plan import CustomerPlan, Plan
 from reconciler.rules import block_refused, product_fault, product_usage, quantity_uses
@@ -308,7 +308,9 @@ def out_of_bounds(changes: list[Change], state: CustomerState) -> list[str]:
             found.append(f"{where}: the self-care role does not allow blocking")
         for use in item.assigns:
             if product_fault(use.product, use.type, state.catalogue, customer) is not None:
-                found.append(f"{where}: {use.product!r} is not a {use.type} product of the agreement")
+                found.append(
+                    f"{where}: {use.product!r} is not a {use.type} product of the agreement"
+                )
     found.extend(over_quantity(changes, state))
     return found
 
@@ -317,13 +319,16 @@ def over_quantity(changes: list[Change], state: CustomerState) -> list[str]:
     """Products whose use after the changes exceeds the agreement and grows (the plan's rule)."""
     usage = product_usage(state, changes)
     return [
-        f"{use.product!r} would be used by {use.after} accounts; the agreement allows {use.quantity}"
+        f"{use.product!r} would be used by {use.after} accounts; "
+        f"the agreement allows {use.quantity}"
         for use in quantity_uses(state.customer, usage)
         if use.over
     ]
 
 
-def _record(session, changes: list[Change], cid: int, fp: str | None, now: str, commit: str | None) -> None:  # type: ignore[no-untyped-def]
+def _record(  # type: ignore[no-untyped-def]
+    session, changes: list[Change], cid: int, fp: str | None, now: str, commit: str | None
+) -> None:
     if not changes:
         return
     session.record(

@@ -285,6 +285,8 @@ def change_from_dict(data: dict[str, Any]) -> Change:
 
 # (attribute, JSON key) of each kind's own fields: "from" is a keyword in Python, so from_.
 _JSON_KEYS: dict[type[Change], tuple[tuple[str, str], ...]] = {
-    kind: tuple((f.name, f.name.rstrip("_")) for f in dataclasses.fields(kind) if f.name != "account")
+    kind: tuple(
+        (f.name, f.name.rstrip("_")) for f in dataclasses.fields(kind) if f.name != "account"
+    )
     for kind in CHANGE_TYPES
 }

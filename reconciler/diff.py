@@ -46,7 +46,7 @@ from reconciler.rules import (
 )
 from reconciler.spec import LoadedSpec
 
-# ---- fingerprint ----------------------------------------------------------------------------------
+# ---- fingerprint ---------------------------------------------------------------------------------
 
 
 def fingerprint(state: CustomerState) -> str:
@@ -138,7 +138,9 @@ class _Planner:
         self.pruned: set[str] = set()
         self.planned: list[DesiredAccount] = []  # desired accounts that end up open
 
-    def problem(self, code: str, message: str, path: tuple[Any, ...], *, assigned: bool = True) -> None:
+    def problem(
+        self, code: str, message: str, path: tuple[Any, ...], *, assigned: bool = True
+    ) -> None:
         found = self.doc.problem(code, message, path)
         (self.result.errors if assigned else self.result.warnings).append(found)
 
@@ -332,7 +334,8 @@ class _Planner:
             what = "block" if item.sets_block else "unblock"
             self.problem(
                 "block_not_permitted",
-                f"the customer's self-care role does not allow it to {what} extensions ({desired.id})"
+                f"the customer's self-care role does not allow it to {what} extensions "
+                f"({desired.id})"
                 + (f"; {self.customer.block_note}" if self.customer.block_note else ""),
                 desired.path + ("blocked",),
             )

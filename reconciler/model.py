@@ -91,7 +91,7 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class CustomerState:
-    """What billing holds for one customer: all the plan needs to know, and what is fingerprinted."""
+    """What billing holds for one customer: all the plan needs to know; what is fingerprinted."""
 
     customer: Customer
     accounts: tuple[Account, ...]
@@ -117,7 +117,7 @@ def auto_attendant_account_id(customer_id: int, number: int) -> str:
 
 
 def managed_kind(account_id: str, customer_id: int) -> Kind | None:
-    """The kind of a managed account of ``customer_id``, or None when the ID is not managed by it."""
+    """The kind of a managed account of ``customer_id``; None when the ID is not managed by it."""
     match = _MANAGED.fullmatch(account_id)
     if match is None or match.group(1) != str(customer_id):
         return None
@@ -198,7 +198,8 @@ class Problem:
         # A message quotes the offending value; a 1 MB value must not make a 1 MB message.
         if len(self.message) > MAX_MESSAGE:
             cut = len(self.message) - MAX_MESSAGE
-            object.__setattr__(self, "message", f"{self.message[:MAX_MESSAGE]}… ({cut} more characters)")
+            cut_message = f"{self.message[:MAX_MESSAGE]}… ({cut} more characters)"
+            object.__setattr__(self, "message", cut_message)
 
     def to_dict(self) -> dict[str, Any]:
         return {

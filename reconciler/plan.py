@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from reconciler.backends import resolve_backend_url
-from reconciler.errors import UsageError
 from reconciler.changes import Change, change_from_dict
+from reconciler.errors import UsageError
 from reconciler.model import CustomerState, Problem, managed_kind
 from reconciler.schemacheck import load_schema
 
@@ -94,7 +94,7 @@ class CustomerPlan:
         )
 
 
-# ---- the unsafe verdict ---------------------------------------------------------------------------
+# ---- the unsafe verdict --------------------------------------------------------------------------
 
 
 def unsafe_reason(state: CustomerState, changes: list[Change], options: PlanOptions) -> str | None:
@@ -116,7 +116,7 @@ def unsafe_reason(state: CustomerState, changes: list[Change], options: PlanOpti
     )
 
 
-# ---- a run's plan ---------------------------------------------------------------------------------
+# ---- a run's plan --------------------------------------------------------------------------------
 
 FORMAT_VERSION = 1
 
@@ -248,7 +248,8 @@ def merge_plans(plans: list[tuple[str, Plan]]) -> Plan:
         for customer in plan.customers:
             if customer.customer in owner:
                 raise UsageError(
-                    f"customer {customer.customer} is in both {owner[customer.customer]} and {name}: "
+                    f"customer {customer.customer} is in both {owner[customer.customer]} and "
+                    f"{name}: "
                     "was one plan given twice?"
                 )
             owner[customer.customer] = name

@@ -139,7 +139,7 @@ def quantity_uses(customer: Customer, usage: Usage) -> list[QuantityUse]:
     ]
 
 
-# ---- self-care permission -------------------------------------------------------------------------
+# ---- self-care permission ------------------------------------------------------------------------
 
 
 def block_refused(customer: Customer, item: Change) -> bool:

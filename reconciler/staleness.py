@@ -30,7 +30,8 @@ def state_snapshot(state: CustomerState) -> dict[str, Any]:
         "did_pool": canonical["pool"],
         "accounts": {row[0]: dict(zip(ACCOUNT_FIELDS, row[1:])) for row in canonical["accounts"]},
         "products": {
-            product: kind for _pid, product, kind in sorted(canonical["catalogue"], key=lambda p: p[1])
+            product: kind
+            for _pid, product, kind in sorted(canonical["catalogue"], key=lambda p: p[1])
         },
         "other_customers": {"account_ids": foreign_ids, "dids": foreign_dids},
     }
@@ -57,7 +58,8 @@ def explain_stale(before: dict[str, Any] | None, state: CustomerState | None) ->
             path = finding.path(output_format="list")
             depth = {"accounts": 3, "did_pool": 1}.get(path[0] if path else "", 2)
             fields.add(tuple(path[:depth]))
-    lines = [_say(field, before, after) for field in sorted(fields, key=lambda f: [str(p) for p in f])]
+    ordered = sorted(fields, key=lambda f: [str(p) for p in f])
+    lines = [_say(field, before, after) for field in ordered]
     if len(lines) > _MAX_LINES:
         lines = lines[:_MAX_LINES] + [f"... and {len(lines) - _MAX_LINES} more"]
     return lines
@@ -99,9 +101,8 @@ def _say(field: tuple[Any, ...], before: dict[str, Any], after: dict[str, Any]) 
         if new is _MISSING:
             return f"product {field[1]!r} removed from the catalogue"
         return f"product {field[1]!r} type: {_change(old, new)}"
-    what = {"did_pool": "DID pool", "customer": "customer", "other_customers": "other customers'"}.get(
-        field[0], str(field[0])
-    )
+    names = {"did_pool": "DID pool", "customer": "customer", "other_customers": "other customers'"}
+    what = names.get(field[0], str(field[0]))
     name = " ".join([what, *(str(step).replace("_", " ") for step in field[1:])])
     return f"{name}: {_change(old, new)}"
 

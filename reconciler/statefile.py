@@ -90,14 +90,17 @@ class _Builder:
                 if did in pool_owner:
                     self.problem(
                         "did_duplicate",
-                        f"DID {did} is in the pools of customers {pool_owner[did]} and {entry['id']}",
+                        f"DID {did} is in the pools of customers {pool_owner[did]} and "
+                        f"{entry['id']}",
                         path + ("dids", did_index),
                     )
                 pool_owner[did] = entry["id"]
             customers[entry["id"]] = Customer(
                 id=entry["id"],
                 name=entry["name"],
-                block_extensions=bool((entry.get("self_care") or {}).get("block_extensions", False)),
+                block_extensions=bool(
+                    (entry.get("self_care") or {}).get("block_extensions", False)
+                ),
                 agreement=agreement,
                 dids=frozenset(entry.get("dids") or ()),
             )
@@ -141,7 +144,8 @@ class _Builder:
             if entry["customer"] not in customers:
                 self.problem(
                     "unknown_customer",
-                    f"account {entry['id']} names customer {entry['customer']}, which is not listed",
+                    f"account {entry['id']} names customer {entry['customer']}, "
+                    "which is not listed",
                     path + ("customer",),
                 )
             self.account_products(entry, path, products)
@@ -191,18 +195,25 @@ class _Builder:
 def state_to_dict(state: BillingState) -> dict[str, Any]:
     """The state file form: sorted, with status/addons/dids always and blocked_by only when set."""
     return {
-        "products": [{"id": p.id, "name": p.name, "type": p.type} for p in sorted(state.products, key=lambda p: p.id)],
+        "products": [
+            {"id": p.id, "name": p.name, "type": p.type}
+            for p in sorted(state.products, key=lambda p: p.id)
+        ],
         "customers": [
             {
                 "id": c.id,
                 "name": c.name,
                 "self_care": {"block_extensions": c.block_extensions},
-                "agreement": [{"product": name, "quantity": qty} for name, qty in sorted(c.agreement)],
+                "agreement": [
+                    {"product": name, "quantity": qty} for name, qty in sorted(c.agreement)
+                ],
                 "dids": sorted(c.dids),
             }
             for c in sorted(state.customers, key=lambda c: c.id)
         ],
-        "accounts": [account_to_dict(a) for a in sorted(state.accounts, key=lambda a: (a.customer, a.id))],
+        "accounts": [
+            account_to_dict(a) for a in sorted(state.accounts, key=lambda a: (a.customer, a.id))
+        ],
     }
 
 

@@ -192,7 +192,8 @@ def check(mutation: Mutation) -> tuple[bool, str]:
         target = root / mutation.file
         source = target.read_text(encoding="utf-8")
         if source.count(mutation.old) != 1:
-            return False, f"does not apply: {mutation.old!r} occurs {source.count(mutation.old)} times"
+            found = source.count(mutation.old)
+            return False, f"does not apply: {mutation.old!r} occurs {found} times"
         target.write_text(source.replace(mutation.old, mutation.new), encoding="utf-8")
         survivors = []
         for test in mutation.tests:

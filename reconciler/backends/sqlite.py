@@ -379,8 +379,26 @@ def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogu
     return CustomerState(customer, tuple(accounts), catalogue, foreign, foreign_dids)
 
 
+# The statements a session writes with (see _SqliteSession._writes).
+_INSERT_ACCOUNT = (
+    "INSERT INTO accounts (id, customer_id, name, product_id, blocked_by, status) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ADDON = "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)"
+_DELETE_ADDON = "DELETE FROM account_addons WHERE account_id = ? AND product_id = ?"
+_SET_PRODUCT = "UPDATE accounts SET product_id = ? WHERE id = ? AND customer_id = ?"
+_SET_NAME = "UPDATE accounts SET name = ? WHERE id = ? AND customer_id = ?"
+_SET_BLOCKED = "UPDATE accounts SET blocked_by = ? WHERE id = ? AND customer_id = ?"
+_INSERT_ALIAS = "INSERT INTO aliases (did, account_id) VALUES (?, ?)"
+_DELETE_ALIAS = "DELETE FROM aliases WHERE did = ? AND account_id = ?"
+_DELETE_ALIASES = "DELETE FROM aliases WHERE account_id = ?"
+_TERMINATE = f"UPDATE accounts SET status = '{TERMINATED}' WHERE id = ? AND customer_id = ?"
+
+
 class _SqliteSession(CustomerSession):
-    def __init__(self, db: sqlite3.Connection, customer_id: int, catalogue: Catalogue, audit: AuditTable) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, customer_id: int, catalogue: Catalogue, audit: AuditTable
+    ) -> None:
         self.db = db
         self.audit = audit
         self.customer_id = customer_id
@@ -422,7 +440,9 @@ class _SqliteSession(CustomerSession):
                     self.db.executemany(sql, rows)
                 self.written.extend(batch)
         except sqlite3.IntegrityError as exc:
-            raise BackendError(f"billing refused a change for customer {self.customer_id}: {exc}") from exc
+            raise BackendError(
+                f"billing refused a change for customer {self.customer_id}: {exc}"
+            ) from exc
 
     def _writes(self, item: Change) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """The statements (with their rows) that write ``item``, always the same ones per kind."""
@@ -430,61 +450,29 @@ class _SqliteSession(CustomerSession):
         match item:
             case CreateAccount():
                 blocked = "customer" if item.blocked else None
+                product = self._product_id(item.product)
                 return [
-                    (
-                        "INSERT INTO accounts (id, customer_id, name, product_id, blocked_by, status) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        [(account, cid, item.name, self._product_id(item.product), blocked, OPEN)],
-                    ),
-                    (
-                        "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)",
-                        [(account, self._product_id(a)) for a in item.addons],
-                    ),
+                    (_INSERT_ACCOUNT, [(account, cid, item.name, product, blocked, OPEN)]),
+                    (_INSERT_ADDON, [(account, self._product_id(a)) for a in item.addons]),
                 ]
             case SetProduct():
-                return [(
-                    "UPDATE accounts SET product_id = ? WHERE id = ? AND customer_id = ?",
-                    [(self._product_id(item.to), account, cid)],
-                )]
+                return [(_SET_PRODUCT, [(self._product_id(item.to), account, cid)])]
             case SetName():
-                return [(
-                    "UPDATE accounts SET name = ? WHERE id = ? AND customer_id = ?",
-                    [(item.to, account, cid)],
-                )]
+                return [(_SET_NAME, [(item.to, account, cid)])]
             case AddAddon():
-                return [(
-                    "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)",
-                    [(account, self._product_id(item.product))],
-                )]
+                return [(_INSERT_ADDON, [(account, self._product_id(item.product))])]
             case RemoveAddon():
-                return [(
-                    "DELETE FROM account_addons WHERE account_id = ? AND product_id = ?",
-                    [(account, self._product_id(item.product))],
-                )]
+                return [(_DELETE_ADDON, [(account, self._product_id(item.product))])]
             case AddAlias():
-                return [("INSERT INTO aliases (did, account_id) VALUES (?, ?)", [(item.did, account)])]
+                return [(_INSERT_ALIAS, [(item.did, account)])]
             case RemoveAlias():
-                return [
-                    ("DELETE FROM aliases WHERE did = ? AND account_id = ?", [(item.did, account)])
-                ]
+                return [(_DELETE_ALIAS, [(item.did, account)])]
             case Block():
-                return [(
-                    "UPDATE accounts SET blocked_by = 'customer' WHERE id = ? AND customer_id = ?",
-                    [(account, cid)],
-                )]
+                return [(_SET_BLOCKED, [("customer", account, cid)])]
             case Unblock():
-                return [(
-                    "UPDATE accounts SET blocked_by = NULL WHERE id = ? AND customer_id = ?",
-                    [(account, cid)],
-                )]
+                return [(_SET_BLOCKED, [(None, account, cid)])]
             case TerminateAccount():
-                return [
-                    (
-                        f"UPDATE accounts SET status = '{TERMINATED}' WHERE id = ? AND customer_id = ?",
-                        [(account, cid)],
-                    ),
-                    ("DELETE FROM aliases WHERE account_id = ?", [(account,)]),
-                ]
+                return [(_TERMINATE, [(account, cid)]), (_DELETE_ALIASES, [(account,)])]
             case _:
                 assert_never(item)
 

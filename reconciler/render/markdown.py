@@ -350,7 +350,8 @@ def _customer_section(customer: Mapping[str, Any]) -> _Section:
     changes = list(customer.get("changes") or [])
     errors = list(customer.get("errors") or [])
     warnings = list(customer.get("warnings") or [])
-    stats = [_plural(len(changes), "change") + (" held back (skipped)" if errors and changes else "")]
+    held = " held back (skipped)" if errors and changes else ""
+    stats = [_plural(len(changes), "change") + held]
     if errors:
         stats.append("❌ " + _plural(len(errors), "error"))
     if warnings:
@@ -391,7 +392,8 @@ def _customer_section(customer: Mapping[str, Any]) -> _Section:
         )
     if changes and errors:
         heading = _CHANGES_HEADING.replace(
-            "**Changes**", "**Changes the spec asks for** (none is made until the errors are fixed)")
+            "**Changes**",
+            "**Changes the spec asks for** (none is made until the errors are fixed)")
         groups.append(_Group(heading, tuple(map(_change_row, changes))))
     elif changes:
         groups.append(_Group(_CHANGES_HEADING, tuple(map(_change_row, changes))))

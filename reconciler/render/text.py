@@ -79,7 +79,9 @@ def usage_line(usage: list[dict[str, Any]]) -> str:
     parts = []
     for item in usage:
         limit = "unlimited" if item["quantity"] == 0 else str(item["quantity"])
-        arrow = f"{item['in_use']}->{item['planned']}" if item["in_use"] != item["planned"] else str(item["planned"])
+        arrow = str(item["planned"])
+        if item["in_use"] != item["planned"]:
+            arrow = f"{item['in_use']}->{item['planned']}"
         parts.append(f"{item['product']} {arrow}/{limit}")
     return ", ".join(parts)
 
@@ -95,7 +97,9 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
 
     lines: list[str] = []
     for problem in plan.get("errors", []):
-        lines.append(paint(f"error[{problem['code']}] {where(problem)}: {problem['message']}", fg="red"))
+        lines.append(
+            paint(f"error[{problem['code']}] {where(problem)}: {problem['message']}", fg="red")
+        )
     for customer in plan["customers"]:
         title = f"Customer {customer['customer']}"
         if customer.get("name"):
@@ -111,9 +115,11 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
         if not customer["changes"] and not customer["errors"]:
             lines.append("  no changes")
         for problem in customer["errors"]:
-            lines.append(paint(f"  error[{problem['code']}] {where(problem)}: {problem['message']}", fg="red"))
+            line = f"  error[{problem['code']}] {where(problem)}: {problem['message']}"
+            lines.append(paint(line, fg="red"))
         for problem in customer["warnings"]:
-            lines.append(paint(f"  warning[{problem['code']}] {where(problem)}: {problem['message']}", fg="yellow"))
+            line = f"  warning[{problem['code']}] {where(problem)}: {problem['message']}"
+            lines.append(paint(line, fg="yellow"))
         if customer.get("unsafe"):
             lines.append(paint(f"  UNSAFE: {customer['unsafe_reason']}", fg="red", bold=True))
         if customer.get("usage"):
@@ -125,7 +131,8 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
     held = sum(len(c["changes"]) for c in skipped)
     applicable = sum(len(c["changes"]) for c in plan["customers"] if not c["errors"])
     skip_note = (
-        f" ({len(skipped)} skipped because of errors, {held} change(s) held back)" if skipped else ""
+        f" ({len(skipped)} skipped because of errors, {held} change(s) held back)"
+        if skipped else ""
     )
     lines.append(
         paint(

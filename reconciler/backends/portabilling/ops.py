@@ -18,9 +18,12 @@ from __future__ import annotations
 from typing import Any, assert_never
 
 from reconciler.backends.portabilling import fields as wire
-from reconciler.backends.portabilling.errors import MalformedAnswer, PortaBillingFault, TransportError
+from reconciler.backends.portabilling.errors import (
+    MalformedAnswer,
+    PortaBillingFault,
+    TransportError,
+)
 from reconciler.backends.portabilling.writes import Landed, PortaBillingSession, Write, int_or_none
-from reconciler.errors import BackendError
 from reconciler.changes import (
     AddAddon,
     AddAlias,
@@ -34,6 +37,7 @@ from reconciler.changes import (
     TerminateAccount,
     Unblock,
 )
+from reconciler.errors import BackendError
 from reconciler.model import managed_key, managed_kind
 
 # ---- creating ---------------------------------------------------------------------------------
@@ -132,11 +136,17 @@ def _create_extension(s: PortaBillingSession, item: CreateAccount, landed: Lande
         i_account = int_or_none(extension.get("i_account")) if extension is not None else None
         if extension is None or i_account is None:
             found = _existing(s, item.account, product_id)
-            return None if found is None else {"account_info": found["account_info"], "extension": None}
+            if found is None:
+                return None
+            return {"account_info": found["account_info"], "extension": None}
         info = s.account_info(i_account=i_account)
-        if info is None or wire.is_terminated(info) or int_or_none(info.get("i_product")) != product_id:
+        product = int_or_none(info.get("i_product")) if info is not None else None
+        if info is None or wire.is_terminated(info) or product != product_id:
             return None
-        return {wire.ANSWER_I_C_EXT: extension.get("i_c_ext"), "extension": extension, "account_info": info}
+        return {
+            wire.ANSWER_I_C_EXT: extension.get("i_c_ext"), "extension": extension,
+            "account_info": info,
+        }
 
     answer = s.writer.perform(
         Write(
@@ -390,7 +400,10 @@ def remove_alias(s: PortaBillingSession, item: RemoveAlias, landed: Landed) -> N
     info = s.account(item.account)
     i_account = int(info["i_account"])
     did = item.did
-    held = {str(a[wire.ALIAS_ID]): int_or_none(a.get(wire.ALIAS_I_ACCOUNT)) for a in info.get(wire.ALIAS_LIST) or []}
+    held = {
+        str(a[wire.ALIAS_ID]): int_or_none(a.get(wire.ALIAS_I_ACCOUNT))
+        for a in info.get(wire.ALIAS_LIST) or []
+    }
     if did not in held:
         raise BackendError(f"DID {did} is not an alias of {item.account} in billing")
     i_alias = held[did] if held[did] is not None else s.aliases(i_account).get(did)

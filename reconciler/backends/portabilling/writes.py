@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.backends.portabilling import fields as wire
 from reconciler.backends.base import AuditEntry, CustomerSession
+from reconciler.backends.portabilling import fields as wire
 from reconciler.backends.portabilling.audit import AuditLog
+from reconciler.backends.portabilling.client import PortaBillingClient
 from reconciler.backends.portabilling.errors import (
     BillingReadOnly,
     MalformedAnswer,
@@ -30,10 +31,9 @@ from reconciler.backends.portabilling.reads import (
     account_info,
     fetch_customer,
 )
-from reconciler.errors import BackendError, ReconcilerError
 from reconciler.changes import Change, CreateAccount
+from reconciler.errors import BackendError, ReconcilerError
 from reconciler.model import Catalogue, CustomerState
-from reconciler.backends.portabilling.client import PortaBillingClient
 
 Landed = Callable[[], None]
 # Writes one change as PortaBilling calls: (session, change, landed) -> None (portabilling/ops.py).
@@ -93,8 +93,8 @@ class SafeWriter:
             if confirmed is not None:
                 return confirmed
             raise BackendError(
-                f"{write.what}: the outcome is unknown ({again.reason}, twice) and billing does not "
-                "show the change; stopped so that nothing is written twice. Plan again to see "
+                f"{write.what}: the outcome is unknown ({again.reason}, twice) and billing does "
+                "not show the change; stopped so that nothing is written twice. Plan again to see "
                 "billing's state."
             ) from None
         except (BillingReadOnly, PortaBillingAuthError):
