@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler.desired import desired_state, normalise_did, valid_did
-from reconciler.model import CustomerSpec, Path, Problem
+from reconciler.model import CustomerSpec, CustomerState, Path, Problem
 from reconciler.schemacheck import SCHEMA_DIR, load_schema, schema_check
 from reconciler.schemacheck import fast_check as _fast_check
 from reconciler.schemacheck import located_problems as _schema_problems
@@ -15,8 +15,9 @@ from reconciler.yamlload import Limits, LoadedYaml, load_yaml
 # normalise_did and valid_did have always been imported from here, discovery lived here before
 # it moved to specfiles, and the schema checks before they moved to schemacheck: re-exported.
 __all__ = [
-    "SCHEMA_DIR", "SPEC_SUFFIXES", "LoadedSpec", "discover", "is_symlink_escape", "load_schema",
-    "load_spec", "normalise_did", "schema_check", "valid_did",
+    "SCHEMA_DIR", "SPEC_SUFFIXES", "LoadedSpec", "customer_mismatch", "discover",
+    "is_symlink_escape", "load_schema", "load_spec", "normalise_did", "schema_check",
+    "unknown_customer", "valid_did",
 ]
 
 
@@ -107,3 +108,30 @@ def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
     if not result.errors:
         result.spec = checkable
     return result
+
+
+# ---- the spec's customer in billing -------------------------------------------------------------
+# plan and adopt both refuse a spec whose customer billing does not have, or has under another
+# name: the same problem, in the same words, from either command.
+
+
+def unknown_customer(loaded: LoadedSpec, spec: CustomerSpec) -> Problem:
+    """``customer.id`` names no customer in billing."""
+    return loaded.yaml.problem(
+        "unknown_customer", f"billing has no customer {spec.customer_id}", ("customer", "id")
+    )
+
+
+def customer_mismatch(
+    loaded: LoadedSpec, spec: CustomerSpec, state: CustomerState
+) -> Problem | None:
+    """``customer.name`` is not billing's name for ``customer.id`` (most likely a pasted wrong
+    id); None when the names agree or the spec's name could not be read."""
+    if spec.customer_name is None or state.customer.name == spec.customer_name:
+        return None
+    return loaded.yaml.problem(
+        "customer_mismatch",
+        f"customer {spec.customer_id} is {state.customer.name!r} in billing, "
+        f"not {spec.customer_name!r}: is the id right?",
+        ("customer", "name"),
+    )
