@@ -10,7 +10,6 @@ from reconciler.model import CustomerState, managed_key, managed_kind
 from reconciler.render import safe
 
 
-
 def export_spec(state: CustomerState, schema_comment: str | None = None) -> str:
     """YAML whose plan against ``state`` shows no changes (blocked: true only where blocked),
     starting with ``schema_comment`` (see reconciler.packaged.schema_comment) when given."""
@@ -43,7 +42,8 @@ def export_spec(state: CustomerState, schema_comment: str | None = None) -> str:
         (extensions if kind == "extension" else attendants).append(entry)
     extensions.sort(key=lambda e: (len(e["extension"]), e["extension"]))
     attendants.sort(key=lambda e: e["number"])
-    document: dict[str, Any] = {"version": 1, "customer": {"id": customer.id, "name": customer.name}}
+    document: dict[str, Any] = {"version": 1,
+                                "customer": {"id": customer.id, "name": customer.name}}
     document["prune"] = False
     if extensions:
         document["extensions"] = extensions
@@ -54,11 +54,14 @@ def export_spec(state: CustomerState, schema_comment: str | None = None) -> str:
         f"# Exported from billing: customer {customer.id} ({safe.text(customer.name)}).\n"
     )
     if unmanaged:
-        header += "# Accounts the reconciler does not manage (kept as they are, counted in quantities):\n"
+        header += (
+            "# Accounts the reconciler does not manage (kept as they are, counted in quantities):\n"
+        )
         header += "".join(f"#   {safe.text(account_id)}\n" for account_id in unmanaged)
     # Lists of add-ons and DIDs in [flow] style, as people write them; then the layout is the one
     # `reconciler fmt` writes (one definition), so an exported spec passes `fmt --check`.
-    body = yaml.dump(document, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=4096)
+    body = yaml.dump(document, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True,
+                     width=4096)
     from reconciler.fmt import format_text
 
     formatted = format_text(header + body, f"customer {customer.id}")

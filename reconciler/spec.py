@@ -61,7 +61,8 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     strict = jsonschema.validators.extend(
         base,
         type_checker=base.TYPE_CHECKER.redefine(
-            "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+            "integer",
+            lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
         ),
     )
     return strict(schema)  # type: ignore[no-any-return]
@@ -136,7 +137,8 @@ def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
         kind = type(loaded.data).__name__
         kind = {"list": "a list", "str": "text", "int": "a number"}.get(kind, kind)
         result.errors.append(
-            loaded.problem("schema", f"a spec must be a mapping (version, customer, ...), not {kind}")
+            loaded.problem("schema",
+                           f"a spec must be a mapping (version, customer, ...), not {kind}")
         )
         return result
     broken: set[Path] = set()
