@@ -26,9 +26,11 @@ def state_snapshot(state: CustomerState) -> dict[str, Any]:
     foreign_ids, foreign_dids = canonical["foreign"]
     return {
         "customer": {"name": name, "block_extensions": block_extensions},
-        "agreement": {product: quantity for product, quantity in canonical["agreement"]},
+        "agreement": dict(canonical["agreement"]),
         "did_pool": canonical["pool"],
-        "accounts": {row[0]: dict(zip(ACCOUNT_FIELDS, row[1:])) for row in canonical["accounts"]},
+        "accounts": {
+            row[0]: dict(zip(ACCOUNT_FIELDS, row[1:], strict=True)) for row in canonical["accounts"]
+        },
         "products": {
             product: kind
             for _pid, product, kind in sorted(canonical["catalogue"], key=lambda p: p[1])

@@ -22,12 +22,6 @@ from contextlib import contextmanager
 
 from reconciler.backends.base import AuditEntry, Backend, CustomerSession
 from reconciler.backends.portabilling.audit import ENV_AUDIT_LOG, LOCK_DIR, AuditLog, exclusive_lock
-from reconciler.backends.portabilling.config import blocking_roles_from_env
-from reconciler.backends.portabilling.ops import perform
-from reconciler.backends.portabilling.reads import RawCustomer, catalogue_from, fetch_customer, read_catalogue
-from reconciler.backends.portabilling.writes import PortaBillingSession
-from reconciler.errors import UsageError
-from reconciler.model import Catalogue, CustomerState
 from reconciler.backends.portabilling.client import (
     ClientSettings,
     Credentials,
@@ -35,6 +29,17 @@ from reconciler.backends.portabilling.client import (
     PortaBillingClient,
     parse_backend_url,
 )
+from reconciler.backends.portabilling.config import blocking_roles_from_env
+from reconciler.backends.portabilling.ops import perform
+from reconciler.backends.portabilling.reads import (
+    RawCustomer,
+    catalogue_from,
+    fetch_customer,
+    read_catalogue,
+)
+from reconciler.backends.portabilling.writes import PortaBillingSession
+from reconciler.errors import UsageError
+from reconciler.model import Catalogue, CustomerState
 
 __all__ = [
     "ENV_AUDIT_LOG",
@@ -142,7 +147,7 @@ class PortaBillingBackend(Backend):
             for future in futures:
                 future.cancel()
 
-    # ---- apply ------------------------------------------------------------------------------------
+    # ---- apply -----------------------------------------------------------------------------------
 
     @contextmanager
     def customer_session(self, customer_id: int, catalogue: Catalogue) -> Iterator[CustomerSession]:
