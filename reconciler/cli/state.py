@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from reconciler.backends import Backend, parse_backend_url
 from reconciler.cli.common import Context, dump_json, err, pass_context
 from reconciler.errors import UsageError
 
@@ -15,8 +16,10 @@ def state() -> None:
     """Embedded backend: load or dump the whole billing state."""
 
 
-def _embedded(obj: Context, *, create: bool = False):  # type: ignore[no-untyped-def]
-    if not obj.backend_url.startswith("sqlite:///"):
+def _embedded(obj: Context, *, create: bool = False) -> Backend:
+    # Asked of the backend's kind before it opens: `state load` on a server must not get as far
+    # as asking for its credentials.
+    if not parse_backend_url(obj.backend_url).capabilities.state_files:
         raise UsageError("`state` works on the embedded sqlite backend only")
     return obj.backend(create=create)
 

@@ -41,7 +41,7 @@ from reconciler.backends.portabilling.config import (
     ENV_TIMEZONE,
     RateLimiter,
     is_loopback,
-    parse_backend_url,
+    endpoint_of,
     scrub,
     zone_named,
 )
@@ -77,7 +77,7 @@ __all__ = [
     "TransportError",
     "object_in",
     "objects_in",
-    "parse_backend_url",
+    "endpoint_of",
 ]
 
 log = logging.getLogger(__name__)
