@@ -206,7 +206,7 @@ def _apply_customer(customer_plan: CustomerPlan, run: _Run) -> ApplyOutcome:
                 return refused
             if run.stop():
                 # Asked while the lock was taken and the state read: nothing is written yet.
-                return ApplyOutcome(cid, NOT_STARTED, "nothing was changed for this customer", planned=planned)
+                return _not_started(customer_plan)
             now = datetime.now(UTC).isoformat(timespec="seconds")
             fp = customer_plan.fingerprint
 
@@ -223,18 +223,29 @@ def _not_applied(customer_plan: CustomerPlan, run: _Run) -> ApplyOutcome | None:
     cid = customer_plan.customer
     planned = len(customer_plan.changes)
     if customer_plan.errors:
-        return ApplyOutcome(cid, SKIPPED, f"{len(customer_plan.errors)} problem(s) in the plan", planned=planned)
+        problems = f"{len(customer_plan.errors)} problem(s) in the plan"
+        return ApplyOutcome(cid, SKIPPED, problems, planned=planned)
     if customer_plan.unsafe and not run.force:
         return ApplyOutcome(cid, UNSAFE, f"{customer_plan.unsafe_reason}", planned=planned)
     if not customer_plan.changes:
         return ApplyOutcome(cid, NOTHING)
     if run.stop():
-        return ApplyOutcome(cid, NOT_STARTED, "nothing was changed for this customer", planned=planned)
+        return _not_started(customer_plan)
     return None
 
 
+def _not_started(customer_plan: CustomerPlan) -> ApplyOutcome:
+    return ApplyOutcome(
+        customer_plan.customer,
+        NOT_STARTED,
+        "nothing was changed for this customer",
+        planned=len(customer_plan.changes),
+    )
+
+
 def _refused(customer_plan: CustomerPlan, state: CustomerState | None) -> ApplyOutcome | None:
-    """STALE if billing changed since the plan, REFUSED if the plan oversteps; read under the lock."""
+    """STALE if billing changed since the plan, REFUSED if the plan oversteps (the state read
+    under the lock); None if the changes may be written."""
     cid = customer_plan.customer
     planned = len(customer_plan.changes)
     if state is None or fingerprint(state) != customer_plan.fingerprint:
@@ -259,7 +270,7 @@ def _refused(customer_plan: CustomerPlan, state: CustomerState | None) -> ApplyO
     return None
 
 
-# ---- the two ways of writing a customer, chosen once per run from the backend's capabilities ------
+# ---- the two ways of writing a customer, chosen once per run from the backend's capabilities ---
 
 
 Record = Callable[[list[Change]], None]
@@ -319,8 +330,7 @@ def _write_each(
     if len(done) < planned:
         # Only a stop request makes a session return early without an error.
         if not done:
-            return ApplyOutcome(cid, NOT_STARTED, "nothing was changed for this customer",
-                                planned=planned)
+            return _not_started(customer_plan)
         return ApplyOutcome(cid, INTERRUPTED, f"stopped after {len(done)} of {planned} change(s)",
                             done=done, planned=planned)
     return ApplyOutcome(cid, APPLIED, done=done, planned=planned)

@@ -120,7 +120,11 @@ def _claimed(loaded: LoadedSpec, ids: dict[str, int]) -> tuple[int, ...]:
 
 
 def _check_named_customers(
-    selection: Selection, seen: Iterable[int], *, changed_only: bool = False, plan: Plan | None = None
+    selection: Selection,
+    seen: Iterable[int],
+    *,
+    changed_only: bool = False,
+    plan: Plan | None = None,
 ) -> None:
     """A customer named by --customer must have a spec file: a typo must not pass as no changes.
 
@@ -265,7 +269,7 @@ def _loaded_batches(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spec-loader") as pool:
         pending: Future[list[LoadedSpec]] | None = None
         for batch in batches(spec_files, size):
-            future = pool.submit(lambda paths: [load_checked(path, owners) for path in paths], batch)
+            future = pool.submit(lambda paths: [load_checked(p, owners) for p in paths], batch)
             if pending is not None:
                 yield pending.result()
             pending = future

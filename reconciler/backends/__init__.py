@@ -48,7 +48,8 @@ class BackendKind:
     class_name: str
 
     def backend_class(self) -> type[Backend]:
-        backend_class: type[Backend] = getattr(importlib.import_module(self.module), self.class_name)
+        module = importlib.import_module(self.module)
+        backend_class: type[Backend] = getattr(module, self.class_name)
         return backend_class
 
 

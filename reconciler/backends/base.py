@@ -145,7 +145,8 @@ class Backend(abc.ABC):
     def customer_session(
         self, customer_id: int, catalogue: Catalogue
     ) -> AbstractContextManager[CustomerSession]:
-        """Exclusive access to one customer for apply (waits for, or refuses, a concurrent apply)."""
+        """Exclusive access to one customer for apply (waits for, or refuses, a concurrent
+        apply)."""
 
     @abc.abstractmethod
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:
@@ -172,11 +173,13 @@ class Backend(abc.ABC):
         return self.url
 
     def audit_exists(self) -> bool:
-        """Whether the audit log exists yet (a local file is created by the first applied change)."""
+        """Whether the audit log exists yet (a local file is created by the first applied
+        change)."""
         return True
 
     def check_audit_writable(self) -> None:  # noqa: B027 - optional hook
-        """Raise BackendError if the audit log cannot take entries; apply asks before its first write.
+        """Raise BackendError if the audit log cannot take entries; apply asks before its first
+        write.
 
         A backend that cannot roll back records each change right after writing it: finding out
         then that the log is unwritable would leave one change in billing and not in the log.

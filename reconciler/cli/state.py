@@ -41,8 +41,10 @@ def state_load(obj: Context, file: str) -> None:
 
 
 @state.command("dump", short_help="Print the billing state as a state file.")
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
-              help="yaml: the state file format (state load reads it back); json: the same, as JSON.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
+    help="yaml: the state file format (state load reads it back); json: the same, as JSON.",
+)
 @pass_context
 def state_dump(obj: Context, fmt: str) -> None:
     """Print the billing state in the state file format (sorted, deterministic)."""
@@ -59,5 +61,7 @@ def state_dump(obj: Context, fmt: str) -> None:
         # without an error, while the next small write fails and is reported.
         from reconciler.render.safe import SafeTextDumper
 
-        yaml.dump(data, sys.stdout, Dumper=SafeTextDumper, sort_keys=False, allow_unicode=True, width=100)
+        yaml.dump(
+            data, sys.stdout, Dumper=SafeTextDumper, sort_keys=False, allow_unicode=True, width=100
+        )
         sys.stdout.flush()

@@ -24,12 +24,6 @@ from typing import TYPE_CHECKING
 from reconciler.backends import BackendSettings, BackendURL
 from reconciler.backends.base import AuditEntry, Backend, Capabilities, CustomerSession
 from reconciler.backends.portabilling.audit import ENV_AUDIT_LOG, LOCK_DIR, AuditLog, exclusive_lock
-from reconciler.backends.portabilling.config import blocking_roles_from_env
-from reconciler.backends.portabilling.ops import OPS
-from reconciler.backends.portabilling.reads import RawCustomer, catalogue_from, fetch_customer, read_catalogue
-from reconciler.backends.portabilling.writes import PortaBillingSession
-from reconciler.errors import UsageError
-from reconciler.model import Catalogue, CustomerState
 from reconciler.backends.portabilling.client import (
     ClientSettings,
     Credentials,
@@ -37,6 +31,17 @@ from reconciler.backends.portabilling.client import (
     PortaBillingClient,
     endpoint_of,
 )
+from reconciler.backends.portabilling.config import blocking_roles_from_env
+from reconciler.backends.portabilling.ops import OPS
+from reconciler.backends.portabilling.reads import (
+    RawCustomer,
+    catalogue_from,
+    fetch_customer,
+    read_catalogue,
+)
+from reconciler.backends.portabilling.writes import PortaBillingSession
+from reconciler.errors import UsageError
+from reconciler.model import Catalogue, CustomerState
 
 if TYPE_CHECKING:
     from reconciler.doctor_report import DoctorReport
@@ -167,7 +172,7 @@ class PortaBillingBackend(Backend):
             for future in futures:
                 future.cancel()
 
-    # ---- apply ------------------------------------------------------------------------------------
+    # ---- apply -----------------------------------------------------------------------------------
 
     @contextmanager
     def customer_session(self, customer_id: int, catalogue: Catalogue) -> Iterator[CustomerSession]:

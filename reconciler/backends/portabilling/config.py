@@ -31,7 +31,7 @@ ENV_TOTAL_TIMEOUT = "PORTABILLING_TOTAL_TIMEOUT"
 ENV_TIMEZONE = "PORTABILLING_TIMEZONE"
 
 
-# ---- where and who ----------------------------------------------------------------------------------
+# ---- where and who -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-# ---- settings -----------------------------------------------------------------------------------------
+# ---- settings ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler.backends.portabilling import fields as wire
+from reconciler.backends.portabilling.client import (
+    ClientSettings,
+    Credentials,
+    PortaBillingClient,
+    endpoint_of,
+)
 from reconciler.backends.portabilling.config import ENV_BLOCKING_ROLES, blocking_roles_from_env
 from reconciler.backends.portabilling.reads import (
     ACCOUNTS_METHOD,
@@ -29,12 +35,6 @@ from reconciler.backends.portabilling.reads import (
 from reconciler.doctor_report import FAIL, OK, WARN, DoctorReport, check_fields
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.model import Catalogue, extension_account_id
-from reconciler.backends.portabilling.client import (
-    ClientSettings,
-    Credentials,
-    PortaBillingClient,
-    endpoint_of,
-)
 
 CUSTOMER_LIST_METHOD = "Customer/get_customer_list"
 
@@ -46,7 +46,7 @@ class _ReadOnlyClient(PortaBillingClient):
         raise BackendError(f"reconciler doctor never writes (refused {method})")
 
 
-# ---- the run --------------------------------------------------------------------------------------
+# ---- the run -------------------------------------------------------------------------------------
 
 
 def run_doctor(
@@ -195,12 +195,13 @@ def _first_customer(report: DoctorReport, client: PortaBillingClient) -> int | N
         report.add(
             "customer",
             FAIL,
-            f"no customer to check: pass --customer ID or a spec path ({CUSTOMER_LIST_METHOD}: {exc})",
+            "no customer to check: pass --customer ID or a spec path "
+            f"({CUSTOMER_LIST_METHOD}: {exc})",
         )
         return None
 
 
-# ---- one customer ---------------------------------------------------------------------------------
+# ---- one customer --------------------------------------------------------------------------------
 
 
 def _customer(
@@ -274,7 +275,8 @@ def _customer(
                 "plan_reads",
                 OK,
                 f"a plan can read customer {cid}: {len(state.accounts)} account(s), "
-                f"{len(state.customer.dids)} DID(s), {len(state.customer.agreement)} agreement product(s)",
+                f"{len(state.customer.dids)} DID(s), "
+                f"{len(state.customer.agreement)} agreement product(s)",
             )
 
 
@@ -284,7 +286,8 @@ def _blocking(report: DoctorReport, info: dict[str, Any], env: Mapping[str, str]
     if roles is not None:
         why = f"i_role {info.get('i_role')!r} {'is' if may else 'is not'} in {ENV_BLOCKING_ROLES}"
     elif wire.CUSTOMER_EXTENSION_BLOCKING in info:
-        why = f"extension_blocking is {info[wire.CUSTOMER_EXTENSION_BLOCKING]!r} ({ENV_BLOCKING_ROLES} is not set)"
+        said = info[wire.CUSTOMER_EXTENSION_BLOCKING]
+        why = f"extension_blocking is {said!r} ({ENV_BLOCKING_ROLES} is not set)"
     else:
         report.add(
             "blocking",
