@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from inspect import getattr_static
 from pathlib import Path
 
 import pytest
 
 from reconciler.backends import (
+    KINDS,
     PORTABILLING,
     SQLITE,
+    Backend,
+    BackendKind,
     Capabilities,
     parse_backend_url,
     resolve_backend_url,
@@ -65,6 +69,21 @@ def test_each_backend_declares_what_it_can() -> None:
     )
     assert parse_backend_url("portabilling+https://h").capabilities.diagnostics
     assert PORTABILLING.backend_class().description == "a PortaBilling server"
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda kind: kind.name)
+def test_what_a_backend_declares_is_what_it_implements(kind: BackendKind) -> None:
+    backend_class = kind.backend_class()
+    declared = backend_class.capabilities
+
+    def overrides(*names: str) -> bool:
+        return all(getattr_static(backend_class, n) is not getattr_static(Backend, n)
+                   for n in names)
+
+    assert declared.concurrent_reads == overrides("read_customers")
+    assert declared.state_files == overrides("load_state", "dump_state")
+    assert declared.diagnostics == overrides("diagnose")
+    assert backend_class.description
 
 
 def test_state_commands_ask_the_backend_before_opening_it() -> None:

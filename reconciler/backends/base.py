@@ -137,7 +137,8 @@ class Backend(abc.ABC):
     def read_customers(
         self, customer_ids: Iterable[int], catalogue: Catalogue
     ) -> Iterator[tuple[int, CustomerState | None]]:
-        """States of many customers, in the order given. Backends may read concurrently."""
+        """States of many customers, in the order given. A backend that reads them its own way
+        (concurrently) overrides this and declares ``capabilities.concurrent_reads``."""
         for customer_id in customer_ids:
             yield customer_id, self.read_customer(customer_id, catalogue)
 
