@@ -36,9 +36,9 @@ from reconciler.model import (
     managed_key,
     managed_kind,
 )
-from reconciler.runner import batches, few_collections, load_checked
+from reconciler.runner import check_named_customers, few_collections, run_specs
 from reconciler.selection import Selection
-from reconciler.spec import LoadedSpec, schema_check
+from reconciler.spec import LoadedSpec, customer_mismatch, schema_check, unknown_customer
 from reconciler.specedit import NewEntry, SpecEditError, SpecEditor, did_scalar, plain_or_quoted
 from reconciler.specfiles import discover
 from reconciler.yamlload import has_bom, load_yaml_text
@@ -102,7 +102,7 @@ def adopt_customer(loaded: LoadedSpec, state: CustomerState) -> FileAdoption:
     try:
         new_text = editor.editor.result()
     except SpecEditError as exc:
-        result.errors.append(Problem("adopt_layout", f"cannot rewrite this layout: {exc}; left as it is", loaded.file))
+        result.errors.append(_layout_problem(exc, loaded.file))
         result.changes = []
         return result
     left = _remaining_drift(loaded.file, new_text, state)
@@ -138,7 +138,9 @@ def _remaining_drift(file: str, text: str, state: CustomerState) -> str | None:
 class _Rewrite:
     """Compares one spec with its customer's accounts; with ``dry`` it only lists differences."""
 
-    def __init__(self, loaded: LoadedSpec, state: CustomerState, result: FileAdoption, *, dry: bool = False) -> None:
+    def __init__(
+        self, loaded: LoadedSpec, state: CustomerState, result: FileAdoption, *, dry: bool = False
+    ) -> None:
         assert loaded.spec is not None
         self.spec = loaded.spec
         self.data = loaded.yaml.data
@@ -168,7 +170,8 @@ class _Rewrite:
                 if desired.id in self.state.foreign_ids:
                     self.result.warnings.append(Problem(
                         "account_id_taken",
-                        f"{desired.id} belongs to another customer in billing; its entry is left as it is",
+                        f"{desired.id} belongs to another customer in billing; "
+                        "its entry is left as it is",
                         self.spec.file,
                     ))
                     continue
@@ -183,9 +186,7 @@ class _Rewrite:
             for account in _new_accounts(self.state, listed):
                 self.append(account)
         except SpecEditError as exc:
-            self.result.errors.append(
-                Problem("adopt_layout", f"cannot rewrite this layout: {exc}; left as it is", self.spec.file)
-            )
+            self.result.errors.append(_layout_problem(exc, self.spec.file))
             self.result.changes = []
             return []
         return self.result.changes
@@ -203,7 +204,8 @@ class _Rewrite:
                 self.editor.set_scalar(path + ("product",), account.product)
         elif account.product is None:
             self.result.warnings.append(Problem(
-                "unknown_product", f"{desired.id} has a product the catalogue does not name; kept as written",
+                "unknown_product",
+                f"{desired.id} has a product the catalogue does not name; kept as written",
                 self.spec.file,
             ))
         written_addons = [str(a) for a in entry.get("addons") or []]
@@ -241,20 +243,29 @@ class _Rewrite:
                 "not added to the spec", self.spec.file,
             ))
             return
-        self.note(Adopted(account.id, "added", after=_describe_account(account), reason="created in billing"))
+        self.note(Adopted(
+            account.id, "added", after=_describe_account(account), reason="created in billing"
+        ))
         if self.dry:
             return
-        fields = [("extension", did_scalar(value, '"')) if kind == "extension" else ("number", value)]
+        fields = [
+            ("extension", did_scalar(value, '"')) if kind == "extension" else ("number", value)
+        ]
         fields.append(("name", plain_or_quoted(account.name)))
         fields.append(("product", plain_or_quoted(account.product)))
         if account.addons:
-            fields.append(("addons", "[" + ", ".join(plain_or_quoted(a) for a in account.addons) + "]"))
+            addons = ", ".join(plain_or_quoted(a) for a in account.addons)
+            fields.append(("addons", "[" + addons + "]"))
         if account.dids:
             fields.append(("dids", "[" + ", ".join(did_scalar(d, '"') for d in account.dids) + "]"))
         if account.blocked_by:
             fields.append(("blocked", "true"))
         section = "extensions" if kind == "extension" else "auto_attendants"
         self.editor.append_entry(section, NewEntry(fields))
+
+
+def _layout_problem(exc: SpecEditError, file: str) -> Problem:
+    return Problem("adopt_layout", f"cannot rewrite this layout: {exc}; left as it is", file)
 
 
 def _first_of_each(items: list[str], wanted: set[str]) -> list[int]:
@@ -300,56 +311,61 @@ def adopt_specs(
     """
     selection = selection or Selection()
     catalogue = backend.catalogue()
-    selected = selection.prefilter(discover(paths))
-    seen: dict[int, FileAdoption] = {}
-    results: list[FileAdoption] = []
+    adopting = _Adopting()
     with few_collections():
-        for batch in batches(selected.files, batch_size):
-            loaded = [load_checked(path, owners) for path in batch]
-            loaded = [s for s in loaded if selected.admits(selection, s)]
-            wanted = sorted({s.spec.customer_id for s in loaded if s.spec is not None and s.spec.customer_id not in seen})
-            states = dict(backend.read_customers(wanted, catalogue)) if wanted else {}
-            for spec in loaded:
-                result = _adopt_one(spec, states, seen)
-                if result is not None:
-                    results.append(result)
-    missing = selection.missing(seen)
-    if missing:
-        from reconciler.errors import UsageError
-
-        raise UsageError(f"no spec file describes customer {', '.join(map(str, missing))} (given with --customer)")
-    return results
+        covered = run_specs(
+            adopting, discover(paths), selection,
+            backend=backend, catalogue=catalogue, batch_size=batch_size, owners=owners,
+        )
+    check_named_customers(selection, covered.customers)
+    return adopting.results
 
 
-def _adopt_one(
-    loaded: LoadedSpec, states: dict[int, CustomerState | None], seen: dict[int, FileAdoption]
-) -> FileAdoption | None:
-    customer_id = loaded.customer_id
-    result = FileAdoption(loaded.file, customer_id)
-    if customer_id is not None and customer_id in seen:
-        first = seen[customer_id]
-        message = f"customer {customer_id} is also described by {first.file}; neither file is adopted"
+class _Adopting:
+    """Spec files into adoptions, in the order of the files; see :func:`run_specs`."""
+
+    def __init__(self) -> None:
+        self.results: list[FileAdoption] = []
+
+    def needs_state(self, loaded: LoadedSpec) -> bool:
+        return loaded.spec is not None
+
+    def unreadable(self, loaded: LoadedSpec) -> None:
+        self.results.append(_adopt_one(loaded, None))
+
+    def first(self, loaded: LoadedSpec, state: CustomerState | None) -> FileAdoption:
+        result = _adopt_one(loaded, state)
+        self.results.append(result)
+        return result
+
+    def duplicate(self, first: FileAdoption, loaded: LoadedSpec) -> None:
+        customer_id = loaded.customer_id
+        result = FileAdoption(loaded.file, customer_id)
+        message = (
+            f"customer {customer_id} is also described by {first.file}; neither file is adopted"
+        )
         result.errors.append(loaded.yaml.problem("duplicate_customer", message, ("customer", "id")))
-        first.errors.append(Problem("duplicate_customer", f"customer {customer_id} is also described by {loaded.file}",
-                                    first.file))
+        first.errors.append(Problem(
+            "duplicate_customer", f"customer {customer_id} is also described by {loaded.file}",
+            first.file,
+        ))
         first.changes, first.new_text = [], None
-        return result
-    if customer_id is not None:
-        seen[customer_id] = result
+        self.results.append(result)
+
+
+def _adopt_one(loaded: LoadedSpec, state: CustomerState | None) -> FileAdoption:
+    result = FileAdoption(loaded.file, loaded.customer_id)
     if loaded.spec is None or loaded.errors:
-        result.errors.extend(loaded.errors or [Problem("schema", "the spec cannot be read", loaded.file)])
+        unread = Problem("schema", "the spec cannot be read", loaded.file)
+        result.errors.extend(loaded.errors or [unread])
         return result
-    state = states.get(loaded.spec.customer_id)
     if state is None:
-        result.errors.append(loaded.yaml.problem(
-            "unknown_customer", f"billing has no customer {customer_id}", ("customer", "id")))
+        result.errors.append(unknown_customer(loaded, loaded.spec))
         return result
     result.name = state.customer.name
-    if state.customer.name != loaded.spec.customer_name:
-        result.errors.append(loaded.yaml.problem(
-            "customer_mismatch",
-            f"customer {customer_id} is {state.customer.name!r} in billing, not {loaded.spec.customer_name!r}: "
-            "is the id right?", ("customer", "name")))
+    mismatch = customer_mismatch(loaded, loaded.spec, state)
+    if mismatch is not None:
+        result.errors.append(mismatch)
         return result
     adopted = adopt_customer(loaded, state)
     result.name, result.changes, result.new_text, result.bom = (

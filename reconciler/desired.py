@@ -66,47 +66,10 @@ def desired_state(
     customer_id = None if _is_broken(broken, ("customer", "id")) else customer.get("id")
     if not isinstance(customer_id, int) or isinstance(customer_id, bool):
         customer_id = None
-    accounts: list[DesiredAccount] = []
-    unplaced: list[DesiredAccount] = []
-    for section, kind, key_field, duplicate_code in _SECTIONS:
-        entries = data.get(section)
-        if _is_broken(broken, (section,)) or not isinstance(entries, list):
-            continue
-        seen: dict[str, int] = {}
-        for index, entry in enumerate(entries):
-            path = (section, index)
-            if broken and (_is_broken(broken, path + (key_field,)) or not isinstance(entry, dict)):
-                # Which account this entry means cannot be known; its DIDs are checked still.
-                if isinstance(entry, dict):
-                    unplaced.append(_unplaced(loaded, broken, entry, path, kind, errors, warnings))
-                continue
-            key = str(entry[key_field])
-            if not (_EXTENSION if kind == "extension" else _NUMBER).fullmatch(key):
-                # The schema's pattern lets "7\n" through ($ matches before a final newline).
-                what = "an extension (1-15 digits)" if kind == "extension" else "a positive whole number"
-                errors.append(
-                    loaded.problem(
-                        "schema",
-                        f"{breadcrumb(path + (key_field,))}: {key!r} is not {what}",
-                        path + (key_field,),
-                    )
-                )
-                unplaced.append(_unplaced(loaded, broken, entry, path, kind, errors, warnings))
-                continue
-            if key in seen:
-                label = "extension" if kind == "extension" else "auto attendant number"
-                first_line, _ = loaded.locate((section, seen[key], key_field))
-                errors.append(
-                    loaded.problem(
-                        duplicate_code,
-                        f"{label} {key} is listed twice (first at line {first_line})",
-                        path + (key_field,),
-                    )
-                )
-                continue
-            seen[key] = index
-            accounts.append(_desired_account(loaded, broken, entry, path, kind, key, customer_id, errors, warnings))
-    accounts = _one_account_per_did(loaded, accounts, errors)
+    entries = _Entries(loaded, broken, customer_id, errors, warnings)
+    for section in _SECTIONS:
+        entries.read_section(*section)
+    accounts = _one_account_per_did(loaded, entries.accounts, errors)
     if customer_id is None:
         return None, errors, warnings
     name = None if _is_broken(broken, ("customer", "name")) else customer.get("name")
@@ -117,9 +80,77 @@ def desired_state(
         customer_name=name if isinstance(name, str) else None,
         prune=prune is True and not _is_broken(broken, ("prune",)),
         accounts=tuple(accounts),
-        unplaced=tuple(unplaced),
+        unplaced=tuple(entries.unplaced),
     )
     return spec, errors, warnings
+
+
+class _Entries:
+    """The entries of a spec's sections, read into desired accounts; problems on the way."""
+
+    def __init__(
+        self,
+        loaded: LoadedYaml,
+        broken: set[Path],
+        customer_id: int | None,
+        errors: list[Problem],
+        warnings: list[Problem],
+    ) -> None:
+        self.loaded = loaded
+        self.broken = broken
+        self.customer_id = customer_id
+        self.errors = errors
+        self.warnings = warnings
+        self.accounts: list[DesiredAccount] = []
+        # Entries whose account cannot be known: their DIDs are still checked against the pool.
+        self.unplaced: list[DesiredAccount] = []
+
+    def read_section(self, section: str, kind: str, key_field: str, duplicate_code: str) -> None:
+        loaded, broken = self.loaded, self.broken
+        entries = loaded.data.get(section)
+        if _is_broken(broken, (section,)) or not isinstance(entries, list):
+            return
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            path = (section, index)
+            if broken and (_is_broken(broken, path + (key_field,)) or not isinstance(entry, dict)):
+                # Which account this entry means cannot be known; its DIDs are checked still.
+                if isinstance(entry, dict):
+                    self.add_unplaced(entry, path, kind)
+                continue
+            key = str(entry[key_field])
+            if not (_EXTENSION if kind == "extension" else _NUMBER).fullmatch(key):
+                # The schema's pattern lets "7\n" through ($ matches before a final newline).
+                what = (
+                    "an extension (1-15 digits)" if kind == "extension"
+                    else "a positive whole number"
+                )
+                where = path + (key_field,)
+                self.errors.append(
+                    loaded.problem("schema", f"{breadcrumb(where)}: {key!r} is not {what}", where)
+                )
+                self.add_unplaced(entry, path, kind)
+                continue
+            if key in seen:
+                label = "extension" if kind == "extension" else "auto attendant number"
+                first_line, _ = loaded.locate((section, seen[key], key_field))
+                self.errors.append(
+                    loaded.problem(
+                        duplicate_code,
+                        f"{label} {key} is listed twice (first at line {first_line})",
+                        path + (key_field,),
+                    )
+                )
+                continue
+            seen[key] = index
+            self.accounts.append(_desired_account(
+                loaded, broken, entry, path, kind, key, self.customer_id, self.errors, self.warnings
+            ))
+
+    def add_unplaced(self, entry: dict[str, Any], path: Path, kind: str) -> None:
+        self.unplaced.append(
+            _unplaced(self.loaded, self.broken, entry, path, kind, self.errors, self.warnings)
+        )
 
 
 def _unplaced(
@@ -190,42 +221,50 @@ def _desired_account(
     every value has its schema type, and the checks of what is broken are skipped."""
     cid = customer_id or 0
     account_id = (
-        extension_account_id(cid, key) if kind == "extension" else auto_attendant_account_id(cid, int(key))
+        extension_account_id(cid, key) if kind == "extension"
+        else auto_attendant_account_id(cid, int(key))
     )
-    if not broken:
-        written = entry.get("dids") or ()
-        dids, did_at = _dids(loaded, written, _NONE, path, kind, errors, warnings)
-        complete = len(did_at) == len(written)
-        return DesiredAccount(
-            id=account_id,
-            kind=kind,  # type: ignore[arg-type]
-            key=key,
-            name=entry["name"],
-            product=entry["product"],
-            addons=tuple(entry.get("addons") or ()),
-            dids=dids,
-            blocked=entry.get("blocked"),
-            path=path,
-            unreadable=_NOTHING if complete else _DIDS,
-            did_at=() if complete else did_at,
+    if broken:
+        return _partly_read_account(
+            loaded, broken, entry, path, kind, key, account_id, errors, warnings
         )
+    written = entry.get("dids") or ()
+    dids, did_at = _dids(loaded, written, _NONE, path, kind, errors, warnings)
+    complete = len(did_at) == len(written)
+    return DesiredAccount(
+        id=account_id,
+        kind=kind,  # type: ignore[arg-type]
+        key=key,
+        name=entry["name"],
+        product=entry["product"],
+        addons=tuple(entry.get("addons") or ()),
+        dids=dids,
+        blocked=entry.get("blocked"),
+        path=path,
+        unreadable=_NOTHING if complete else _DIDS,
+        did_at=() if complete else did_at,
+    )
+
+
+def _partly_read_account(
+    loaded: LoadedYaml,
+    broken: set[Path],
+    entry: dict[str, Any],
+    path: Path,
+    kind: str,
+    key: str,
+    account_id: str,
+    errors: list[Problem],
+    warnings: list[Problem],
+) -> DesiredAccount:
+    """The entry's account in a spec with schema errors: each value is checked before it is
+    used, and what cannot be read is left out and named in ``unreadable``."""
     unreadable: set[str] = set()
-    written_dids = entry.get("dids") or ()
-    written_addons = entry.get("addons") or ()
+    written_dids, skip_dids = _readable_list(entry, "dids", broken, path, unreadable)
+    written_addons, skip_addons = _readable_list(entry, "addons", broken, path, unreadable)
     product = entry.get("product")
     name: Any = entry.get("name")
     blocked = entry.get("blocked")
-    # A spec with schema errors: each value is checked before it is used.
-    if _is_broken(broken, path + ("dids",)) or not isinstance(written_dids, list):
-        written_dids = ()
-        unreadable.add("dids")
-    skip_dids = {i for i, d in enumerate(written_dids)
-                 if not isinstance(d, str) or _is_broken(broken, path + ("dids", i))}
-    if _is_broken(broken, path + ("addons",)) or not isinstance(written_addons, list):
-        written_addons = ()
-        unreadable.add("addons")
-    skip_addons = {i for i, a in enumerate(written_addons)
-                   if not isinstance(a, str) or _is_broken(broken, path + ("addons", i))}
     if not isinstance(name, str) or _is_broken(broken, path + ("name",)):
         name = ""
         unreadable.add("name")
@@ -258,6 +297,20 @@ def _desired_account(
         did_at=() if complete else did_at,
         addon_at=addon_at,
     )
+
+
+def _readable_list(
+    entry: dict[str, Any], key: str, broken: set[Path], path: Path, unreadable: set[str]
+) -> tuple[Any, set[int]]:
+    """An entry's list of text items in a spec with schema errors, and the indexes of the items
+    that cannot be read; a list that cannot be read at all is empty and named in ``unreadable``."""
+    written = entry.get(key) or ()
+    if _is_broken(broken, path + (key,)) or not isinstance(written, list):
+        written = ()
+        unreadable.add(key)
+    skip = {i for i, item in enumerate(written)
+            if not isinstance(item, str) or _is_broken(broken, path + (key, i))}
+    return written, skip
 
 
 def _dids(

@@ -23,7 +23,7 @@ from reconciler.model import (
     managed_kind,
 )
 from reconciler.plan import CustomerPlan, PlanOptions, unsafe_reason
-from reconciler.spec import LoadedSpec
+from reconciler.spec import LoadedSpec, customer_mismatch, unknown_customer
 
 # ---- fingerprint ----------------------------------------------------------------------------------
 
@@ -68,15 +68,8 @@ def plan_customer(
         errors=list(loaded.errors),
         warnings=list(loaded.warnings),
     )
-    doc = loaded.yaml
     if state is None:
-        result.errors.append(
-            doc.problem(
-                "unknown_customer",
-                f"billing has no customer {spec.customer_id}",
-                ("customer", "id"),
-            )
-        )
+        result.errors.append(unknown_customer(loaded, spec))
         return result
     result.fingerprint = fingerprint(state)
     result.name = state.customer.name
@@ -84,15 +77,9 @@ def plan_customer(
         from reconciler.staleness import state_snapshot
 
         result.snapshot = state_snapshot(state)
-    if spec.customer_name is not None and state.customer.name != spec.customer_name:
-        result.errors.append(
-            doc.problem(
-                "customer_mismatch",
-                f"customer {spec.customer_id} is {state.customer.name!r} in billing, "
-                f"not {spec.customer_name!r}: is the id right?",
-                ("customer", "name"),
-            )
-        )
+    mismatch = customer_mismatch(loaded, spec, state)
+    if mismatch is not None:
+        result.errors.append(mismatch)
         result.errors.sort(key=Problem.sort_key)
         return result
     _Planner(loaded, spec, state, result, options or PlanOptions(), partial=partial).run()

@@ -12,13 +12,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from reconciler.backends import resolve_backend_url
 from reconciler.backends.base import Backend
 from reconciler.diff import plan_customer
 from reconciler.errors import UsageError
-from reconciler.model import Catalogue, Problem
+from reconciler.model import Catalogue, CustomerState, Problem
 from reconciler.plan import CustomerPlan, Plan, PlanOptions
 from reconciler.selection import Selection
 from reconciler.spec import LoadedSpec, load_spec
@@ -27,6 +28,7 @@ from reconciler.yamlload import Limits
 
 if TYPE_CHECKING:
     from reconciler.owners import OwnersMap
+
 
 def load_specs(paths: list[str], limits: Limits | None = None) -> Iterator[LoadedSpec]:
     for path in discover(paths):
@@ -44,24 +46,20 @@ def validate_offline(
 ) -> Plan:
     """Schema and duplicate checks only (and the owners map, if any): no billing state is read."""
     plan = Plan(backend="offline", backend_resolved="offline")
-    seen: dict[int, CustomerPlan] = {}
     selection = selection or Selection()
-    selected = selection.prefilter(discover(paths))
-    claimed: set[int] = set()
-    for path in selected.files:
-        loaded = load_checked(path, owners)
-        if not selected.admits(selection, loaded):
-            continue
-        plan.files += 1
-        claimed.update(_claimed(loaded, selected.ids))
-        _admit(plan, seen, loaded, lambda spec: CustomerPlan(
+
+    def unplanned(spec: LoadedSpec, _state: CustomerState | None) -> CustomerPlan:
+        return CustomerPlan(
             customer=spec.customer_id or 0,
             file=spec.file,
             name=spec.spec.customer_name if spec.spec else None,
             errors=list(spec.errors),
             warnings=list(spec.warnings),
-        ))
-    _check_named_customers(selection, seen.keys() | claimed)
+        )
+
+    covered = run_specs(_Planning(plan, unplanned), discover(paths), selection, owners=owners)
+    plan.files = covered.files
+    check_named_customers(selection, covered.customers)
     return plan
 
 
@@ -85,32 +83,105 @@ def build_plan(
     selection = selection or Selection()
     plan = Plan(backend=backend.url, backend_resolved=resolve_backend_url(backend.url))
     catalogue = backend.catalogue()
-    seen: dict[int, CustomerPlan] = {}
-    claimed: set[int] = set()
     spec_files = files if files is not None else discover(paths or [])
-    selected = selection.prefilter(spec_files)
+
+    def plan_one(spec: LoadedSpec, state: CustomerState | None) -> CustomerPlan:
+        return _plan_one(spec, state, options)
+
     with few_collections():
-        for loaded in _loaded_batches(selected.files, batch_size, _reads_concurrently(backend), owners):
-            if selected.undecided:
-                loaded = [s for s in loaded if selected.admits(selection, s)]
-            plan.files += len(loaded)
-            for spec in loaded:
-                claimed.update(_claimed(spec, selected.ids))
+        covered = run_specs(
+            _Planning(plan, plan_one), spec_files, selection,
+            backend=backend, catalogue=catalogue, batch_size=batch_size, owners=owners,
+        )
+    plan.files = covered.files
+    check_named_customers(selection, covered.customers, changed_only=files is not None, plan=plan)
+    return plan
+
+
+# ---- a run over spec files -----------------------------------------------------------------------
+
+# What a command makes of a customer's spec: a CustomerPlan for plan and validate, a
+# FileAdoption for adopt.
+R = TypeVar("R")
+
+
+class SpecRun(Protocol[R]):
+    """What a command does with each spec file of a run (see :func:`run_specs`)."""
+
+    def needs_state(self, loaded: LoadedSpec) -> bool:
+        """Should billing be read for this spec's customer?"""
+        ...
+
+    def unreadable(self, loaded: LoadedSpec) -> None:
+        """A spec of no customer: its id cannot be read, or the owners map disowned the file."""
+        ...
+
+    def first(self, loaded: LoadedSpec, state: CustomerState | None) -> R:
+        """The result of a customer's first spec file; ``state`` is None when billing was not
+        read for it or has no such customer."""
+        ...
+
+    def duplicate(self, first: R, loaded: LoadedSpec) -> None:
+        """A second spec file of the customer ``first`` is for: neither file may be acted on."""
+        ...
+
+
+@dataclass
+class Covered:
+    """What a run went through: the spec files the selection kept, and the customers they
+    describe or (a disowned file, see ``_claimed``) claim, for the ``--customer`` check."""
+
+    files: int = 0
+    customers: set[int] = field(default_factory=set)
+
+
+def run_specs(
+    run: SpecRun[R],
+    spec_files: list[str],
+    selection: Selection,
+    *,
+    backend: Backend | None = None,
+    catalogue: Catalogue | None = None,
+    batch_size: int = 64,
+    owners: OwnersMap | None = None,
+) -> Covered:
+    """Hand every spec file ``selection`` keeps to ``run``, with its customer's billing state.
+
+    The specs are loaded in batches; a batch's customers (those ``run`` needs, not met before)
+    are read from ``backend`` together, then each spec goes to ``run``: a spec of no customer,
+    the first file of a customer, or a second file of a customer already met (a duplicate).
+    Without a backend nothing is read.
+    """
+    selected = selection.prefilter(spec_files)
+    covered = Covered()
+    seen: dict[int, R] = {}
+    ahead = backend is not None and _reads_concurrently(backend)
+    for loaded in _loaded_batches(selected.files, batch_size, ahead, owners):
+        if selected.undecided:
+            loaded = [s for s in loaded if selected.admits(selection, s)]
+        covered.files += len(loaded)
+        states: dict[int, CustomerState | None] = {}
+        if backend is not None and catalogue is not None:
             wanted = sorted(
                 {
                     s.customer_id for s in loaded
-                    if s.checkable is not None and s.customer_id is not None and s.customer_id not in seen
+                    if s.customer_id is not None
+                    and s.customer_id not in seen
+                    and run.needs_state(s)
                 }
             )
             states = dict(backend.read_customers(wanted, catalogue)) if wanted else {}
-
-            def plan_one(spec: LoadedSpec, states: dict[int, Any] = states) -> CustomerPlan:
-                return _plan_one(spec, states, catalogue, options)
-
-            for spec in loaded:
-                _admit(plan, seen, spec, plan_one)
-    _check_named_customers(selection, seen.keys() | claimed, changed_only=files is not None, plan=plan)
-    return plan
+        for spec in loaded:
+            covered.customers.update(_claimed(spec, selected.ids))
+            customer_id = spec.customer_id
+            if customer_id is None:
+                run.unreadable(spec)
+            elif customer_id in seen:
+                run.duplicate(seen[customer_id], spec)
+            else:
+                seen[customer_id] = run.first(spec, states.get(customer_id))
+    covered.customers.update(seen)
+    return covered
 
 
 def _claimed(loaded: LoadedSpec, ids: dict[str, int]) -> tuple[int, ...]:
@@ -119,7 +190,7 @@ def _claimed(loaded: LoadedSpec, ids: dict[str, int]) -> tuple[int, ...]:
     return (ids[loaded.file],) if loaded.disowned and loaded.file in ids else ()
 
 
-def _check_named_customers(
+def check_named_customers(
     selection: Selection,
     seen: Iterable[int],
     *,
@@ -205,7 +276,7 @@ def few_collections(young: int = 20_000) -> Iterator[None]:
 
 
 def _plan_one(
-    loaded: LoadedSpec, states: dict[int, Any], catalogue: Catalogue, options: PlanOptions
+    loaded: LoadedSpec, state: CustomerState | None, options: PlanOptions
 ) -> CustomerPlan:
     if loaded.checkable is None:
         return CustomerPlan(
@@ -214,25 +285,37 @@ def _plan_one(
             errors=list(loaded.errors),
             warnings=list(loaded.warnings),
         )
-    return plan_customer(loaded, states.get(loaded.checkable.customer_id), options)
+    return plan_customer(loaded, state, options)
 
 
-def _admit(
-    plan: Plan, seen: dict[int, CustomerPlan], loaded: LoadedSpec, make: Any
-) -> None:
-    """Add one spec's plan, or report it: unreadable customer, or the same customer twice."""
-    customer_id = loaded.customer_id
-    if customer_id is None:
-        plan.errors.extend(loaded.errors or [Problem("schema", "customer.id is missing", loaded.file)])
-        plan.errors.sort(key=Problem.sort_key)
-        return
-    first = seen.get(customer_id)
-    if first is not None:
+class _Planning:
+    """Specs into one plan: a customer plan each, a spec of no customer as an error of the plan."""
+
+    def __init__(
+        self, plan: Plan, make: Callable[[LoadedSpec, CustomerState | None], CustomerPlan]
+    ) -> None:
+        self.plan = plan
+        self.make = make
+
+    def needs_state(self, loaded: LoadedSpec) -> bool:
+        return loaded.checkable is not None
+
+    def unreadable(self, loaded: LoadedSpec) -> None:
+        missing = Problem("schema", "customer.id is missing", loaded.file)
+        self.plan.errors.extend(loaded.errors or [missing])
+        self.plan.errors.sort(key=Problem.sort_key)
+
+    def first(self, loaded: LoadedSpec, state: CustomerState | None) -> CustomerPlan:
+        customer_plan = self.make(loaded, state)
+        self.plan.customers.append(customer_plan)
+        return customer_plan
+
+    def duplicate(self, first: CustomerPlan, loaded: LoadedSpec) -> None:
         line, column = loaded.yaml.locate(("customer", "id"))
         first.errors.append(
             Problem(
                 "duplicate_customer",
-                f"customer {customer_id} is already described by {first.file}; "
+                f"customer {loaded.customer_id} is already described by {first.file}; "
                 "neither file is planned until one is removed",
                 loaded.file,
                 line,
@@ -242,10 +325,6 @@ def _admit(
         first.changes.clear()
         first.unsafe = False
         first.unsafe_reason = None
-        return
-    customer_plan = make(loaded)
-    seen[customer_id] = customer_plan
-    plan.customers.append(customer_plan)
 
 
 def _reads_concurrently(backend: Backend) -> bool:
@@ -264,17 +343,21 @@ def _loaded_batches(
     """
     if not ahead:
         for batch in batches(spec_files, size):
-            yield [load_checked(path, owners) for path in batch]
+            yield _load_all(batch, owners)
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spec-loader") as pool:
         pending: Future[list[LoadedSpec]] | None = None
         for batch in batches(spec_files, size):
-            future = pool.submit(lambda paths: [load_checked(p, owners) for p in paths], batch)
+            future = pool.submit(_load_all, batch, owners)
             if pending is not None:
                 yield pending.result()
             pending = future
         if pending is not None:
             yield pending.result()
+
+
+def _load_all(paths: list[str], owners: OwnersMap | None) -> list[LoadedSpec]:
+    return [load_checked(path, owners) for path in paths]
 
 
 def batches(items: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.desired import desired_state, normalise_did, valid_did
 from reconciler.fastschema import Check, compile_schema
 from reconciler.messages import schema_problems
-from reconciler.model import CustomerSpec, Path, Problem
+from reconciler.model import CustomerSpec, CustomerState, Path, Problem
 from reconciler.specfiles import SPEC_SUFFIXES, discover, escape_message, is_symlink_escape
 from reconciler.yamlload import Limits, LoadedYaml, load_yaml
 
@@ -33,8 +33,9 @@ SCHEMA_DIR = _schema_dir()
 # normalise_did and valid_did have always been imported from here, and discovery lived here
 # before it moved to specfiles: re-exported.
 __all__ = [
-    "SCHEMA_DIR", "SPEC_SUFFIXES", "LoadedSpec", "discover", "is_symlink_escape", "load_schema",
-    "load_spec", "normalise_did", "schema_check", "valid_did",
+    "SCHEMA_DIR", "SPEC_SUFFIXES", "LoadedSpec", "customer_mismatch", "discover",
+    "is_symlink_escape", "load_schema", "load_spec", "normalise_did", "schema_check",
+    "unknown_customer", "valid_did",
 ]
 
 
@@ -61,7 +62,8 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     strict = jsonschema.validators.extend(
         base,
         type_checker=base.TYPE_CHECKER.redefine(
-            "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+            "integer",
+            lambda _checker, value: isinstance(value, int) and not isinstance(value, bool),
         ),
     )
     return strict(schema)  # type: ignore[no-any-return]
@@ -136,7 +138,9 @@ def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
         kind = type(loaded.data).__name__
         kind = {"list": "a list", "str": "text", "int": "a number"}.get(kind, kind)
         result.errors.append(
-            loaded.problem("schema", f"a spec must be a mapping (version, customer, ...), not {kind}")
+            loaded.problem(
+                "schema", f"a spec must be a mapping (version, customer, ...), not {kind}"
+            )
         )
         return result
     broken: set[Path] = set()
@@ -164,3 +168,30 @@ def schema_check(loaded: LoadedYaml, schema_name: str) -> list[Problem]:
         return []
     problems, _ = _schema_problems(loaded, schema_name)
     return sorted(problems, key=Problem.sort_key)
+
+
+# ---- the spec's customer in billing -------------------------------------------------------------
+# plan and adopt both refuse a spec whose customer billing does not have, or has under another
+# name: the same problem, in the same words, from either command.
+
+
+def unknown_customer(loaded: LoadedSpec, spec: CustomerSpec) -> Problem:
+    """``customer.id`` names no customer in billing."""
+    return loaded.yaml.problem(
+        "unknown_customer", f"billing has no customer {spec.customer_id}", ("customer", "id")
+    )
+
+
+def customer_mismatch(
+    loaded: LoadedSpec, spec: CustomerSpec, state: CustomerState
+) -> Problem | None:
+    """``customer.name`` is not billing's name for ``customer.id`` (most likely a pasted wrong
+    id); None when the names agree or the spec's name could not be read."""
+    if spec.customer_name is None or state.customer.name == spec.customer_name:
+        return None
+    return loaded.yaml.problem(
+        "customer_mismatch",
+        f"customer {spec.customer_id} is {state.customer.name!r} in billing, "
+        f"not {spec.customer_name!r}: is the id right?",
+        ("customer", "name"),
+    )

@@ -85,6 +85,7 @@ def owned(billing: Billing) -> Billing:
         ("apply", "own", "--auto-approve", "--force"),
         ("adopt", "own"),
         ("adopt", "own", "--format", "json"),
+        ("adopt", "own", "--customer", "200"),
     ],
     ids=lambda args: " ".join(args),
 )
