@@ -12,9 +12,6 @@ from typing import Any
 import pytest
 
 from reconciler.backends.portabilling.backend import PortaBillingBackend
-from reconciler.emulator import EmulatorServer, FaultConfig
-from reconciler.errors import BackendError, LockTimeout, UsageError
-from reconciler.model import OPEN, Account, Customer, Product, change
 from reconciler.backends.portabilling.client import (
     ClientSettings,
     Credentials,
@@ -25,6 +22,9 @@ from reconciler.backends.portabilling.client import (
     TransportError,
     endpoint_of,
 )
+from reconciler.emulator import EmulatorServer, FaultConfig
+from reconciler.errors import BackendError, LockTimeout, UsageError
+from reconciler.model import OPEN, Account, Customer, Product, change
 from reconciler.statefile import BillingState
 
 FAST = ClientSettings(connect_timeout=1.0, read_timeout=0.3, backoff=0.001)
@@ -84,7 +84,7 @@ def backend_for(server: EmulatorServer, **kwargs: Any) -> PortaBillingBackend:
     return PortaBillingBackend(server.url, env=server.env(), **kwargs)
 
 
-# ---- a scripted server: every request recorded, every answer chosen by the test -------------------------
+# ---- a scripted server: every request recorded, every answer chosen by the test ------------------
 
 
 class Scripted:
@@ -161,7 +161,7 @@ def login_then(answer: Callable[[str, dict[str, Any], int], tuple[int, dict[str,
     return respond
 
 
-# ---- login and the session -------------------------------------------------------------------------------
+# ---- login and the session -----------------------------------------------------------------------
 
 
 def test_login_with_password_then_calls_carry_the_bearer_token(
@@ -245,7 +245,7 @@ def test_a_refused_login_names_the_environment_variables(emulator: EmulatorServe
     assert emulator.call_counts == {"Session/login": 1}
 
 
-# ---- faults, retries, paging ---------------------------------------------------------------------------------
+# ---- faults, retries, paging ---------------------------------------------------------------------
 
 
 def test_a_fault_is_a_backend_error_carrying_faultcode_and_faultstring(
@@ -351,7 +351,7 @@ def test_the_client_side_rate_limit_spaces_requests() -> None:
         assert time.monotonic() - started >= 9 / 50 * 0.9  # 10 requests with the login
 
 
-# ---- the backend: reading ------------------------------------------------------------------------------------
+# ---- the backend: reading ------------------------------------------------------------------------
 
 
 def test_customers_are_read_concurrently_and_yielded_in_the_order_given() -> None:
@@ -374,7 +374,7 @@ def test_the_catalogue_is_read_once_per_backend(emulator: EmulatorServer) -> Non
     assert emulator.call_counts["Product/get_product_list"] == 1
 
 
-# ---- the backend: writing ------------------------------------------------------------------------------------
+# ---- the backend: writing ------------------------------------------------------------------------
 
 
 def _apply(backend: PortaBillingBackend, *changes: Any) -> list[Any]:
@@ -576,7 +576,7 @@ def test_applied_changes_go_to_a_local_audit_log(emulator: EmulatorServer, tmp_p
     assert json.loads((tmp_path / "audit.jsonl").read_text())["op"] == "block"
 
 
-# ---- TLS ---------------------------------------------------------------------------------------------------------
+# ---- TLS -----------------------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def fault(code: str, text: str = "refused") -> tuple[int, dict[str, str]]:
     return 500, {"faultcode": code, "faultstring": text}
 
 
-# ---- tokens ---------------------------------------------------------------------------------------
+# ---- tokens --------------------------------------------------------------------------------------
 
 
 def test_a_run_logs_in_once_and_refreshes_the_token_each_time_it_expires(
@@ -149,7 +149,7 @@ def test_when_refreshing_fails_the_client_logs_in_again(stubs: Callable[..., Stu
     ]
 
 
-# ---- failed logins ----------------------------------------------------------------------------------
+# ---- failed logins -------------------------------------------------------------------------------
 
 
 def test_a_wrong_password_makes_exactly_one_login_call_however_many_reads_follow(
@@ -214,7 +214,7 @@ def test_a_failed_login_exits_1_with_one_line_on_the_command_line(
     assert stub.methods() == ["Session/login"]
 
 
-# ---- reads: paging, aliases, bill_status, add-on dates ---------------------------------------------------
+# ---- reads: paging, aliases, bill_status, add-on dates -------------------------------------------
 
 
 def test_every_list_is_paged_with_limit_sent_alongside_every_offset(
@@ -321,7 +321,7 @@ def test_an_add_on_past_its_end_date_is_not_assigned_and_is_added_again(
     }
 
 
-# ---- blocking permission ----------------------------------------------------------------------------------
+# ---- blocking permission -------------------------------------------------------------------------
 
 
 def test_blocking_permission_comes_from_the_role_then_the_first_version_field() -> None:
@@ -353,7 +353,7 @@ def test_the_backend_reads_blocking_permission_from_the_role_setting(
     assert by_role == {46170: True, 51234: False}
 
 
-# ---- writes: v2 shapes --------------------------------------------------------------------------------------
+# ---- writes: v2 shapes ---------------------------------------------------------------------------
 
 
 NEW_EXTENSION = change(
@@ -463,7 +463,7 @@ def test_an_auto_attendant_is_created_with_add_account_in_the_v2_shape(
     }
 
 
-# ---- read-only sites ------------------------------------------------------------------------------------------
+# ---- read-only sites -----------------------------------------------------------------------------
 
 
 def test_a_read_only_site_gets_one_write_attempt_and_apply_stops_for_every_customer(
@@ -520,7 +520,7 @@ def test_after_a_read_only_fault_no_write_leaves_the_client(stubs: Callable[...,
     assert stub.methods().count("Account/terminate_account") == 1
 
 
-# ---- answers that are not PortaBilling's ---------------------------------------------------------------------
+# ---- answers that are not PortaBilling's ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,10 @@ def edit(text: str, *steps: tuple[str, tuple[object, ...]]) -> str:
 
 
 def test_dashes_at_the_keys_column_and_no_final_line_break() -> None:
-    before = HEAD + 'extensions:\n- extension: "1"\n  name: A\n  product: P\n- extension: "2"\n  name: B\n  product: P'
+    before = HEAD + (
+        'extensions:\n- extension: "1"\n  name: A\n  product: P\n'
+        '- extension: "2"\n  name: B\n  product: P'
+    )
     after = edit(before, ("set_list", (("extensions", 0), "dids", [], ["7654321"], "did")),
                  ("remove_entry", ("extensions", 1)), ("append_entry", ("extensions", EXT3)))
     assert after == HEAD + (
@@ -34,9 +37,13 @@ def test_dashes_at_the_keys_column_and_no_final_line_break() -> None:
 
 
 def test_flow_entries_in_a_block_list() -> None:
-    before = HEAD + 'extensions:\n  - {extension: "1", name: A, product: P}\n  - {extension: "2", name: B, product: P, dids: ["1234567"]}\n'
+    before = HEAD + (
+        'extensions:\n  - {extension: "1", name: A, product: P}\n'
+        '  - {extension: "2", name: B, product: P, dids: ["1234567"]}\n'
+    )
     after = edit(before, ("set_list", (("extensions", 0), "addons", [], ["Rec"], "addon")),
-                 ("set_list", (("extensions", 1), "dids", [], [], "did")), ("append_entry", ("extensions", EXT3)))
+                 ("set_list", (("extensions", 1), "dids", [], [], "did")),
+                 ("append_entry", ("extensions", EXT3)))
     assert after == HEAD + (
         'extensions:\n  - {extension: "1", name: A, product: P, addons: [Rec]}\n'
         '  - {extension: "2", name: B, product: P, dids: []}\n'
@@ -45,28 +52,37 @@ def test_flow_entries_in_a_block_list() -> None:
 
 
 def test_a_flow_list_of_entries() -> None:
-    before = HEAD + 'extensions: [{extension: "1", name: A, product: P}, {extension: "2", name: B, product: P}]  # x\n'
-    after = edit(before, ("remove_entry", ("extensions", 0)), ("append_entry", ("extensions", EXT3)))
+    before = HEAD + (
+        'extensions: [{extension: "1", name: A, product: P}, '
+        '{extension: "2", name: B, product: P}]  # x\n'
+    )
+    after = edit(before, ("remove_entry", ("extensions", 0)),
+                 ("append_entry", ("extensions", EXT3)))
     assert after == HEAD + (
-        'extensions: [{extension: "2", name: B, product: P}, {extension: "3", name: C, product: P}]  # x\n'
+        'extensions: [{extension: "2", name: B, product: P}, '
+        '{extension: "3", name: C, product: P}]  # x\n'
     )
 
 
 def test_removed_entries_take_their_own_comments_and_a_new_section_goes_last() -> None:
     before = HEAD + (
-        "# the extensions\nextensions:\n  # first\n  - extension: \"1\"\n    name: A\n    product: P\n"
-        "    # inside the first\n  # second\n  - extension: \"2\"\n    name: B\n    product: P\n# trailer\n"
+        "# the extensions\nextensions:\n  # first\n  - extension: \"1\"\n    name: A\n    product: "
+        "P\n    # inside the first\n  # second\n  - extension: \"2\"\n    name: B\n    product: "
+        "P\n# trailer\n"
     )
     after = edit(before, ("remove_entry", ("extensions", 0)), ("remove_entry", ("extensions", 1)),
-                 ("append_entry", ("auto_attendants", NewEntry([("number", "1"), ("name", "M"), ("product", "AA")]))))
+                 ("append_entry", ("auto_attendants",
+                                   NewEntry([("number", "1"), ("name", "M"), ("product", "AA")]))))
     assert after == HEAD + (
-        "# the extensions\nextensions: []\n# trailer\nauto_attendants:\n  - number: 1\n    name: M\n    product: AA\n"
+        "# the extensions\nextensions: []\n# trailer\nauto_attendants:\n  - number: 1\n    name: "
+        "M\n    product: AA\n"
     )
 
 
 def test_block_lists_keep_their_items_and_comments() -> None:
     before = HEAD + (
-        'extensions:\n  - extension: "1"\n    name: A\n    product: P\n    addons:\n      - Rec   # recording\n'
+        'extensions:\n  - extension: "1"\n    name: A\n    product: P\n    addons:\n      - Rec   '
+        '# recording\n'
         "      - Fax\n    dids:\n      - '1234567'\n    blocked: false\n"
     )
     after = edit(before, ("set_list", (("extensions", 0), "addons", [0], ["Voice mail"], "addon")),
@@ -74,21 +90,30 @@ def test_block_lists_keep_their_items_and_comments() -> None:
                  ("set_scalar", (("extensions", 0, "name"), "O'Brien: boss")))
     assert after == HEAD + (
         'extensions:\n  - extension: "1"\n    name: "O\'Brien: boss"\n    product: P\n    addons:\n'
-        "      - Rec   # recording\n      - Voice mail\n    dids:\n      - '1234567'\n      - '7654321'\n"
-        "    blocked: false\n"
+        "      - Rec   # recording\n      - Voice mail\n    dids:\n      - '1234567'\n      - "
+        "'7654321'\n    blocked: false\n"
     )
 
 
 def test_an_emptied_block_list_becomes_brackets() -> None:
-    before = HEAD + 'extensions:\n  - extension: "1"\n    name: A\n    product: P\n    dids:   # numbers\n      - "1234567"\n'
+    before = HEAD + (
+        'extensions:\n  - extension: "1"\n    name: A\n    product: P\n'
+        '    dids:   # numbers\n      - "1234567"\n'
+    )
     after = edit(before, ("set_list", (("extensions", 0), "dids", [], [], "did")))
-    assert after == HEAD + 'extensions:\n  - extension: "1"\n    name: A\n    product: P\n    dids: []   # numbers\n'
+    assert (
+        after
+        == HEAD
+        + 'extensions:\n  - extension: "1"\n    name: A\n    product: P\n    dids: []   # numbers\n'
+    )
 
 
 def test_an_empty_section_gets_block_entries_under_its_comment() -> None:
     before = HEAD + "extensions: []  # none yet"
     after = edit(before, ("append_entry", ("extensions", EXT3)))
-    assert after == HEAD + 'extensions:  # none yet\n  - extension: "3"\n    name: C\n    product: P'
+    assert (
+        after == HEAD + 'extensions:  # none yet\n  - extension: "3"\n    name: C\n    product: P'
+    )
 
 
 def test_new_entries_follow_the_files_indentation() -> None:
