@@ -112,7 +112,7 @@ def body_problem(body: Mapping[str, Any]) -> str:
         if (type(body["time"]) is str and type(body["customer"]) is int and type(body["op"]) is str
                 and type(body["account"]) is str and type(body["change"]) is dict
                 and type(body["fingerprint"]) is str
-            and type(body["git_commit"]) in (str, type(None))
+                and type(body["git_commit"]) in (str, type(None))
                 and type(body.get("prev")) in (str, type(None))):
             return ""
     except KeyError as exc:

@@ -194,8 +194,8 @@ def _quoted_texts(values: Any) -> dict[str | int, Any]:
         return {i: v for i, v in enumerate(values) if _reads_as_other(v)}
     if not isinstance(values, dict):
         return {}
-    return {key: values[key] for key in _TEXT_KEYS if key in values
-            and _reads_as_other(values[key])}
+    return {key: values[key] for key in _TEXT_KEYS
+            if key in values and _reads_as_other(values[key])}
 
 
 def _reads_as_other(value: Any) -> bool:

@@ -87,8 +87,9 @@ class OwnersMap:
             relative = os.path.relpath(real, self.root)
             outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
             self._folders_in_repo[folder] = (
-                None if outside else ""
-                if relative == os.curdir else relative.replace(os.sep, "/") + "/"
+                None if outside
+                else "" if relative == os.curdir
+                else relative.replace(os.sep, "/") + "/"
             )
         prefix = self._folders_in_repo[folder]
         return None if prefix is None else prefix + name

@@ -177,18 +177,10 @@ def _generate_customer(world: World, cid: int, extensions: int, rng: random.Rand
                 entry["blocked"] = False
         entries.append(entry)
     if moved_did is not None:
-        holder = next(
-            (
-                a
-                for a in accounts
-                if moved_did not in a["dids"]
-                and a["id"]
-                not in {
-                    f"ph{cid}x{e['extension']}" for e in entries if moved_did in e.get("dids", [])
-                }
-            ),
-            None,
-        )
+        spec_holders = {f"ph{cid}x{e['extension']}" for e in entries
+                        if moved_did in e.get("dids", [])}
+        holder = next((a for a in accounts
+                       if moved_did not in a["dids"] and a["id"] not in spec_holders), None)
         if holder is not None:
             holder["dids"] = sorted(holder["dids"] + [moved_did])
             owner = next(e for e in entries if f"ph{cid}x{e['extension']}" == holder["id"])

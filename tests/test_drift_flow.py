@@ -196,8 +196,8 @@ def test_the_drift_flow_end_to_end(provider: tuple[Runner, Path, Any]) -> None:
         assert changed == [f"specs/customers/{customer.file_name}"]
         # ... whose every removed line is a line the drift touched, and which billing now matches.
         diff = _git(repo, "diff", "--unified=0", main, "FETCH_HEAD")
-        removed = [line[1:] for line in diff.splitlines() if line.startswith("-")
-                   and not line.startswith("---")]
+        removed = [line[1:] for line in diff.splitlines()
+                   if line.startswith("-") and not line.startswith("---")]
         assert not any(line.startswith(("#", "version:", "customer:", "  id:")) for line in removed)
         spec = runner.tmp / f"adopted-{customer.id}.yaml"
         spec.write_text(_git(repo, "show", f"FETCH_HEAD:specs/customers/{customer.file_name}"))

@@ -552,8 +552,8 @@ def test_read_only_command_interrupted_says_only_interrupted(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sent, err
     # history names the log it reads before it starts writing; then only the one word.
-    said = [line for line in err.decode().splitlines() if line.strip()
-            and not line.startswith("audit log: ")]
+    said = [line for line in err.decode().splitlines()
+            if line.strip() and not line.startswith("audit log: ")]
     assert said == ["interrupted"], err.decode()
 
 

@@ -20,7 +20,7 @@ from reconciler.backends.portabilling.client import (
     PortaBillingClient,
     PortaBillingFault,
     TransportError,
-    parse_backend_url,
+    endpoint_of,
 )
 from reconciler.changes import AddAlias, Block, CreateAccount, SetName
 from reconciler.emulator import EmulatorServer, FaultConfig
@@ -76,7 +76,7 @@ def client_for(
     server: EmulatorServer, credentials: Credentials | None = None, settings: ClientSettings = FAST
 ) -> PortaBillingClient:
     return PortaBillingClient(
-        parse_backend_url(server.url), credentials or Credentials("api", "pw"), settings
+        endpoint_of(server.url), credentials or Credentials("api", "pw"), settings
     )
 
 
@@ -169,7 +169,7 @@ def test_login_with_password_then_calls_carry_the_bearer_token(
     scripted: Callable[..., Scripted],
 ) -> None:
     server = scripted(login_then(lambda m, p, n: (200, {"product_list": []})))
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), FAST)
     client.read("Product/get_product_list")
     client.read("Product/get_product_list")
     (login, login_headers, login_body), (call, headers, body), _ = server.requests
@@ -229,7 +229,7 @@ def test_a_second_auth_fault_after_a_fresh_login_is_a_clear_error(
             )
         )
     )
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), FAST)
     with pytest.raises(PortaBillingAuthError, match="again right after a fresh session") as caught:
         client.read("Customer/get_customer_info", {"i_customer": 1})
     assert caught.value.faultcode == "Server.Session.check_auth_failed"
@@ -265,7 +265,7 @@ def test_reads_are_retried_on_503_with_backoff(scripted: Callable[..., Scripted]
     server = scripted(
         login_then(lambda m, p, n: (503, {}) if n <= 3 else (200, {"product_list": []}))
     )
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), FAST)
     assert client.read("Product/get_product_list") == {"product_list": []}
     assert server.methods().count("Product/get_product_list") == 3
 
@@ -274,7 +274,7 @@ def test_reads_give_up_after_the_last_attempt_with_a_clear_error(
     scripted: Callable[..., Scripted],
 ) -> None:
     server = scripted(login_then(lambda m, p, n: None))  # every call: connection dropped
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), FAST)
     with pytest.raises(TransportError, match="no usable answer after 4 attempt"):
         client.read("Product/get_product_list")
     assert server.methods().count("Product/get_product_list") == 4
@@ -318,7 +318,7 @@ def test_paging_reads_everything_from_a_server_that_caps_pages() -> None:
 
 def test_plain_http_is_refused_for_hosts_that_are_not_loopback() -> None:
     with pytest.raises(UsageError, match="loopback"):
-        parse_backend_url("portabilling+http://billing.example.com:8443")
+        endpoint_of("portabilling+http://billing.example.com:8443")
     with pytest.raises(UsageError, match="loopback"):
         PortaBillingBackend(
             "portabilling+http://10.1.2.3",
@@ -329,16 +329,16 @@ def test_plain_http_is_refused_for_hosts_that_are_not_loopback() -> None:
         "portabilling+http://[::1]:80",
         "portabilling+http://localhost",
     ):
-        assert parse_backend_url(url).base.startswith("http://")
+        assert endpoint_of(url).base.startswith("http://")
     assert (
-        parse_backend_url("portabilling+https://billing.example.com").base
+        endpoint_of("portabilling+https://billing.example.com").base
         == "https://billing.example.com:443"
     )
 
 
 def test_a_url_with_credentials_is_refused_without_repeating_them() -> None:
     with pytest.raises(UsageError) as caught:
-        parse_backend_url("portabilling+https://api:hunter2@billing.example.com")
+        endpoint_of("portabilling+https://api:hunter2@billing.example.com")
     assert "hunter2" not in str(caught.value)
     assert "PORTABILLING_PASSWORD" in str(caught.value)
 

@@ -16,7 +16,7 @@ from reconciler.backends.portabilling.client import (
     LoginRefused,
     MalformedAnswer,
     PortaBillingClient,
-    parse_backend_url,
+    endpoint_of,
 )
 from reconciler.backends.portabilling.config import blocking_roles_from_env
 from reconciler.backends.portabilling.fields import BLOCK_MARKER
@@ -33,7 +33,7 @@ def _in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def client_for(stub: Stub, password: str = "pw") -> PortaBillingClient:
-    return PortaBillingClient(parse_backend_url(stub.url), Credentials("api", password), FAST)
+    return PortaBillingClient(endpoint_of(stub.url), Credentials("api", password), FAST)
 
 
 def backend_for(stub: Stub, **env: str) -> PortaBillingBackend:

@@ -25,7 +25,7 @@ from reconciler.backends.portabilling.client import (
     BillingReadOnly,
     Credentials,
     PortaBillingClient,
-    parse_backend_url,
+    endpoint_of,
 )
 from reconciler.backends.portabilling.fields import BLOCK_MARKER
 from reconciler.backends.portabilling.session import TokenSession
@@ -223,7 +223,7 @@ def test_every_way_of_telling_a_tokens_lifetime_renews_it_ahead_with_one_login(
         return 200, answer  # a refresh answer without refresh_token: the old one is kept
 
     stub.overrides.append(grant)
-    client = PortaBillingClient(parse_backend_url(stub.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(stub.url), Credentials("api", "pw"), FAST)
     client.session = TokenSession(
         client._login, client._refresh, clock=lambda: mono[0], wall=lambda: wall[0]
     )
@@ -279,7 +279,7 @@ def test_each_v3_auth_fault_renews_the_session_once_and_never_logs_in_again(
         return False
 
     stub.overrides.append(refuse_once)
-    client = PortaBillingClient(parse_backend_url(stub.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(stub.url), Credentials("api", "pw"), FAST)
     assert client.read("Product/get_product_list", {"limit": 10, "offset": 0})["product_list"]
     assert stub.methods() == [
         "Session/login",
@@ -298,7 +298,7 @@ def test_read_only_faults_bare_or_namespaced_stop_writes(
     stub.overrides.append(
         lambda m, p, n: fault(code, "no writes") if m == "Account/update_account" else False
     )
-    client = PortaBillingClient(parse_backend_url(stub.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(stub.url), Credentials("api", "pw"), FAST)
     with pytest.raises(BillingReadOnly):
         client.write("Account/update_account", {"account_info": {"i_account": 1}})
     with pytest.raises(BillingReadOnly):

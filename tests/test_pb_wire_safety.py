@@ -17,7 +17,7 @@ from reconciler.backends.portabilling.client import (
     Credentials,
     PortaBillingClient,
     TransportError,
-    parse_backend_url,
+    endpoint_of,
 )
 from tests.helpers import run_cli
 from tests.pb_stub import Stub, customer
@@ -167,7 +167,7 @@ def test_a_server_trickling_bytes_cannot_hold_a_request_past_its_deadline(where:
     settings = ClientSettings(
         connect_timeout=1.0, read_timeout=5.0, total_timeout=1.0, read_attempts=1, backoff=0.001
     )
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), settings)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), settings)
     started = time.monotonic()
     try:
         with pytest.raises(TransportError, match="deadline passed"):

@@ -15,7 +15,8 @@ from itertools import groupby
 from typing import Any, assert_never
 
 from reconciler.auditchain import check
-from reconciler.backends.base import AuditEntry, Backend, CustomerSession
+from reconciler.backends import SQLITE, BackendSettings, BackendURL, parse_backend_url
+from reconciler.backends.base import AuditEntry, Backend, Capabilities, CustomerSession
 from reconciler.backends.sqlite_audit import AuditTable
 from reconciler.changes import (
     AddAddon,
@@ -30,7 +31,7 @@ from reconciler.changes import (
     TerminateAccount,
     Unblock,
 )
-from reconciler.errors import BackendError, BackendNotFound, LockTimeout
+from reconciler.errors import BackendError, BackendNotFound, LockTimeout, UsageError
 from reconciler.model import (
     OPEN,
     TERMINATED,
@@ -114,16 +115,21 @@ _TABLES = frozenset(
 
 def sqlite_path(url: str) -> str:
     """'sqlite:///rel/path' -> 'rel/path'; 'sqlite:////abs/path' -> '/abs/path'."""
-    if not url.startswith("sqlite:///"):
+    try:
+        where: BackendURL | None = parse_backend_url(url)
+    except UsageError:
+        where = None
+    if where is None or where.kind is not SQLITE:
         raise BackendError(f"not a sqlite URL: {url}")
-    path = url[len("sqlite:///") :]
-    if not path:
+    if not where.path:
         raise BackendError(f"{url}: the URL names no database file")
-    return path
+    return where.path
 
 
 class SqliteBackend(Backend):
-    transactional = True
+    # One IMMEDIATE transaction per customer, audit rows included; the whole state is a file.
+    capabilities = Capabilities(transactions=True, state_files=True)
+    description = "the embedded sqlite backend"
 
     def __init__(self, url: str, *, create: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
         self.url = url
@@ -194,9 +200,9 @@ class SqliteBackend(Backend):
                 "the command again (the upgrade adds two columns to the audit table)"
             ) from None
 
-    @property
-    def absolute_url(self) -> str:
-        return "sqlite:///" + os.path.abspath(self.path)
+    @classmethod
+    def open(cls, where: BackendURL, settings: BackendSettings, *, create: bool = False) -> Backend:
+        return cls(where.url, create=create, lock_timeout=settings.lock_timeout)
 
     def close(self) -> None:
         self.db.close()
