@@ -1,4 +1,4 @@
-"""The embedded backend: billing state in a real SQLite database, shaped the way PortaBilling holds it.
+"""The embedded backend: billing state in a real SQLite database, shaped as PortaBilling holds it.
 
 Reads are per customer (indexed by customer), so planning one customer costs the same whatever
 else the database holds. Apply writes one customer inside one IMMEDIATE transaction: SQLite's
@@ -109,7 +109,10 @@ CREATE INDEX IF NOT EXISTS audit_by_customer ON audit (customer_id, seq);
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 _TABLES = frozenset(
-    {"meta", "products", "customers", "agreement", "did_pool", "accounts", "account_addons", "aliases", "audit"}
+    {
+        "meta", "products", "customers", "agreement", "did_pool", "accounts", "account_addons",
+        "aliases", "audit",
+    }
 )
 
 
@@ -131,13 +134,16 @@ class SqliteBackend(Backend):
     capabilities = Capabilities(transactions=True, state_files=True)
     description = "the embedded sqlite backend"
 
-    def __init__(self, url: str, *, create: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+    def __init__(
+        self, url: str, *, create: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    ):
         self.url = url
         self.path = sqlite_path(url)
         self.lock_timeout = lock_timeout
         if not create and not os.path.isfile(self.path):
             raise BackendNotFound(
-                f"{self.path}: no billing database here (create one with `reconciler state load FILE`)"
+                f"{self.path}: no billing database here "
+                "(create one with `reconciler state load FILE`)"
             )
         if create:
             folder = os.path.dirname(os.path.abspath(self.path))
@@ -168,11 +174,13 @@ class SqliteBackend(Backend):
         ).fetchone()
         if row is None or int(row[0]) not in (1, SCHEMA_VERSION):
             raise BackendError(f"{self.path}: not a billing database of this version")
-        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        rows = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {r[0] for r in rows}
         missing = sorted(_TABLES - tables)
         if missing:
             raise BackendError(
-                f"{self.path}: not a usable billing database (missing tables: {', '.join(missing)}); "
+                f"{self.path}: not a usable billing database "
+                f"(missing tables: {', '.join(missing)}); "
                 "load a state with `reconciler state load FILE`"
             )
         if int(row[0]) == 1:
@@ -189,7 +197,9 @@ class SqliteBackend(Backend):
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self._add_audit_chain()
-            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            self.db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
             self.db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             if self.db.in_transaction:
@@ -231,7 +241,10 @@ class SqliteBackend(Backend):
         except sqlite3.OperationalError as exc:
             raise LockTimeout(f"{self.path}: the database is busy ({exc})") from exc
         try:
-            for table in ("aliases", "account_addons", "accounts", "did_pool", "agreement", "customers", "products"):
+            for table in (
+                "aliases", "account_addons", "accounts", "did_pool", "agreement", "customers",
+                "products",
+            ):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
             db.executemany(
                 "INSERT INTO products (id, name, type) VALUES (?, ?, ?)",
@@ -251,9 +264,12 @@ class SqliteBackend(Backend):
                 [(did, c.id) for c in state.customers for did in c.dids],
             )
             db.executemany(
-                "INSERT INTO accounts (id, customer_id, name, product_id, blocked_by, status) VALUES (?, ?, ?, ?, ?, ?)",
+                _INSERT_ACCOUNT,
                 [
-                    (a.id, a.customer, a.name, ids.get(a.product) if a.product else None, a.blocked_by, a.status)
+                    (
+                        a.id, a.customer, a.name, ids.get(a.product) if a.product else None,
+                        a.blocked_by, a.status,
+                    )
                     for a in state.accounts
                 ],
             )
@@ -290,7 +306,8 @@ class SqliteBackend(Backend):
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise LockTimeout(
-                f"{self.path}: another apply holds the database lock; waited {self.lock_timeout:g} s "
+                f"{self.path}: another apply holds the database lock; "
+                f"waited {self.lock_timeout:g} s "
                 f"for customer {customer_id} ({exc})"
             ) from exc
         session = _SqliteSession(self.db, customer_id, catalogue, self.audit_table)
@@ -315,7 +332,9 @@ class SqliteBackend(Backend):
         return [e for e in entries if customer_id is None or e.customer == customer_id]
 
 
-def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogue) -> CustomerState | None:
+def _read_customer(
+    db: sqlite3.Connection, customer_id: int, catalogue: Catalogue
+) -> CustomerState | None:
     row = db.execute(
         "SELECT id, name, block_extensions FROM customers WHERE id = ?", (customer_id,)
     ).fetchone()
@@ -327,14 +346,15 @@ def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogu
         (customer_id,),
     ).fetchall()
     pool = frozenset(
-        r[0] for r in db.execute("SELECT number FROM did_pool WHERE customer_id = ?", (customer_id,))
+        r[0]
+        for r in db.execute("SELECT number FROM did_pool WHERE customer_id = ?", (customer_id,))
     )
     customer = Customer(row[0], row[1], bool(row[2]), tuple((n, q) for n, q in agreement), pool)
 
     addons: dict[str, list[str]] = {}
     for account_id, product_id in db.execute(
-        "SELECT x.account_id, x.product_id FROM account_addons x JOIN accounts a ON a.id = x.account_id "
-        "WHERE a.customer_id = ?",
+        "SELECT x.account_id, x.product_id FROM account_addons x "
+        "JOIN accounts a ON a.id = x.account_id WHERE a.customer_id = ?",
         (customer_id,),
     ):
         product = catalogue.by_id(product_id)
@@ -348,7 +368,8 @@ def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogu
         dids.setdefault(account_id, []).append(did)
     accounts = []
     for account_id, name, product_id, blocked_by, status in db.execute(
-        "SELECT id, name, product_id, blocked_by, status FROM accounts WHERE customer_id = ? ORDER BY id",
+        "SELECT id, name, product_id, blocked_by, status FROM accounts "
+        "WHERE customer_id = ? ORDER BY id",
         (customer_id,),
     ):
         product = catalogue.by_id(product_id) if product_id is not None else None
