@@ -1,0 +1,118 @@
+"""What apply leaves when it stops early: asked to stop, or unable to record a write.
+
+In process and fast (the mutation run of reconciler/apply.py runs these once per mutant): a stop
+requested before a customer starts writes nothing and says so; on PortaBilling, which cannot
+take a write back, an audit log that fails after a write stops the run at once, and the
+operator is told which change reached billing, where the log is and why it failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.apply import NOT_STARTED, apply_plan
+from reconciler.auditchain import AuditChainBroken
+from reconciler.backends import open_backend
+from reconciler.backends.portabilling.audit import AuditLog
+from reconciler.plan import read_plan_file
+from tests.conftest import Billing, PortaBillingBilling
+from tests.helpers import REPO
+
+DEMO_STATE = REPO / "specs" / "demo-billing-state.yaml"
+ABC = "specs/customers/abc.yaml"
+
+
+def _history(billing: Billing) -> str:
+    result = billing.cli("history")
+    assert result.code == 0, result
+    return result.out
+
+
+@pytest.mark.parametrize("says_no_first", [0, 1], ids=["before-the-lock", "after-the-read"])
+def test_a_stop_before_a_customer_writes_changes_nothing_and_says_so(
+        sqlite_billing: Billing, workdir: Path, says_no_first: int) -> None:
+    """A stop asked before the customer is locked, or once its state is read under the lock:
+    the customer is not started, nothing reaches billing or the audit log."""
+    billing = sqlite_billing
+    billing.load(DEMO_STATE)
+    saved = workdir / "plan.json"
+    assert billing.cli("plan", ABC, "--out", str(saved)).code == 0
+    plan = read_plan_file(str(saved))
+    planned = len(plan.customers[0].changes)
+    assert planned > 1
+    before = billing.dump()
+    asked: list[bool] = []
+
+    def stop() -> bool:
+        asked.append(True)
+        return len(asked) > says_no_first
+
+    backend = open_backend(billing.url)
+    try:
+        outcomes = apply_plan(plan, backend, stop=stop)
+    finally:
+        backend.close()
+    assert [(o.status, o.message, o.planned, o.done) for o in outcomes] == [
+        (NOT_STARTED, "nothing was changed for this customer", planned, [])
+    ]
+    assert billing.dump() == before
+    assert "46170" not in _history(billing)
+    # What was not started is still to do: apply from the same saved plan writes it all.
+    again = billing.cli("apply", "--plan", str(saved))
+    assert again.code == 0 and f"customer 46170: applied, {planned} change(s)" in again.out, again
+
+
+def _failing_after(monkeypatch: pytest.MonkeyPatch, writes: int, error: Exception) -> None:
+    """The PortaBilling audit log takes ``writes`` appends, then each one fails with ``error``."""
+    real = AuditLog.append
+    taken: list[int] = []
+
+    def append(self: AuditLog, entries: list) -> None:  # type: ignore[type-arg]
+        if len(taken) >= writes:
+            if isinstance(error, AuditChainBroken) and error.recorded:
+                real(self, entries)  # recorded after the break, as the real log does
+            raise error
+        taken.append(len(entries))
+        real(self, entries)
+
+    monkeypatch.setattr(AuditLog, "append", append)
+
+
+@pytest.fixture
+def portabilling(workdir: Path) -> PortaBillingBilling:
+    billing = PortaBillingBilling(workdir)
+    billing.env["RECONCILER_AUDIT_LOG"] = str(workdir / "audit.jsonl")
+    billing.load(DEMO_STATE)
+    yield billing  # type: ignore[misc]
+    billing.close()
+
+
+def test_an_audit_log_that_fails_after_a_write_stops_portabilling_and_names_the_write(
+        portabilling: PortaBillingBilling, workdir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _failing_after(monkeypatch, 1, OSError(28, "No space left on device"))
+    result = portabilling.cli("apply", ABC, "--auto-approve")
+    assert result.code == 1, result
+    line = next(x for x in result.err.splitlines() if x.startswith("customer 46170: failed: "))
+    assert " reached billing but could not be recorded in the audit log " in line, line
+    assert str(workdir / "audit.jsonl") in line, line
+    assert "No space left on device" in line, line
+    assert "; stopped so that no further change goes unrecorded" in line, line
+    assert line.endswith("; 2 of 4 change(s) were made before it stopped:"), line
+    # The change that was recorded and the one that was not are both listed as made.
+    assert sum(1 for x in result.err.splitlines() if x.startswith("    done: ")) == 2, result
+
+
+def test_a_chain_broken_during_the_run_records_the_write_and_stops_portabilling(
+        portabilling: PortaBillingBilling, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = AuditChainBroken("the audit log's chain is broken at line 1", recorded=True)
+    _failing_after(monkeypatch, 1, broken)
+    result = portabilling.cli("apply", ABC, "--auto-approve")
+    assert result.code == 1, result
+    line = next(x for x in result.err.splitlines() if x.startswith("customer 46170: failed: "))
+    assert (" reached billing and is recorded, but the audit log's chain is broken at line 1; "
+            "stopped") in line, line
+    assert line.endswith("; 2 of 4 change(s) were made before it stopped:"), line
+    assert "could not be recorded" not in line, line
