@@ -8,13 +8,15 @@ operator is told which change reached billing, where the log is and why it faile
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from reconciler.apply import NOT_STARTED, apply_plan
 from reconciler.auditchain import AuditChainBroken
-from reconciler.backends import open_backend
+from reconciler.backends import BackendSettings, open_backend
 from reconciler.backends.portabilling.audit import AuditLog
 from reconciler.plan import read_plan_file
 from tests.conftest import Billing, PortaBillingBilling
@@ -54,8 +56,8 @@ def test_a_stop_before_a_customer_writes_changes_nothing_and_says_so(
         outcomes = apply_plan(plan, backend, stop=stop)
     finally:
         backend.close()
-    assert [(o.status, o.message, o.planned, o.done) for o in outcomes] == [
-        (NOT_STARTED, "nothing was changed for this customer", planned, [])
+    assert [(o.customer, o.status, o.message, o.planned, o.done) for o in outcomes] == [
+        (46170, NOT_STARTED, "nothing was changed for this customer", planned, [])
     ]
     assert billing.dump() == before
     assert "46170" not in _history(billing)
@@ -116,3 +118,57 @@ def test_a_chain_broken_during_the_run_records_the_write_and_stops_portabilling(
             "stopped") in line, line
     assert line.endswith("; 2 of 4 change(s) were made before it stopped:"), line
     assert "could not be recorded" not in line, line
+
+
+def test_ctrl_c_during_a_write_on_portabilling_stops_after_it_and_reports_what_was_made(
+        portabilling: PortaBillingBilling, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT arrives while the first change is written: that change finishes and is recorded,
+    nothing more is started, and the report says exactly what was made."""
+    real = AuditLog.append
+
+    def append(self: AuditLog, entries: list) -> None:  # type: ignore[type-arg]
+        real(self, entries)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, during the first write
+
+    monkeypatch.setattr(AuditLog, "append", append)
+    result = portabilling.cli("apply", ABC, "--auto-approve")
+    assert result.code == 130, result
+    assert ("SIGINT received: stopping after the write in flight (it finishes and is recorded in "
+            "the audit log; nothing more is started)") in result.err.splitlines(), result
+    assert "customer 46170: interrupted after 1 of 4 change(s); these were made:" \
+        in result.out.splitlines(), result
+    assert sum(1 for x in result.out.splitlines() if x.startswith("    done: ")) == 1, result
+    assert "customer 46170 stopped after 1 of 4 change(s); 0 customer(s) not started" \
+        in result.out, result
+    monkeypatch.setattr(AuditLog, "append", real)
+    assert _history(portabilling).count("customer 46170 ") == 1
+    finished = portabilling.cli("apply", ABC, "--auto-approve")
+    assert finished.code == 0 and "customer 46170: applied, 3 change(s)" in finished.out, finished
+
+
+def test_a_stop_just_before_the_first_write_on_portabilling_starts_nothing(
+        portabilling: PortaBillingBilling, workdir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop asked after the customer's state is read, before its first write: not started."""
+    saved = workdir / "plan.json"
+    assert portabilling.cli("plan", ABC, "--out", str(saved)).code == 0
+    plan = read_plan_file(str(saved))
+    before = portabilling.dump()
+    for name, value in portabilling.env.items():
+        monkeypatch.setenv(name, value)
+    asked: list[bool] = []
+
+    def stop() -> bool:  # no before the lock, no after the read, yes before the first change
+        asked.append(True)
+        return len(asked) > 2
+
+    backend = open_backend(portabilling.url, BackendSettings())
+    try:
+        outcomes = apply_plan(plan, backend, stop=stop)
+    finally:
+        backend.close()
+    assert [(o.customer, o.status, o.message, o.planned, o.done) for o in outcomes] == [
+        (46170, NOT_STARTED, "nothing was changed for this customer", 4, [])
+    ]
+    assert portabilling.dump() == before
+    assert "46170" not in _history(portabilling)
