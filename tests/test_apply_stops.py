@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,23 @@ def test_a_stop_just_before_the_first_write_on_portabilling_starts_nothing(
     ]
     assert portabilling.dump() == before
     assert "46170" not in _history(portabilling)
+
+
+def test_ctrl_c_while_planning_exits_130_and_changes_nothing(
+        sqlite_billing: Billing, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C before the approval (here while the plan is computed): nothing is written, the
+    run says so and exits 130, as a shell reports a process SIGINT ended."""
+    cli_apply = sys.modules["reconciler.cli.apply"]  # the module, not its `apply` command
+
+    sqlite_billing.load(DEMO_STATE)
+    before = sqlite_billing.dump()
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_apply, "_compute_plan", interrupted)
+    result = sqlite_billing.cli("apply", ABC, "--auto-approve")
+    assert result.code == 130, result
+    assert "interrupted; nothing was changed" in result.err.splitlines(), result
+    assert sqlite_billing.dump() == before
+
