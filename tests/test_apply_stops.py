@@ -9,6 +9,7 @@ operator is told which change reached billing, where the log is and why it faile
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -193,3 +194,42 @@ def test_ctrl_c_while_planning_exits_130_and_changes_nothing(
     assert "interrupted; nothing was changed" in result.err.splitlines(), result
     assert sqlite_billing.dump() == before
 
+
+
+def test_a_failed_audit_write_on_sqlite_rolls_the_customer_back_and_says_so(
+        sqlite_billing: Billing, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite the changes and their audit rows commit together: when the rows cannot be
+    written, the customer's changes are rolled back and the operator is told nothing changed."""
+    from reconciler.backends.sqlite_audit import AuditTable
+    from reconciler.errors import BackendError
+
+    sqlite_billing.load(DEMO_STATE)
+    before = sqlite_billing.dump()
+
+    def append(self: AuditTable, entries: list) -> None:  # type: ignore[type-arg]
+        raise BackendError("database or disk is full")
+
+    monkeypatch.setattr(AuditTable, "append", append)
+    result = sqlite_billing.cli("apply", ABC, "--auto-approve")
+    assert result.code == 1, result
+    assert ("customer 46170: failed: database or disk is full; nothing was changed for this "
+            "customer") in result.err.splitlines(), result
+    assert sqlite_billing.dump() == before
+
+
+def test_a_customer_with_problems_is_skipped_and_the_others_apply(
+        billing: Billing, workdir: Path) -> None:
+    """Each applied change is recorded with the time in UTC; a customer whose spec has a
+    problem is skipped, and told so, while the others apply."""
+    billing.load(DEMO_STATE)
+    broken = workdir / "abc-broken.yaml"
+    broken.write_text((workdir / ABC).read_text().replace(
+        "name: Reception\n    product: Cloud PBX service", "name: Reception\n    product: Hotdesk"))
+    result = billing.cli("apply", str(broken), "specs/customers/contoso-logistics.yaml",
+                         "--auto-approve")
+    assert result.code == 1, result
+    assert "customer 46170: skipped: 1 problem(s) in the plan" in result.err.splitlines(), result
+    lines = _history(billing).splitlines()
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 customer ", x)
+                         for x in lines), lines
+    assert not any("customer 46170" in x for x in lines), lines
