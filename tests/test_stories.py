@@ -145,6 +145,8 @@ def test_prune_over_the_threshold_is_unsafe_until_forced(billing: Billing, workd
     assert entry["unsafe"] is True and "50%" in entry["unsafe_reason"]
     refused = billing.cli("apply", str(spec), "--auto-approve")
     assert refused.code == 1 and "unsafe" in refused.err
+    # The customer, and why its plan is unsafe, as the plan said.
+    assert f"customer 100: unsafe: {entry['unsafe_reason']}" in refused.err.splitlines(), refused
     assert billing.account("ph100x20")["status"] == "open"  # type: ignore[index]
     # The thresholds are settable.
     relaxed = billing.cli("plan", str(spec), "--unsafe-share", "0.6", "--format", "json")
