@@ -8,6 +8,7 @@ operator is told which change reached billing, where the log is and why it faile
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -233,3 +234,24 @@ def test_a_customer_with_problems_is_skipped_and_the_others_apply(
     assert lines and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 customer ", x)
                          for x in lines), lines
     assert not any("customer 46170" in x for x in lines), lines
+
+
+def test_a_saved_plan_edited_to_reach_another_customer_is_refused(
+        sqlite_billing: Billing, workdir: Path) -> None:
+    """A saved plan is a file anyone could edit: a change moved to another customer's account is
+    refused under the lock, named, and nothing of the customer is written."""
+    sqlite_billing.load(DEMO_STATE)
+    saved = workdir / "plan.json"
+    assert sqlite_billing.cli("plan", ABC, "--out", str(saved)).code == 0
+    data = json.loads(saved.read_text())
+    change = data["customers"][0]["changes"][-1]
+    moved = change["account"].replace("ph46170", "ph46171")
+    change["account"] = moved
+    saved.write_text(json.dumps(data))
+    before = sqlite_billing.dump()
+    result = sqlite_billing.cli("apply", "--plan", str(saved))
+    assert result.code == 1, result
+    line = next(x for x in result.err.splitlines() if x.startswith("customer 46170: "))
+    assert line.startswith("customer 46170: refused: the plan holds changes this customer may "
+                           f"not make: {change['op']} {moved}: not a managed account"), line
+    assert sqlite_billing.dump() == before

@@ -60,6 +60,11 @@ def test_apply_of_a_stale_plan_names_what_changed_in_billing(tmp_path: Path) -> 
         in said
     )
     assert "agreement Call recording quantity: 2 -> 5" in said
+    # One indented line per difference (a line break in a message is shown escaped).
+    stale = next(x for x in said.splitlines() if x.startswith("customer 100: stale"))
+    explained = stale.split("\\n")[1:]
+    assert "    account ph100x1 name: 'Alice' -> 'Alicia'" in explained, stale
+    assert "    agreement Call recording quantity: 2 -> 5" in explained, stale
     # Nothing was applied for the stale customer.
     assert run_cli("--backend", url, "state", "dump", "--format", "json").out == before
 
