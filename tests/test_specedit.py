@@ -397,3 +397,58 @@ def test_an_empty_section_with_nothing_appended_is_left_as_it_is() -> None:
         edit(before, ("remove_entry", ("extensions", 0)), ("remove_entry", ("auto_attendants", 0)))
         == before
     )
+
+
+def test_a_comment_above_an_entry_goes_with_it_unless_a_blank_line_parts_them() -> None:
+    second = '  - extension: "2"\n    name: B\n    product: P\n'
+    parted = HEAD + ENTRY + "  # about 2\n\n" + second
+    assert edit(parted, ("remove_entry", ("extensions", 1))) == HEAD + ENTRY + "  # about 2\n\n"
+    # A dash at an odd column: the comment at that column belongs to the entry below it.
+    odd = HEAD + 'extensions:\n - extension: "1"\n   name: A\n   product: P\n # about 2\n'
+    odd_second = ' - extension: "2"\n   name: B\n   product: P\n'
+    assert edit(odd + odd_second, ("remove_entry", ("extensions", 1))) == odd.replace(
+        " # about 2\n", ""
+    )
+
+
+def test_a_single_quoted_name_is_renamed_in_single_quotes() -> None:
+    before = HEAD + "extensions:\n  - extension: '3'\n    name: 'Dan'\n    product: P\n"
+    after = edit(before, ("set_scalar", (("extensions", 0, "name"), "Dan O'Neil")))
+    assert after == before.replace("'Dan'", "'Dan O''Neil'")
+
+
+@pytest.mark.parametrize("empty", ["", " ~", " null", " []"])
+def test_entries_appended_to_a_section_left_empty(empty: str) -> None:
+    after = edit(HEAD + f"extensions:{empty}\n", ("append_entry", ("extensions", EXT3)))
+    assert after == HEAD + 'extensions:\n  - extension: "3"\n    name: C\n    product: P\n'
+
+
+def test_an_entry_whose_dash_is_alone_on_its_line_is_refused() -> None:
+    before = HEAD + 'extensions:\n  -\n    extension: "1"\n    name: A\n    product: P\n'
+    with pytest.raises(SpecEditError) as raised:
+        edit(before, ("remove_entry", ("extensions", 0)))
+    assert str(raised.value) == "a sequence item that does not start its own line"
+
+
+def test_an_explicit_key_without_a_value_is_refused() -> None:
+    with pytest.raises(SpecEditError) as raised:
+        edit(HEAD + "? extensions\n", ("append_entry", ("extensions", EXT3)))
+    assert str(raised.value) == "a key without its colon"
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("Anna ", '"Anna "'),  # a trailing space would be lost unquoted
+        ("Zoë\u202eevil", '"Zoë\\u202eevil"'),  # a bidi override is written as an escape
+    ],
+)
+def test_values_that_must_not_be_plain(value: str, written: str) -> None:
+    assert plain_or_quoted(value) == written
+    assert yaml.safe_load(f"k: {written}") == {"k": value}
+
+
+def test_a_key_added_to_an_entry_of_one_key_lines_up_with_it() -> None:
+    before = HEAD + 'extensions:\n  - extension: "1"\n'
+    after = edit(before, ("set_list", (("extensions", 0), "dids", [], ["1234567"], "did")))
+    assert after == before + '    dids: ["1234567"]\n'
