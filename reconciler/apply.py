@@ -7,8 +7,8 @@ skipped; the other customers proceed.
 
 An interrupt (SIGINT, SIGTERM) never cuts a write in half: ``StopSignals`` turns it into a stop
 request that apply honours at the next safe point. On a backend that writes change by change
-that is before the next change (the one in flight finishes and is audited); on a transactional
-backend it is between customers (the customer in flight commits whole, with its audit rows).
+that is before the next change (the one in flight finishes and is audited); on a backend with
+transactions it is between customers (the customer in flight commits whole, with its audit rows).
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from types import FrameType
 from typing import Any, Self
 
 from reconciler.auditchain import AuditChainBroken
-from reconciler.backends.base import AuditEntry, Backend
+from reconciler.backends.base import AuditEntry, Backend, CustomerSession
+from reconciler.changes import Change, CreateAccount
 from reconciler.diff import fingerprint
 from reconciler.errors import BackendError, ReconcilerError
-from reconciler.model import Change, CustomerState, managed_kind
+from reconciler.model import Catalogue, CustomerState, managed_kind
 from reconciler.plan import CustomerPlan, Plan
+from reconciler.rules import block_refused, product_fault, product_usage, quantity_uses
 
 APPLIED, NOTHING, SKIPPED, STALE, UNSAFE, FAILED, REFUSED = (
     "applied", "no changes", "skipped", "stale", "unsafe", "failed", "refused",
@@ -164,112 +166,180 @@ def apply_plan(
 
     ``stop`` is asked before each customer and, on a backend that writes change by change,
     before each change: once it says yes, the customer in flight ends after its current write
-    (``INTERRUPTED``, with ``done`` exact) or, on a transactional backend, after its commit;
+    (``INTERRUPTED``, with ``done`` exact) or, on a backend with transactions, after its commit;
     customers with changes not yet started are ``NOT_STARTED``. Every write that reached
     billing is in the audit log, whatever stopped the run.
     """
     stopped = stop or (lambda: False)
     if any(c.changes and not c.errors for c in plan.customers):
-        if not backend.transactional:
-            backend.check_audit_writable()  # before the first write, not after it
+        backend.check_audit_writable()  # before the first write, not after it
         # Once per run, before the first write: a broken chain refuses the whole apply. Appends
         # then only verify what others added since (the backend keeps the verified head).
         backend.verify_audit()
+    writes = WHOLE if backend.capabilities.transactions else EACH
     catalogue = backend.catalogue()
-    return [_apply_customer(c, backend, catalogue, force, commit, stopped) for c in plan.customers]
+    run = _Run(backend, catalogue, writes, force, commit, stopped)
+    return [_apply_customer(c, run) for c in plan.customers]
 
 
-def _apply_customer(
-    customer_plan: CustomerPlan,
-    backend: Backend,
-    catalogue: object,
-    force: bool,
-    commit: str | None,
-    stop: Callable[[], bool],
-) -> ApplyOutcome:
+@dataclass(frozen=True)
+class _Run:
+    """What every customer of one apply shares."""
+
+    backend: Backend
+    catalogue: Catalogue
+    writes: Writes
+    force: bool
+    commit: str | None
+    stop: Callable[[], bool]
+
+
+def _apply_customer(customer_plan: CustomerPlan, run: _Run) -> ApplyOutcome:
     cid = customer_plan.customer
     planned = len(customer_plan.changes)
-    if customer_plan.errors:
-        return ApplyOutcome(cid, SKIPPED, f"{len(customer_plan.errors)} problem(s) in the plan", planned=planned)
-    if customer_plan.unsafe and not force:
-        return ApplyOutcome(cid, UNSAFE, f"{customer_plan.unsafe_reason}", planned=planned)
-    if not customer_plan.changes:
-        return ApplyOutcome(cid, NOTHING)
-    if stop():
-        return ApplyOutcome(cid, NOT_STARTED, "nothing was changed for this customer", planned=planned)
+    skipped = _not_applied(customer_plan, run)
+    if skipped is not None:
+        return skipped
     try:
-        with backend.customer_session(cid, catalogue) as session:  # type: ignore[arg-type]
+        with run.backend.customer_session(cid, run.catalogue) as session:
             state = session.read()
-            if state is None or fingerprint(state) != customer_plan.fingerprint:
-                from reconciler.staleness import explain_stale
-
-                changed = explain_stale(customer_plan.snapshot, state)
-                return ApplyOutcome(
-                    cid,
-                    STALE,
-                    "billing state changed since the plan was made; plan again"
-                    + "".join(f"\n    {line}" for line in changed),
-                    planned=planned,
-                )
-            refused = out_of_bounds(customer_plan.changes, state)
-            if refused:
-                return ApplyOutcome(
-                    cid,
-                    REFUSED,
-                    "the plan holds changes this customer may not make: " + "; ".join(refused[:5]),
-                    planned=planned,
-                )
-            if stop():
+            refused = _refused(customer_plan, state)
+            if refused is not None:
+                return refused
+            if run.stop():
                 # Asked while the lock was taken and the state read: nothing is written yet.
-                return ApplyOutcome(cid, NOT_STARTED, "nothing was changed for this customer", planned=planned)
+                return _not_started(customer_plan)
             now = datetime.now(UTC).isoformat(timespec="seconds")
             fp = customer_plan.fingerprint
 
-            def audit(change: Change) -> None:
-                # Change by change on a backend that cannot roll back: every write that reached
-                # billing is in the audit log before the next one starts.
-                try:
-                    _record(session, [change], cid, fp, now, commit)
-                except (ReconcilerError, OSError) as exc:
-                    if isinstance(exc, AuditChainBroken) and exc.recorded:
-                        # Someone broke the chain during this run: the change is recorded after
-                        # the break all the same, and nothing more is written.
-                        raise BackendError(
-                            f"{change.op} {change.account} reached billing and is recorded, but "
-                            f"{exc}; stopped"
-                        ) from None
-                    raise BackendError(
-                        f"{change.op} {change.account} reached billing but could not be recorded in "
-                        f"the audit log {backend.audit_location()} ({exc}); stopped so that no "
-                        "further change goes unrecorded"
-                    ) from None
+            def record(changes: list[Change]) -> None:
+                _record(session, changes, cid, fp, now, run.commit)
 
-            try:
-                session.execute(
-                    customer_plan.changes,
-                    on_written=None if backend.transactional else audit,
-                    stop=None if backend.transactional else stop,
-                )
-            except ReconcilerError as exc:
-                if backend.transactional:
-                    raise  # the session rolls the whole customer back
-                return ApplyOutcome(cid, FAILED, str(exc), done=session.done, planned=planned)
-            if backend.transactional:
-                # The audit rows join the customer's transaction: both commit, or neither.
-                _record(session, customer_plan.changes, cid, fp, now, commit)
-                return ApplyOutcome(cid, APPLIED, done=list(customer_plan.changes), planned=planned)
-            done = session.done
-            if len(done) < planned:
-                # Only a stop request makes a session return early without an error.
-                if not done:
-                    return ApplyOutcome(cid, NOT_STARTED, "nothing was changed for this customer",
-                                        planned=planned)
-                return ApplyOutcome(cid, INTERRUPTED, f"stopped after {len(done)} of {planned} change(s)",
-                                    done=done, planned=planned)
-            return ApplyOutcome(cid, APPLIED, done=done, planned=planned)
+            return run.writes.write(session, customer_plan, record, run)
     except ReconcilerError as exc:
-        suffix = "; nothing was changed for this customer" if backend.transactional else ""
-        return ApplyOutcome(cid, FAILED, f"{exc}{suffix}", planned=planned)
+        return ApplyOutcome(cid, FAILED, f"{exc}{run.writes.failed_suffix}", planned=planned)
+
+
+def _not_applied(customer_plan: CustomerPlan, run: _Run) -> ApplyOutcome | None:
+    """The outcome of a customer that is not even locked: problems, unsafe, nothing, stopping."""
+    cid = customer_plan.customer
+    planned = len(customer_plan.changes)
+    if customer_plan.errors:
+        problems = f"{len(customer_plan.errors)} problem(s) in the plan"
+        return ApplyOutcome(cid, SKIPPED, problems, planned=planned)
+    if customer_plan.unsafe and not run.force:
+        return ApplyOutcome(cid, UNSAFE, f"{customer_plan.unsafe_reason}", planned=planned)
+    if not customer_plan.changes:
+        return ApplyOutcome(cid, NOTHING)
+    if run.stop():
+        return _not_started(customer_plan)
+    return None
+
+
+def _not_started(customer_plan: CustomerPlan) -> ApplyOutcome:
+    return ApplyOutcome(
+        customer_plan.customer,
+        NOT_STARTED,
+        "nothing was changed for this customer",
+        planned=len(customer_plan.changes),
+    )
+
+
+def _refused(customer_plan: CustomerPlan, state: CustomerState | None) -> ApplyOutcome | None:
+    """STALE if billing changed since the plan, REFUSED if the plan oversteps (the state read
+    under the lock); None if the changes may be written."""
+    cid = customer_plan.customer
+    planned = len(customer_plan.changes)
+    if state is None or fingerprint(state) != customer_plan.fingerprint:
+        from reconciler.staleness import explain_stale
+
+        changed = explain_stale(customer_plan.snapshot, state)
+        return ApplyOutcome(
+            cid,
+            STALE,
+            "billing state changed since the plan was made; plan again"
+            + "".join(f"\n    {line}" for line in changed),
+            planned=planned,
+        )
+    refused = out_of_bounds(customer_plan.changes, state)
+    if refused:
+        return ApplyOutcome(
+            cid,
+            REFUSED,
+            "the plan holds changes this customer may not make: " + "; ".join(refused[:5]),
+            planned=planned,
+        )
+    return None
+
+
+# ---- the two ways of writing a customer, chosen once per run from the backend's capabilities ---
+
+
+Record = Callable[[list[Change]], None]
+
+
+@dataclass(frozen=True)
+class Writes:
+    """How a customer's changes are written and audited, and what a failure leaves behind."""
+
+    write: Callable[[CustomerSession, CustomerPlan, Record, _Run], ApplyOutcome]
+    failed_suffix: str
+
+
+def _write_whole(
+    session: CustomerSession, customer_plan: CustomerPlan, record: Record, run: _Run
+) -> ApplyOutcome:
+    """With transactions: the changes, then their audit rows in the same transaction; both
+    commit, or neither (a failure propagates and the session rolls the customer back)."""
+    session.execute(customer_plan.changes)
+    record(customer_plan.changes)
+    changes = list(customer_plan.changes)
+    return ApplyOutcome(customer_plan.customer, APPLIED, done=changes, planned=len(changes))
+
+
+def _write_each(
+    session: CustomerSession, customer_plan: CustomerPlan, record: Record, run: _Run
+) -> ApplyOutcome:
+    """Change by change: each write that reached billing is audited before the next starts, and
+    a stop request ends the customer after the write in flight; ``done`` stays exact."""
+    cid = customer_plan.customer
+    planned = len(customer_plan.changes)
+
+    def audit(change: Change) -> None:
+        # Change by change on a backend that cannot roll back: every write that reached
+        # billing is in the audit log before the next one starts.
+        try:
+            record([change])
+        except (ReconcilerError, OSError) as exc:
+            if isinstance(exc, AuditChainBroken) and exc.recorded:
+                # Someone broke the chain during this run: the change is recorded after
+                # the break all the same, and nothing more is written.
+                raise BackendError(
+                    f"{change.op} {change.account} reached billing and is recorded, but "
+                    f"{exc}; stopped"
+                ) from None
+            raise BackendError(
+                f"{change.op} {change.account} reached billing but could not be recorded in "
+                f"the audit log {run.backend.audit_location()} ({exc}); stopped so that no "
+                "further change goes unrecorded"
+            ) from None
+
+    try:
+        session.execute(customer_plan.changes, on_written=audit, stop=run.stop)
+    except ReconcilerError as exc:
+        return ApplyOutcome(cid, FAILED, str(exc), done=session.done, planned=planned)
+    done = session.done
+    if len(done) < planned:
+        # Only a stop request makes a session return early without an error.
+        if not done:
+            return _not_started(customer_plan)
+        return ApplyOutcome(cid, INTERRUPTED, f"stopped after {len(done)} of {planned} change(s)",
+                            done=done, planned=planned)
+    return ApplyOutcome(cid, APPLIED, done=done, planned=planned)
+
+
+WHOLE = Writes(_write_whole, failed_suffix="; nothing was changed for this customer")
+EACH = Writes(_write_each, failed_suffix="")
 
 
 def out_of_bounds(changes: list[Change], state: CustomerState) -> list[str]:
@@ -277,8 +347,8 @@ def out_of_bounds(changes: list[Change], state: CustomerState) -> list[str]:
 
     A plan made by ``plan`` never holds them; a saved plan is a file anyone could edit, so apply
     checks, against the state read under the lock, that every change stays on this customer's
-    managed accounts and DID pool, off administrator-blocked accounts, and within its self-care
-    role.
+    managed accounts and DID pool, off administrator-blocked accounts, within its self-care
+    role and within its agreement (the rules of reconciler/rules.py, which the plan keeps too).
     """
     customer = state.customer
     accounts = {a.id: a for a in state.accounts}
@@ -291,70 +361,42 @@ def out_of_bounds(changes: list[Change], state: CustomerState) -> list[str]:
         if kind is None or item.account in state.foreign_ids:
             found.append(f"{where}: not a managed account of customer {customer.id}")
             continue
-        if item.op == "create_account":
-            if existing is not None or item.get("kind") != kind:
+        if isinstance(item, CreateAccount):
+            if existing is not None or item.kind != kind:
                 found.append(f"{where}: the account exists already or its kind is not {kind}")
             created.add(item.account)
         elif existing is None and item.account not in created:
             found.append(f"{where}: no such account of customer {customer.id}")
         elif existing is not None and existing.blocked_by == "admin":
             found.append(f"{where}: blocked by the administrator")
-        if item.op == "add_alias" and item.get("did") not in customer.dids:
-            found.append(f"{where}: DID {item.get('did')} is not in the customer's pool")
-        blocks = item.op in ("block", "unblock") or (item.op == "create_account" and item.get("blocked"))
-        if blocks and not customer.block_extensions:
+        did = item.assigns_did
+        if did is not None and did not in customer.dids:
+            found.append(f"{where}: DID {did} is not in the customer's pool")
+        if block_refused(customer, item):
             found.append(f"{where}: the self-care role does not allow blocking")
-        for product, wanted in _assigned_products(item):
-            known = state.catalogue.by_name(product)
-            if known is None or known.type != wanted or customer.quantity_for(product) is None:
-                found.append(f"{where}: {product!r} is not a {wanted} product of the agreement")
-    found.extend(_over_quantity(changes, state))
+        for use in item.assigns:
+            if product_fault(use.product, use.type, state.catalogue, customer) is not None:
+                found.append(
+                    f"{where}: {use.product!r} is not a {use.type} product of the agreement"
+                )
+    found.extend(over_quantity(changes, state))
     return found
 
 
-def _assigned_products(item: Change) -> list[tuple[str, str]]:
-    """(product, "main" | "addon") that a change newly assigns."""
-    if item.op == "create_account":
-        return [(item.get("product"), "main")] + [(a, "addon") for a in item.get("addons")]
-    if item.op == "set_product":
-        return [(item.get("to"), "main")]
-    if item.op == "add_addon":
-        return [(item.get("product"), "addon")]
-    return []
-
-
-def _over_quantity(changes: list[Change], state: CustomerState) -> list[str]:
+def over_quantity(changes: list[Change], state: CustomerState) -> list[str]:
     """Products whose use after the changes exceeds the agreement and grows (the plan's rule)."""
-    products = {a.id: ({a.product} if a.product else set()) | set(a.addons) for a in state.accounts if a.is_open}
-    before: dict[str, int] = {}
-    for used in products.values():
-        for product in used:
-            before[product] = before.get(product, 0) + 1
-    for item in changes:
-        used = products.setdefault(item.account, set())
-        if item.op == "terminate_account":
-            products.pop(item.account, None)
-        elif item.op == "create_account":
-            used |= {item.get("product"), *item.get("addons")}
-        elif item.op == "set_product":
-            used.discard(item.get("from"))
-            used.add(item.get("to"))
-        elif item.op == "add_addon":
-            used.add(item.get("product"))
-        elif item.op == "remove_addon":
-            used.discard(item.get("product"))
-    after: dict[str, int] = {}
-    for used in products.values():
-        for product in used:
-            after[product] = after.get(product, 0) + 1
+    usage = product_usage(state, changes)
     return [
-        f"{product!r} would be used by {after.get(product, 0)} accounts; the agreement allows {quantity}"
-        for product, quantity in state.customer.agreement
-        if quantity and after.get(product, 0) > quantity and after.get(product, 0) > before.get(product, 0)
+        f"{use.product!r} would be used by {use.after} accounts; "
+        f"the agreement allows {use.quantity}"
+        for use in quantity_uses(state.customer, usage)
+        if use.over
     ]
 
 
-def _record(session, changes: list[Change], cid: int, fp: str | None, now: str, commit: str | None) -> None:  # type: ignore[no-untyped-def]
+def _record(  # type: ignore[no-untyped-def]
+    session, changes: list[Change], cid: int, fp: str | None, now: str, commit: str | None
+) -> None:
     if not changes:
         return
     session.record(

@@ -111,7 +111,8 @@ def body_problem(body: Mapping[str, Any]) -> str:
     try:
         if (type(body["time"]) is str and type(body["customer"]) is int and type(body["op"]) is str
                 and type(body["account"]) is str and type(body["change"]) is dict
-                and type(body["fingerprint"]) is str and type(body["git_commit"]) in (str, type(None))
+                and type(body["fingerprint"]) is str
+                and type(body["git_commit"]) in (str, type(None))
                 and type(body.get("prev")) in (str, type(None))):
             return ""
     except KeyError as exc:
@@ -163,7 +164,8 @@ class Stored:
         if body.get("op") == NEW_CHAIN:
             parts.append("a chain restart")
         elif "customer" in body or "op" in body:
-            parts.append(f"customer {body.get('customer')}, {body.get('op')} {body.get('account', '')}".rstrip())
+            parts.append(f"customer {body.get('customer')}, {body.get('op')} "
+                         f"{body.get('account', '')}".rstrip())
         return f"{self.where} ({', '.join(parts)})" if parts else self.where
 
 
@@ -213,15 +215,16 @@ class Verdict:
                 "where": self.problem.where, "entry": self.problem.label, "what": self.problem.what,
             },
             "restarts": [
-                {"entry": r.label, "reason": r.reason, "replaces": r.replaces, "broken_at": r.broken_at}
+                {"entry": r.label, "reason": r.reason, "replaces": r.replaces,
+                 "broken_at": r.broken_at}
                 for r in self.restarts
             ],
         }
 
     def restart_lines(self) -> list[str]:
         return [
-            f"the chain was restarted at {r.label}: {r.reason!r} (it replaced the head {r.replaces}; "
-            f"the old chain broke at {r.broken_at})"
+            f"the chain was restarted at {r.label}: {r.reason!r} (it replaced the head "
+            f"{r.replaces}; the old chain broke at {r.broken_at})"
             for r in self.restarts
         ]
 
@@ -288,7 +291,8 @@ class ChainCheck:
         if record.hash is None or entry_hash(body) != record.hash:
             what = "was edited: this chain restart does not match its hash"
         elif body.get("prev") != expected or change.get("replaces") != expected:
-            what = f"this chain restart does not follow the entry before it ({self._last_where or 'none'})"
+            before = self._last_where or "none"
+            what = f"this chain restart does not follow the entry before it ({before})"
         elif change.get("entries") != self.count - 1:
             what = (f"entries before this chain restart were removed or added: it was made after "
                     f"{change.get('entries')} entries, {self.count - 1} precede it now")
@@ -342,7 +346,7 @@ def check(records: Iterable[Stored]) -> tuple[ChainCheck, list[AuditEntry], list
 
 
 def restart_change(reason: str, chain: ChainCheck) -> dict[str, Any]:
-    """The ``change`` of a chain restart made after what ``chain`` has read (which must be broken)."""
+    """The ``change`` of a chain restart made after what ``chain`` read (which must be broken)."""
     assert chain.problem is not None
     verdict = chain.verdict()
     assert verdict.problem is not None
@@ -362,8 +366,8 @@ def refusal(verdict: Verdict, location: str) -> str:
     assert verdict.problem is not None
     return (
         f"the audit log ({location}) is broken at {verdict.problem.sentence()}; nothing is "
-        "appended to a broken chain. Check it with `reconciler history --verify`; once the cause is "
-        "understood, `reconciler history --new-chain --reason TEXT` starts a new chain (itself "
+        "appended to a broken chain. Check it with `reconciler history --verify`; once the cause "
+        "is understood, `reconciler history --new-chain --reason TEXT` starts a new chain (itself "
         "recorded in the log)"
     )
 

@@ -25,10 +25,6 @@ class BackendNotFound(BackendError):
     """The backend named by the URL does not exist (e.g. a missing database file)."""
 
 
-class StaleStateError(ReconcilerError):
-    """Billing state changed since the plan was computed."""
-
-
 class LockTimeout(ReconcilerError):
     """Another apply holds the customer's lock for longer than we are willing to wait."""
 

@@ -71,7 +71,8 @@ def format_text(original: str, file: str, limits: Limits | None = None) -> Forma
     if loaded.root is None:
         return Formatted(file, original, text=original)  # empty, or comments only
     if not isinstance(loaded.data, dict):
-        return Formatted(file, original, problems=(loaded.problem("schema", "not a spec: the file is not a mapping"),))
+        problem = loaded.problem("schema", "not a spec: the file is not a mapping")
+        return Formatted(file, original, problems=(problem,))
     newline = newline_of(original)
     try:
         # ruamel writes "\n" (and keeps a "\r" only in comments): the file's own line break is
@@ -128,7 +129,9 @@ def _reformat(original: str, loaded: LoadedYaml) -> str:
     if isinstance(document.get("customer"), CommentedMap):
         _order(document["customer"], CUSTOMER_ORDER)
         if "name" in _quoted_texts(data.get("customer")):
-            document["customer"]["name"] = DoubleQuotedScalarString(loaded.written(("customer", "name")) or "")
+            document["customer"]["name"] = DoubleQuotedScalarString(
+                loaded.written(("customer", "name")) or ""
+            )
     for section, order in ENTRY_ORDER.items():
         entries = document.get(section)
         written = data.get(section)
@@ -140,12 +143,18 @@ def _reformat(original: str, loaded: LoadedYaml) -> str:
             _order(entry, order, seq=entries, index=index)
             for key, written in _quoted_texts(values).items():
                 if isinstance(key, str):
-                    entry[key] = DoubleQuotedScalarString(loaded.written((section, index, key)) or written)
+                    entry[key] = DoubleQuotedScalarString(loaded.written((section, index, key))
+                                                          or written)
             addons = entry.get("addons")
             for position in _quoted_texts(values.get("addons")):
-                if isinstance(addons, CommentedSeq) and isinstance(position, int) and position < len(addons):
+                if (
+                    isinstance(addons, CommentedSeq)
+                    and isinstance(position, int)
+                    and position < len(addons)
+                ):
                     addons[position] = DoubleQuotedScalarString(
-                        loaded.written((section, index, "addons", position)) or str(addons[position]))
+                        loaded.written((section, index, "addons", position))
+                        or str(addons[position]))
             if isinstance(values.get("extension"), str):
                 # The reconciler's loader keeps an extension as written: 0466 stays "0466".
                 entry["extension"] = DoubleQuotedScalarString(values["extension"])
@@ -185,7 +194,8 @@ def _quoted_texts(values: Any) -> dict[str | int, Any]:
         return {i: v for i, v in enumerate(values) if _reads_as_other(v)}
     if not isinstance(values, dict):
         return {}
-    return {key: values[key] for key in _TEXT_KEYS if key in values and _reads_as_other(values[key])}
+    return {key: values[key] for key in _TEXT_KEYS
+            if key in values and _reads_as_other(values[key])}
 
 
 def _reads_as_other(value: Any) -> bool:

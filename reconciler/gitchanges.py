@@ -98,8 +98,8 @@ def repository_of(paths: list[str], *, cwd: str | None = None) -> str:
     if len(found) > 1:
         listing = "; ".join(f"{top}: {', '.join(held)}" for top, held in sorted(found.items()))
         raise GitChangesError(
-            f"the spec paths are in {len(found)} git repositories ({listing}); a git ref belongs to "
-            "one repository: run one command per repository"
+            f"the spec paths are in {len(found)} git repositories ({listing}); a git ref belongs "
+            "to one repository: run one command per repository"
         )
     return next(iter(found))
 
@@ -142,7 +142,8 @@ def _parse_name_status(output: str) -> tuple[set[str], set[str]]:
 
 
 def _as_given(root_relative: set[str], toplevel: str, given: list[tuple[str, str]]) -> list[str]:
-    """Repository paths of spec files, spelt under the spec path (as the user gave it) holding them."""
+    """Repository paths of spec files, spelt under the spec path (as the user gave it)
+    holding them."""
     result = set()
     for path in root_relative:
         if not is_spec_name(path):
@@ -153,7 +154,11 @@ def _as_given(root_relative: set[str], toplevel: str, given: list[tuple[str, str
                 result.add(Path(os.path.normpath(spelt)).as_posix())
                 break
             if real.startswith(prefix.rstrip(os.sep) + os.sep):
-                result.add(Path(os.path.normpath(os.path.join(spelt, os.path.relpath(real, prefix)))).as_posix())
+                result.add(
+                    Path(
+                        os.path.normpath(os.path.join(spelt, os.path.relpath(real, prefix)))
+                    ).as_posix()
+                )
                 break
     return sorted(result)
 

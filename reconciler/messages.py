@@ -31,7 +31,9 @@ _ITEM_NAMES = {
 
 def ordinal(number: int) -> str:
     """1 -> '1st', 2 -> '2nd', 11 -> '11th', 23 -> '23rd'."""
-    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    if 10 <= number % 100 <= 20:
+        return f"{number}th"
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
     return f"{number}{suffix}"
 
 
@@ -91,7 +93,12 @@ def _kind(value: Any) -> str:
 
 def _yaml_scalar(text: str) -> str:
     """A value as it reads in a flow list: quoted when YAML would not read it as text."""
-    if text and reads_as_text(text) and text == text.strip() and not any(c in text for c in ",[]{}#:"):
+    if (
+        text
+        and reads_as_text(text)
+        and text == text.strip()
+        and not any(c in text for c in ",[]{}#:")
+    ):
         return text
     return json.dumps(text, ensure_ascii=False)
 
@@ -110,7 +117,9 @@ def schema_problems(
         path = tuple(error.absolute_path)
         validator = error.validator
         if validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
+            allowed = (
+                set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
+            )
             for key in sorted((k for k in error.instance if k not in allowed), key=str):
                 guess = suggest_key(key, allowed - set(error.instance))
                 if guess is not None:
@@ -154,7 +163,9 @@ def _repeated_items(loaded: LoadedYaml, path: Path, items: list[Any]) -> list[tu
             first[marker] = index
             continue
         line, _ = loaded.locate(path + (first[marker],))
-        message = f"{breadcrumb(path)}: {item!r} is listed twice (first at line {line}); say it once"
+        message = (
+            f"{breadcrumb(path)}: {item!r} is listed twice (first at line {line}); say it once"
+        )
         found.append((index, loaded.problem("schema", message, path + (index,))))
     return found
 
@@ -197,7 +208,11 @@ def _type_message(wanted: list[str], value: Any, written: str | None, key: str, 
     # Quoting helps only where text is wanted: an auto attendant number takes "1" as well as 1,
     # but 1.0 or true quoted is still no whole number, so those are told so below.
     if "string" in wanted and "integer" not in wanted and isinstance(value, (bool, int, float)):
-        how = f"the boolean {str(value).lower()}" if isinstance(value, bool) else f"the number {value!r}"
+        how = (
+            f"the boolean {str(value).lower()}"
+            if isinstance(value, bool)
+            else f"the number {value!r}"
+        )
         return (
             f"{shown} is read by YAML as {how}, not as text; to mean the text, quote it: "
             f"{key}: {json.dumps(str(shown), ensure_ascii=False)}"
@@ -219,7 +234,8 @@ def _type_message(wanted: list[str], value: Any, written: str | None, key: str, 
         return f"a mapping (key: value lines) is wanted, not {_kind(value)}"
     if "integer" in wanted:
         if isinstance(value, bool):
-            return f"{shown} is read by YAML as the boolean {str(value).lower()}; a whole number is wanted"
+            return (f"{shown} is read by YAML as the boolean {str(value).lower()}; "
+                    "a whole number is wanted")
         if isinstance(value, float):
             return f"{shown} is not a whole number"
         if isinstance(value, str) and value.strip().isdigit():

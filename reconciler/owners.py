@@ -87,7 +87,9 @@ class OwnersMap:
             relative = os.path.relpath(real, self.root)
             outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
             self._folders_in_repo[folder] = (
-                None if outside else "" if relative == os.curdir else relative.replace(os.sep, "/") + "/"
+                None if outside
+                else "" if relative == os.curdir
+                else relative.replace(os.sep, "/") + "/"
             )
         prefix = self._folders_in_repo[folder]
         return None if prefix is None else prefix + name
@@ -117,8 +119,9 @@ class OwnersMap:
         assert where is not None
         bound = self._by_file.get(where)
         if bound is None:
-            return (f"this file is not in the owners map {self.display}, which binds each spec file "
-                    "to its customer: nothing is planned for it until the provider adds it there")
+            return (f"this file is not in the owners map {self.display}, which binds each "
+                    "spec file to its customer: nothing is planned for it until the provider "
+                    "adds it there")
         if customer_id is None or customer_id == bound.customer:
             return None
         other = self._by_id.get(customer_id)
@@ -160,7 +163,7 @@ def check_saved_plan(plan: SavedCustomers, owners: OwnersMap) -> None:
     plan.customers = kept
 
 
-# ---- finding and loading the map -------------------------------------------------------------------
+# ---- finding and loading the map -----------------------------------------------------------------
 
 
 def top_folder(path: str) -> str | None:
@@ -180,7 +183,8 @@ def top_folder(path: str) -> str | None:
         current = parent
 
 
-def find_owners(paths: Sequence[str], *, given: str | None = None, required: bool = False) -> OwnersMap | None:
+def find_owners(paths: Sequence[str], *, given: str | None = None,
+                required: bool = False) -> OwnersMap | None:
     """The owners map for a command on ``paths``: ``given`` (``--owners``/``RECONCILER_OWNERS``),
     else ``owners.yaml`` at the repository's top folder; None when there is none and none is
     required. Raises UsageError for a missing map that was given or required, OwnersMapError for
@@ -189,8 +193,8 @@ def find_owners(paths: Sequence[str], *, given: str | None = None, required: boo
     candidates = [os.path.join(root, OWNERS_FILE) for root in roots]
     if len(roots) > 1 and (given or required or any(os.path.exists(c) for c in candidates)):
         raise UsageError(
-            f"the spec paths are in {len(roots)} repositories ({', '.join(roots)}); each has its own "
-            "owners map: run one command per repository"
+            f"the spec paths are in {len(roots)} repositories ({', '.join(roots)}); each has its "
+            "own owners map: run one command per repository"
         )
     root = roots[0]
     candidates = [_shown(c) for c in candidates]
@@ -213,9 +217,11 @@ def load_owners(path: str, root: str, *, required: bool = False) -> OwnersMap:
     loaded = load_yaml(path, path, Limits.from_env())
     problems = list(loaded.problems)
     if not problems and loaded.root is None:
-        problems.append(Problem("schema", "the file is empty: an owners map needs version, provider and customers", path))
+        problems.append(Problem("schema", "the file is empty: an owners map needs version, "
+                                          "provider and customers", path))
     if not problems and not isinstance(loaded.data, dict):
-        problems.append(loaded.problem("schema", "an owners map must be a mapping (version, provider, customers)"))
+        problems.append(loaded.problem("schema", "an owners map must be a mapping (version, "
+                                                 "provider, customers)"))
     if not problems:
         problems.extend(schema_check(loaded, "owners.schema.json"))
     if problems:
@@ -230,20 +236,24 @@ def load_owners(path: str, root: str, *, required: bool = False) -> OwnersMap:
         file = posixpath.normpath(entry["file"])
         line = loaded.locate(where)[0]
         if file.split("/")[0] == "..":
-            problems.append(loaded.problem("schema", f"{entry['file']} leaves the repository", (*where, "file")))
+            problems.append(loaded.problem("schema", f"{entry['file']} leaves the repository",
+                                           (*where, "file")))
             continue
         if entry["id"] in first_id:
             problems.append(loaded.problem(
-                "schema", f"customer {entry['id']} is listed twice (first at line {first_id[entry['id']]}); "
+                "schema",
+                f"customer {entry['id']} is listed twice (first at line {first_id[entry['id']]}); "
                 "a customer has one spec file", (*where, "id")))
             continue
         if file in first_file:
             problems.append(loaded.problem(
-                "schema", f"{file} is listed twice (first at line {first_file[file]}); a spec file speaks "
+                "schema",
+                f"{file} is listed twice (first at line {first_file[file]}); a spec file speaks "
                 "for one customer", (*where, "file")))
             continue
         if not is_spec_name(file):
-            problems.append(loaded.problem("schema", f"{file} is not a spec file (.yaml or .yml)", (*where, "file")))
+            problems.append(loaded.problem("schema", f"{file} is not a spec file (.yaml or .yml)",
+                                           (*where, "file")))
             continue
         if not any(f == "." or file.startswith(f + "/") for f in folders):
             problems.append(loaded.problem(
@@ -253,8 +263,10 @@ def load_owners(path: str, root: str, *, required: bool = False) -> OwnersMap:
         first_id[entry["id"]] = first_file[file] = line or 0
         bindings.append(Binding(entry["id"], file, tuple(entry.get("editors") or ())))
     if problems:
-        raise OwnersMapError(f"{path}: the owners map is not consistent", sorted(problems, key=Problem.sort_key))
-    return OwnersMap(path, os.path.realpath(root), tuple(data["provider"]), tuple(bindings), folders, required)
+        raise OwnersMapError(f"{path}: the owners map is not consistent",
+                             sorted(problems, key=Problem.sort_key))
+    return OwnersMap(path, os.path.realpath(root), tuple(data["provider"]), tuple(bindings),
+                     folders, required)
 
 
 def _shown(path: str) -> str:
@@ -267,7 +279,7 @@ def _folder(text: str) -> str:
     return posixpath.normpath(text.rstrip("/") or ".")
 
 
-# ---- CODEOWNERS ------------------------------------------------------------------------------------
+# ---- CODEOWNERS ----------------------------------------------------------------------------------
 
 
 def codeowners(owners: OwnersMap) -> str:
@@ -292,7 +304,8 @@ def codeowners(owners: OwnersMap) -> str:
         for binding in sorted(owners.bindings, key=lambda b: b.file):
             names = list(dict.fromkeys([*binding.editors, *owners.provider]))
             lines.append(f"/{binding.file} {' '.join(names)}")
-    lines += ["", "# The provider alone, last, so that no pattern above can hand these to anyone else."]
+    lines += ["",
+              "# The provider alone, last, so that no pattern above can hand these to anyone else."]
     for path in (f"/{map_path}", *PROVIDER_PATHS):
         lines.append(f"{path} {provider}")
     return "\n".join(lines) + "\n"

@@ -211,9 +211,49 @@ def check_named_customers(
     raise UsageError(f"no spec file describes customer {names} (given with --customer)")
 
 
-_collections_lock = threading.Lock()
-_collections_depth = 0
-_collections_threshold: tuple[int, int, int] = gc.get_threshold()
+class _CollectorTuning:
+    """The collector's settings are the process's: the first of overlapping uses (nested, or in
+    several threads) changes them, the last one out undoes exactly what the first changed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._undo: list[Callable[[], None]] = []
+
+    def enter(self, young: int) -> None:
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                self._undo = self._tune(young)
+
+    def leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for undo in reversed(self._undo):
+                    undo()
+                self._undo = []
+
+    @staticmethod
+    def _tune(young: int) -> list[Callable[[], None]]:
+        undo: list[Callable[[], None]] = []
+        before = gc.get_threshold()
+        if before[0] < young:
+            tuned = (young, *before[1:])
+            gc.set_threshold(*tuned)
+
+            def restore() -> None:
+                if gc.get_threshold() == tuned:  # a threshold someone set meanwhile stays
+                    gc.set_threshold(*before)
+
+            undo.append(restore)
+        if gc.get_freeze_count() == 0:  # objects someone else froze stay frozen
+            gc.freeze()
+            undo.append(gc.unfreeze)
+        return undo
+
+
+_collector = _CollectorTuning()
 
 
 @contextmanager
@@ -226,24 +266,13 @@ def few_collections(young: int = 20_000) -> Iterator[None]:
     full collection walks the whole heap again: a third of the time of a 100,000-account plan.
     Here the young generation is collected after ``young`` allocations, and the objects that
     existed before (modules, the caller's data) are frozen out of the collections. Both are
-    restored when the outermost use ends (planning may run in several threads).
+    undone when the last overlapping use ends (planning may run in several threads).
     """
-    global _collections_depth, _collections_threshold
-    with _collections_lock:
-        if _collections_depth == 0:
-            _collections_threshold = gc.get_threshold()
-            gc.freeze()
-            first, *older = _collections_threshold
-            gc.set_threshold(max(first, young), *older)
-        _collections_depth += 1
+    _collector.enter(young)
     try:
         yield
     finally:
-        with _collections_lock:
-            _collections_depth -= 1
-            if _collections_depth == 0:
-                gc.set_threshold(*_collections_threshold)
-                gc.unfreeze()
+        _collector.leave()
 
 
 def _plan_one(
@@ -300,7 +329,7 @@ class _Planning:
 
 def _reads_concurrently(backend: Backend) -> bool:
     """Does the backend read many customers its own way (a remote one: concurrently)?"""
-    return type(backend).read_customers is not Backend.read_customers
+    return backend.capabilities.concurrent_reads
 
 
 def _loaded_batches(

@@ -64,7 +64,8 @@ def scaffold(version: str) -> list[NewFile]:
                 "the owners map: which file speaks for which customer, who edits it"),
     ]
     files += [
-        NewFile(f"schemas/{schema.name}", _read(schema), "JSON Schema (editors and CI read it here)")
+        NewFile(f"schemas/{schema.name}", _read(schema),
+                "JSON Schema (editors and CI read it here)")
         for schema in sorted(packaged.SCHEMAS.glob("*.json"))
     ]
     files += [
@@ -76,8 +77,10 @@ def scaffold(version: str) -> list[NewFile]:
     files += [
         NewFile(".github/CODEOWNERS", _read(packaged.GITHUB / "CODEOWNERS"),
                 "from owners.yaml: reconciler owners --codeowners > .github/CODEOWNERS"),
-        NewFile(LOCK, _read(packaged.PROJECT / LOCK), "the tool's dependencies, pinned with their hashes"),
-        NewFile(".pre-commit-config.yaml", pre_commit_config(version), "pre-commit hooks: fmt and validate"),
+        NewFile(LOCK, _read(packaged.PROJECT / LOCK),
+                "the tool's dependencies, pinned with their hashes"),
+        NewFile(".pre-commit-config.yaml", pre_commit_config(version),
+                "pre-commit hooks: fmt and validate"),
         NewFile(".gitignore", GITIGNORE, "keeps .reconciler/ and plan.json out of Git"),
     ]
     return files
@@ -164,7 +167,8 @@ def released_workflow(text: str, version: str) -> str:
                 out.append(line)
                 continue
             out.append(" " * key_indent + "run: |\n")
-            out += [" " * (key_indent + 2) + command + "\n" for command in install_script(version).splitlines()]
+            out += [" " * (key_indent + 2) + command + "\n"
+                    for command in install_script(version).splitlines()]
             replaced += 1
             # Skip the old script (a block scalar is indented deeper than its key).
             while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > key_indent):
@@ -218,10 +222,12 @@ def pre_commit_config(version: str) -> str:
     hooks: list[dict[str, Any]] = yaml.safe_load(_read(packaged.PROJECT / ".pre-commit-hooks.yaml"))
     local = []
     for hook in hooks:
-        entry = {k: v for k, v in hook.items() if k not in ("description", "minimum_pre_commit_version")}
+        entry = {k: v for k, v in hook.items()
+                 if k not in ("description", "minimum_pre_commit_version")}
         entry["additional_dependencies"] = [f"pbx-reconciler=={version}"]
         local.append(entry)
-    body = yaml.safe_dump({"repos": [{"repo": "local", "hooks": local}]}, sort_keys=False, width=100)
+    body = yaml.safe_dump({"repos": [{"repo": "local", "hooks": local}]}, sort_keys=False,
+                          width=100)
     return (
         "# pre-commit hooks (https://pre-commit.com): `pre-commit install` runs them before each\n"
         f"# commit. Each installs pbx-reconciler {version} from the package index.\n" + body

@@ -118,7 +118,8 @@ class Selection:
         """Customers named by --customer (and in the shard, if any) that no spec file describes."""
         if self.customers is None:
             return []
-        return sorted(c for c in self.customers - set(seen) if self.shard is None or self.shard.holds(c))
+        return sorted(c for c in self.customers - set(seen) if self.shard is None
+                      or self.shard.holds(c))
 
 
 @dataclass

@@ -36,7 +36,8 @@ class SpecEditError(ReconcilerError):
 
 
 def plain_or_quoted(value: str, like: str | None = None) -> str:
-    """A YAML scalar for ``value``: in the quoting style ``like`` ('"', "'", or plain), if it can be.
+    """A YAML scalar for ``value``: in the quoting style ``like`` ('"', "'", or plain), if it can
+    be.
 
     A value with characters that act on a terminal (a bidi override, a line separator, ``##[``)
     is always double-quoted with those written as escapes (reconciler.render.safe).
@@ -52,7 +53,8 @@ def plain_or_quoted(value: str, like: str | None = None) -> str:
 
 
 def did_scalar(did: str, like: str | None) -> str:
-    """A DID, quoted like the DIDs next to it (digits read as text either way), else in double quotes."""
+    """A DID, quoted like the DIDs next to it (digits read as text either way), else
+    in double quotes."""
     if like == "":
         return did
     return "'" + did + "'" if like == "'" else '"' + did + '"'
@@ -205,13 +207,15 @@ class SpecEditor:
     def set_list(
         self, entry: tuple[Any, ...], key: str, keep: list[int], add: list[str], kind: str
     ) -> None:
-        """Keep the items at ``keep`` of the list ``entry.key``, append ``add``; the key may be absent."""
+        """Keep the items at ``keep`` of the list ``entry.key`` and append ``add``;
+        the key may be absent."""
         mapping = self.node(entry)
         pair = self._pair(mapping, key)
         if pair is None:
             if not add:
                 return
-            self._insert_key(mapping, key, "[" + ", ".join(self._render(kind, v, None) for v in add) + "]")
+            self._insert_key(mapping, key,
+                             "[" + ", ".join(self._render(kind, v, None) for v in add) + "]")
             return
         key_node, node = pair
         if isinstance(node, ScalarNode):
@@ -230,10 +234,13 @@ class SpecEditor:
         if node.flow_style:
             removed = [i for i in range(len(items)) if i not in keep]
             if not removed and items and new:
-                self._add(self._last_char(items[-1]), self._last_char(items[-1]), ", " + ", ".join(new))
+                self._add(self._last_char(items[-1]), self._last_char(items[-1]),
+                          ", " + ", ".join(new))
             elif removed or new:
-                kept = [self.text[items[i].start_mark.index : self._last_char(items[i])] for i in keep]
-                self._add(node.start_mark.index, node.end_mark.index, "[" + ", ".join(kept + new) + "]")
+                kept = [self.text[items[i].start_mark.index : self._last_char(items[i])]
+                        for i in keep]
+                self._add(node.start_mark.index, node.end_mark.index,
+                          "[" + ", ".join(kept + new) + "]")
             return
         for index, item in enumerate(items):
             if index not in keep:
@@ -324,7 +331,9 @@ class SpecEditor:
             column = first.start_mark.column
             flow = bool(getattr(first, "flow_style", False))
             if section.appended:
-                text = "".join(self._block_entry(e, dash, column, flow) for e in section.appended)
+                text = "".join(
+                    self._block_entry(e, dash, column, flow) for e in section.appended
+                )
                 self._add(last_end, last_end, text)
             elif len(section.removed) == len(items):
                 colon = self._colon(key_node)
@@ -336,7 +345,8 @@ class SpecEditor:
                 for index, item in enumerate(node.value)
                 if index not in section.removed
             ]
-            new = ["{" + ", ".join(f"{k}: {v}" for k, v in e.fields) + "}" for e in section.appended]
+            new = ["{" + ", ".join(f"{k}: {v}" for k, v in e.fields) + "}"
+                   for e in section.appended]
             self._add(node.start_mark.index, node.end_mark.index, "[" + ", ".join(kept + new) + "]")
             return
         if isinstance(node, ScalarNode) and (node.value not in ("", "~", "null") or node.style):

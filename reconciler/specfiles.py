@@ -67,7 +67,8 @@ def discover(paths: list[str]) -> list[str]:
         if os.path.isdir(given):
             for folder, subfolders, files in os.walk(given, followlinks=False):
                 subfolders.sort()
-                found.update(os.path.normpath(os.path.join(folder, name)) for name in files if is_spec_name(name))
+                found.update(os.path.normpath(os.path.join(folder, name)) for name in files
+                             if is_spec_name(name))
         elif os.path.exists(given) or os.path.islink(given):
             found.add(os.path.normpath(given))
         else:

@@ -16,7 +16,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark
 from ruamel.yaml.tokens import CommentToken
 
-Line = tuple[str, int]  # a comment line's text (without indentation, "" for a blank line) and column
+# a comment line's text (without indentation, "" for a blank line) and column
+Line = tuple[str, int]
 
 
 def reorder(mapping: CommentedMap, wanted: list[Any], *, seq: CommentedSeq | None = None,
@@ -77,7 +78,9 @@ def _close_up(token: CommentToken) -> None:
     written: the line it ends is shorter now than the flow collection it followed."""
     if token.value.startswith("#"):
         token.value = " " + token.value  # ruamel puts one space before it, this is the second
-    token.start_mark = CommentMark(0)
+    # ruamel annotates start_mark as a StreamMark, yet its own comment tokens carry a CommentMark
+    # (all the emitter reads is the column), as comments.py builds them.
+    token.start_mark = CommentMark(0)  # type: ignore[assignment]
 
 
 def _tail_slot(container: Any, key: Any) -> tuple[Any, Any, int]:

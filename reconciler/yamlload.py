@@ -270,7 +270,9 @@ class _Constructor:
                     else self.scalars.construct_yaml_float(node)
                 )
             except ValueError:  # Python refuses int() of more than 4,300 digits
-                raise Refused(f"a number of {len(node.value)} characters is too long", node) from None
+                raise Refused(
+                    f"a number of {len(node.value)} characters is too long", node
+                ) from None
         if tag == BOOL:
             return self.scalars.construct_yaml_bool(node)
         if tag == NULL:
@@ -299,7 +301,8 @@ class _Constructor:
                 raise Refused(f"the tag {key_node.tag!r} is not allowed", key_node)
             name = key_node.value
             if name in result:
-                first = next(k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == name)
+                first = next(k for k, _ in node.value if isinstance(k, ScalarNode)
+                             and k.value == name)
                 self.loaded.problems.append(
                     _at(
                         "duplicate_key",
@@ -360,7 +363,8 @@ def _at(code: str, message: str, display: str, mark: Any) -> Problem:
 
 
 def has_bom(path: str) -> bool:
-    """Does the file start with a UTF-8 byte order mark? (read_text drops it; a rewrite keeps it.)"""
+    """Does the file start with a UTF-8 byte order mark?
+    (read_text drops it; a rewrite keeps it.)"""
     try:
         with open(path, "rb") as handle:
             return handle.read(3) == codecs.BOM_UTF8
@@ -398,7 +402,8 @@ def read_text(path: str, display: str, limits: Limits) -> tuple[str | None, Prob
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
         return None, Problem(
-            "yaml_syntax", f"the file is not UTF-8 text (byte {exc.start} cannot be decoded)", display
+            "yaml_syntax", f"the file is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            display
         )
 
 
@@ -460,7 +465,8 @@ _MAX_ATTEMPTS = 40
 _MAX_REPAIR_BYTES = 1024 * 1024
 
 
-def _recover(text: str, error: yaml.MarkedYAMLError, limits: Limits, loaded: LoadedYaml) -> Node | None:
+def _recover(text: str, error: yaml.MarkedYAMLError, limits: Limits,
+             loaded: LoadedYaml) -> Node | None:
     """The node tree of ``text`` with its syntax errors repaired line by line, each error after
     the first added to ``loaded.problems``; None when an error is not one that can be repaired.
 
@@ -484,7 +490,11 @@ def _recover(text: str, error: yaml.MarkedYAMLError, limits: Limits, loaded: Loa
             except yaml.MarkedYAMLError as exc:
                 later = exc.problem_mark or exc.context_mark
                 line = later.line if later is not None else -1
-                if mark is not None and line > mark.line and (furthest is None or line > furthest[0]):
+                if (
+                    mark is not None
+                    and line > mark.line
+                    and (furthest is None or line > furthest[0])
+                ):
                     furthest = (line, exc, candidate)
             except (_TooManyDocuments, yaml.YAMLError, ValueError, RecursionError):
                 return None
@@ -495,7 +505,8 @@ def _recover(text: str, error: yaml.MarkedYAMLError, limits: Limits, loaded: Loa
         what = " ".join(part for part in (error.context, error.problem) if part) or "invalid YAML"
         if "nesting depth" in what:
             return None
-        loaded.problems.append(_at("yaml_syntax", syntax_message(text, mark, what), loaded.file, mark))
+        loaded.problems.append(_at("yaml_syntax", syntax_message(text, mark, what), loaded.file,
+                                   mark))
     return None
 
 
@@ -512,7 +523,8 @@ def load_yaml_text(
             text, limits.max_depth
         ):
             loaded.problems.append(
-                Problem("yaml_refused", f"nesting is deeper than {limits.max_depth} levels", display)
+                Problem("yaml_refused", f"nesting is deeper than {limits.max_depth} levels",
+                        display)
             )
             return loaded
         loaded.root = _compose_one(text, limits)
@@ -525,7 +537,8 @@ def load_yaml_text(
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
         if "nesting depth" in what:
-            problem = _at("yaml_refused", f"nesting is deeper than {limits.max_depth} levels", display, mark)
+            problem = _at("yaml_refused", f"nesting is deeper than {limits.max_depth} levels",
+                          display, mark)
             loaded.problems.append(problem)
             return loaded
         loaded.problems.append(_at("yaml_syntax", syntax_message(text, mark, what), display, mark))

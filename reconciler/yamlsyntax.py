@@ -20,18 +20,39 @@ from typing import Any
 
 # What libyaml says, and what it usually means in a hand-edited file.
 _SYNTAX_HINTS = (
-    ("mapping values are not allowed", ("a ':' where YAML does not expect one: a value that "
-                                        "holds ': ' must be quoted, or a line is indented too far")),
-    ("could not find expected ':'", ("a line is not 'key: value' (a missing ':'?) or is indented "
-                                     "differently from the lines around it")),
-    ("did not find expected '-' indicator", ("a list entry does not start with '- ', or a line of "
-                                             "the entry above is indented differently")),
-    ("did not find expected key", "a line is indented differently from the other keys of its mapping"),
+    (
+        "mapping values are not allowed",
+        (
+            "a ':' where YAML does not expect one: a value that "
+            "holds ': ' must be quoted, or a line is indented too far"
+        ),
+    ),
+    (
+        "could not find expected ':'",
+        (
+            "a line is not 'key: value' (a missing ':'?) or is indented "
+            "differently from the lines around it"
+        ),
+    ),
+    (
+        "did not find expected '-' indicator",
+        (
+            "a list entry does not start with '- ', or a line of "
+            "the entry above is indented differently"
+        ),
+    ),
+    (
+        "did not find expected key",
+        "a line is indented differently from the other keys of its mapping",
+    ),
     ("did not find expected ',' or ']'", "a [list] is not closed with ']'"),
     ("did not find expected ',' or '}'", "a {mapping} is not closed with '}'"),
     ("found unexpected end of stream", "a quoted text is not closed: its closing quote is missing"),
-    ("found undefined alias", "a value starting with '*' names an anchor (&name) that does not "
-                              "exist: if it is text, quote it"),
+    (
+        "found undefined alias",
+        "a value starting with '*' names an anchor (&name) that does not "
+        "exist: if it is text, quote it",
+    ),
 )
 
 # "key: value" at the start of a line, after the indentation and an optional "- ".
@@ -64,7 +85,8 @@ def syntax_message(text: str, mark: Any, what: str) -> str:
     advice = f": {_COMMENT.sub('', quoted).strip()}" if quoted is not None else ""
     if "cannot start any token" in what and mark is not None and 0 <= mark.column < len(line):
         char = line[mark.column]
-        return f"invalid YAML: a value cannot start with {char!r} unless it is quoted: write it in double quotes{advice}"
+        return (f"invalid YAML: a value cannot start with {char!r} unless it is quoted: "
+                f"write it in double quotes{advice}")
     if "mapping values are not allowed" in what and quoted is not None and ": " in _value_of(line):
         return ("invalid YAML: a value that holds ': ' must be quoted (YAML reads the ':' as the "
                 f"start of another key){advice}")
@@ -88,12 +110,17 @@ def repair_candidates(text: str, mark: Any, what: str) -> list[str]:
     body = line.removesuffix("\r")
     if _tab_indented(body, what):
         fixed = [_reindent(body, width) + ending for width in _indent_guesses(lines, number)]
-    elif "mapping values are not allowed" in what or "cannot start any token" in what or "undefined alias" in what:
+    elif (
+        "mapping values are not allowed" in what
+        or "cannot start any token" in what
+        or "undefined alias" in what
+    ):
         quoted = _quote_value(body)
         fixed = [quoted + ending] if quoted is not None else []
     else:
         fixed = []
-    return ["\n".join(lines[:number] + [candidate] + lines[number + 1 :]) for candidate in fixed if candidate != line]
+    return ["\n".join(lines[:number] + [candidate] + lines[number + 1 :]) for candidate in fixed
+            if candidate != line]
 
 
 def _reindent(line: str, width: int) -> str:
@@ -111,7 +138,8 @@ def _indent_guesses(lines: list[str], number: int) -> list[int]:
     """Indentations the tab most likely stands for: the next line's, the previous line's, the
     column of the keys of a list entry just above ("- key:"), then the usual widths."""
     guesses: list[int] = []
-    following = next((i for i in (_indent_of(x) for x in lines[number + 1 :]) if i is not None), None)
+    following = next((i for i in (_indent_of(x) for x in lines[number + 1 :]) if i is not None),
+                     None)
     before = next((x for x in reversed(lines[:number]) if _indent_of(x) is not None), None)
     if following is not None:
         guesses.append(following)

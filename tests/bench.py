@@ -1,4 +1,5 @@
-"""The scale benchmark: ``python -m tests.bench [--customers 1000 --extensions 100 --cases 1,2,3,4,5,6]``.
+"""The scale benchmark: ``python -m tests.bench [--customers 1000 --extensions 100 --cases
+1,2,3,4,5,6]``.
 
 Every measured command runs as its own process (``python -m reconciler …``), so its wall time
 includes start-up and its peak RSS is its own (read with ``os.wait4``). Each case is compared
@@ -45,7 +46,6 @@ customers fails the check.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -106,7 +106,8 @@ with open(sys.argv[1], "w") as out:
 """
 
 
-def measure(argv: list[str], *, workdir: Path, label: str, env: dict[str, str] | None = None) -> Run:
+def measure(argv: list[str], *, workdir: Path, label: str,
+            env: dict[str, str] | None = None) -> Run:
     """Run ``argv`` as a child process: its wall time and its own peak RSS."""
     stdout, stderr = workdir / f"{label}.out", workdir / f"{label}.err"
     result = workdir / f"{label}.rusage.json"
@@ -207,7 +208,8 @@ def verify_applied(db: Path, generated: Generated, what: str) -> None:
         if got != wanted:
             raise WrongResult(
                 f"{what}: billing holds {len(got)} {label}, the generator recorded {len(wanted)}"
-                f"; missing: {_listed(sorted(wanted - got))}; not expected: {_listed(sorted(got - wanted))}")
+                f"; missing: {_listed(sorted(wanted - got))}; not expected: "
+                f"{_listed(sorted(got - wanted))}")
 
 
 class BenchFailure(Exception):
@@ -224,7 +226,7 @@ def expect(run: Run, ok_codes: tuple[int, ...], what: str) -> None:
         raise WrongResult(f"{what}: exit {run.code}\n{tail}")
 
 
-# ---- the table ------------------------------------------------------------------------------------------
+# ---- the table -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -293,7 +295,8 @@ class Row:
 
 
 def render_table(rows: list[Row], fmt: str) -> str:
-    header = ["case", "what", "wall s", "peak RSS MB", "reference", "ref s", "ratio", "target", "met"]
+    header = ["case", "what", "wall s", "peak RSS MB", "reference", "ref s", "ratio", "target",
+              "met"]
     body = []
     for row in rows:
         ref = row.reference_wall
@@ -313,13 +316,13 @@ def render_table(rows: list[Row], fmt: str) -> str:
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
              for cells in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-# ---- the cases -------------------------------------------------------------------------------------------
+# ---- the cases -----------------------------------------------------------------------------------
 
 
 def log(message: str) -> None:
@@ -353,7 +356,8 @@ class Setup:
     finish: Callable[[], None] = lambda: None
 
 
-def write_specs(generated: Generated, folder: Path, customer_ids: list[int] | None = None) -> list[Path]:
+def write_specs(generated: Generated, folder: Path,
+                customer_ids: list[int] | None = None) -> list[Path]:
     """Spec files in an emptied folder: a reused --workdir must not keep another run's files."""
     shutil.rmtree(folder, ignore_errors=True)
     return generated.write_specs(folder, customer_ids)
@@ -388,7 +392,8 @@ def case_plan_no_change(args: argparse.Namespace, work: Path) -> Setup:
 def case_plan_changed(args: argparse.Namespace, work: Path, case1: Row) -> Setup:
     log(f"case 2: generating {args.customers} × {args.extensions} with "
         f"{args.change_share:.0%} of the accounts different …")
-    changed = generate(args.customers, args.extensions, seed=args.seed, change_share=args.change_share)
+    changed = generate(args.customers, args.extensions, seed=args.seed,
+                       change_share=args.change_share)
     specs = work / "specs-changed"
     write_specs(changed, specs)
     db = load_db(work / "changed.db", changed)
@@ -459,7 +464,7 @@ def case_one_customer(args: argparse.Namespace, work: Path) -> Setup:
     return Setup(row, once)
 
 
-# ---- cases 5 and 6: through the PortaBilling emulator -----------------------------------------------
+# ---- cases 5 and 6: through the PortaBilling emulator --------------------------------------------
 
 EMULATOR_LOGIN, EMULATOR_PASSWORD = "bench", "bench-password"
 EMULATOR_WIRE = "v3"
@@ -508,7 +513,8 @@ class EmulatorProcess:
 def emulator_process(generated: Generated, work: Path, name: str, latency_ms: float,
                      page_cap: int) -> Iterator[EmulatorProcess]:
     state_file = generated.write_state_file(work / f"{name}-state.yaml")
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("PORTABILLING_", "RECONCILER_"))}
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("PORTABILLING_", "RECONCILER_"))}
     process = subprocess.Popen(
         [sys.executable, "-c", EMULATOR, str(state_file), str(latency_ms), str(page_cap),
          EMULATOR_LOGIN, EMULATOR_PASSWORD, EMULATOR_WIRE],
@@ -565,17 +571,7 @@ def allowed_calls(extensions: int, page_cap: int) -> int:
 MAX_PER_RUN_CALLS = 6
 
 
-def emulator_available() -> bool:
-    try:
-        return importlib.util.find_spec("reconciler.emulator") is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def case_emulator(args: argparse.Namespace, work: Path) -> Setup | None:
-    if not emulator_available():
-        log("case 5: skipped: reconciler.emulator does not exist yet")
-        return None
+def case_emulator(args: argparse.Namespace, work: Path) -> Setup:
     customers, extensions = args.emulator_customers, args.emulator_extensions
     latency, fast = args.emulator_latency_ms, args.parallelism
     log(f"case 5: emulator with {customers} × {extensions}, {latency:g} ms latency …")
@@ -612,13 +608,11 @@ def case_emulator(args: argparse.Namespace, work: Path) -> Setup | None:
     return Setup(row, once, finish)
 
 
-def case_fleet(args: argparse.Namespace, work: Path) -> Setup | None:
-    if not emulator_available():
-        log("case 6: skipped: reconciler.emulator does not exist yet")
-        return None
+def case_fleet(args: argparse.Namespace, work: Path) -> Setup:
     customers, extensions = args.fleet_customers, args.fleet_extensions
     latency, parallelism = args.emulator_latency_ms, args.parallelism
-    log(f"case 6: fleet of {customers} × {extensions} through the emulator, {latency:g} ms latency …")
+    log(f"case 6: fleet of {customers} × {extensions} through the emulator, "
+        f"{latency:g} ms latency …")
     generated = generate(customers, extensions, seed=args.seed)
     specs = work / "specs-fleet"
     write_specs(generated, specs)
@@ -647,14 +641,16 @@ def case_fleet(args: argparse.Namespace, work: Path) -> Setup | None:
         worst = max(c.per_customer for c in seen)
         per_run = max(c.per_run for c in seen)
         # With no latency there is no bound to be near: the ratio is then not a target.
-        row.reference_value = statistics.median(c.total for c in seen) * latency / 1000 / parallelism
+        row.reference_value = (
+            statistics.median(c.total for c in seen) * latency / 1000 / parallelism
+        )
         row.extra = f"≤ {limit} calls/customer (got {worst:.2f}, + {per_run} per run)"
         row.extra_met = worst <= limit and per_run <= MAX_PER_RUN_CALLS
 
     return Setup(row, once, finish)
 
 
-# ---- main ---------------------------------------------------------------------------------------------
+# ---- main ----------------------------------------------------------------------------------------
 
 ALL_CASES = {1, 2, 3, 4, 5, 6}
 
@@ -686,7 +682,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runner", default=None, metavar="CMD",
                         help="for testing the benchmark only: run CMD instead of "
                         "'python -m reconciler' (split like a shell command line)")
-    parser.add_argument("--workdir", type=Path, help="keep generated files here (default: a temp dir)")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep generated files here (default: a temp dir)")
     parser.add_argument("--format", dest="fmt", choices=["text", "markdown"], default="text")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -762,7 +759,8 @@ def main(argv: list[str] | None = None) -> int:
           f"run(s); ratio = wall / reference wall, measured in the same run.")
     for number in (5, 6):
         if number in args.cases and not any(r.case == str(number) for r in rows):
-            print(f"case {number} (PortaBilling emulator) skipped: reconciler.emulator is not available.")
+            print(f"case {number} (PortaBilling emulator) skipped: "
+                  "reconciler.emulator is not available.")
     wrong = [r for r in rows if r.wrong is not None]
     for row in wrong:
         print(f"case {row.case}: WRONG RESULT: {row.wrong}")

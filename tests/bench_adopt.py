@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> list[Case]:
 def _run(args: argparse.Namespace, work: Path) -> list[Case]:
     log(f"generating {args.customers} x {args.extensions} ...")
     clean = generate(args.customers, args.extensions, seed=args.seed)
-    drifted = generate(args.customers, args.extensions, change_share=args.change_share, seed=args.seed)
+    drifted = generate(args.customers, args.extensions, change_share=args.change_share,
+                       seed=args.seed)
     clean_specs, drift_specs = work / "clean", work / "drift-original"
     clean.write_specs(clean_specs)
     drifted.write_specs(drift_specs)
@@ -89,21 +90,29 @@ def _run(args: argparse.Namespace, work: Path) -> list[Case]:
     with_drift = Case(f"adopt, {args.change_share:.0%} of accounts drifted", 3.0)
     for repeat in range(args.repeat):
         log(f"repeat {repeat + 1}/{args.repeat} ...")
-        wall, _ = timed(reconciler(clean_db, "plan", str(clean_specs), "--detailed-exitcode"), (0,), "plan")
+        wall, _ = timed(reconciler(clean_db, "plan", str(clean_specs), "--detailed-exitcode"),
+                        (0,), "plan")
         reference.walls.append(wall)
-        wall, out = timed(reconciler(clean_db, "adopt", str(clean_specs), "--format", "json"), (0,), "adopt")
+        wall, out = timed(reconciler(clean_db, "adopt", str(clean_specs), "--format", "json"),
+                          (0,), "adopt")
         assert json.loads(out)["summary"]["rewritten"] == 0, "adopt rewrote a spec without drift"
         no_drift.walls.append(wall)
         specs = work / f"drift-{repeat}"
         shutil.copytree(drift_specs, specs)
-        wall, out = timed(reconciler(drift_db, "adopt", str(specs), "--format", "json"), (0,), "adopt")
+        wall, out = timed(reconciler(drift_db, "adopt", str(specs), "--format", "json"),
+                          (0,), "adopt")
         with_drift.walls.append(wall)
         summary = json.loads(out)["summary"]
         expected = len(drifted.changed_customers())
-        assert summary["rewritten"] == expected, f"{summary['rewritten']} files rewritten, {expected} drifted"
+        assert summary["rewritten"] == expected, (
+            f"{summary['rewritten']} files rewritten, {expected} drifted"
+        )
         if repeat == 0:
-            _, out = timed(reconciler(drift_db, "plan", str(specs), "--format", "json"), (0,), "plan after adopt")
-            assert json.loads(out)["summary"]["changes"] == 0, "a plan after adopt still has changes"
+            _, out = timed(reconciler(drift_db, "plan", str(specs), "--format", "json"), (0,),
+                           "plan after adopt")
+            assert json.loads(out)["summary"]["changes"] == 0, (
+                "a plan after adopt still has changes"
+            )
         shutil.rmtree(specs)
     return [reference, no_drift, with_drift]
 
@@ -125,7 +134,8 @@ def render(cases: list[Case], args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_adopt", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.bench_adopt",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--extensions", type=int, default=100, help="extensions per customer")
     parser.add_argument("--change-share", type=float, default=0.1, help="share of accounts drifted")

@@ -66,7 +66,8 @@ def bench_sqlite(folder: Path, count: int) -> dict[str, tuple[float, float]]:
     with SqliteBackend(url) as backend:
         figures["apply's check before writing"] = _timed(backend.verify_audit)
         backend.db.execute("BEGIN IMMEDIATE")
-        figures["one append after it"] = _timed(lambda: backend.audit_table.append(_entries(1, count)))
+        figures["one append after it"] = _timed(
+            lambda: backend.audit_table.append(_entries(1, count)))
         backend.db.execute("COMMIT")
     return figures
 
@@ -80,7 +81,8 @@ def bench_jsonl(folder: Path, count: int) -> dict[str, tuple[float, float]]:
     figures = {"write the log": fill}
     env = {"RECONCILER_AUDIT_LOG": str(path)}
     figures["history --verify"] = _timed(
-        lambda: run_cli("--backend", "portabilling+http://127.0.0.1:9", "history", "--verify", env=env))
+        lambda: run_cli("--backend", "portabilling+http://127.0.0.1:9", "history", "--verify",
+                        env=env))
     log = AuditLog(str(path))
     figures["apply's check before writing"] = _timed(log.verify)
     figures["one append after it"] = _timed(lambda: log.append(_entries(1, count)))

@@ -38,7 +38,8 @@ from tests.generate import generate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_pb", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.bench_pb",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--extensions", type=int, default=50)
     parser.add_argument("--latency-ms", type=float, default=30.0)

@@ -92,14 +92,6 @@ class PortaBillingBilling(Billing):
         self.server.stop()
 
 
-def _emulator_available() -> bool:
-    try:
-        import reconciler.emulator  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch working directory with copies of the fixture specs."""
@@ -114,8 +106,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def billing(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Billing]:
     """Every end-to-end story runs on both backends."""
     if request.param == "portabilling":
-        if not _emulator_available():
-            pytest.skip("the PortaBilling emulator is not built yet")
         backend: Billing = PortaBillingBilling(workdir)
     else:
         backend = Billing(workdir)

@@ -1,6 +1,7 @@
 """The long reliability run: many fuzz examples, crash trials, interrupt trials, concurrency rounds.
 
-    python -m tests.fuzz_long --examples 5000 --crash-trials 20 --interrupt-trials 40 --concurrency-rounds 10
+    python -m tests.fuzz_long --examples 5000 --crash-trials 20 --interrupt-trials 40
+    --concurrency-rounds 10
 
 runs tests/test_fuzz.py, tests/test_crash.py, tests/test_interrupts.py and
 tests/test_concurrency_many.py (and, with
@@ -26,21 +27,26 @@ import tempfile
 import time
 from collections import Counter
 
-FILES = ["tests/test_fuzz.py", "tests/test_crash.py", "tests/test_interrupts.py", "tests/test_concurrency_many.py"]
+FILES = ["tests/test_fuzz.py", "tests/test_crash.py", "tests/test_interrupts.py",
+         "tests/test_concurrency_many.py"]
 OTHERS = ["tests/test_hostile.py", "tests/test_isolation.py", "tests/test_secrets_sqlite.py"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz_long", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=5000, help="hypothesis examples per fuzz test")
+    parser.add_argument("--examples", type=int, default=5000,
+                        help="hypothesis examples per fuzz test")
     parser.add_argument("--crash-trials", type=int, default=20, help="SIGKILL trials of apply")
     parser.add_argument("--interrupt-trials", type=int, default=40,
                         help="trials per backend of applies interrupted with SIGINT/SIGTERM")
-    parser.add_argument("--concurrency-rounds", type=int, default=10, help="rounds of four concurrent applies")
-    parser.add_argument("--all", action="store_true", help="also run hostile, isolation and secrets tests")
+    parser.add_argument("--concurrency-rounds", type=int, default=10,
+                        help="rounds of four concurrent applies")
+    parser.add_argument("--all", action="store_true",
+                        help="also run hostile, isolation and secrets tests")
     parser.add_argument("-k", dest="keyword", help="pytest -k expression")
-    parser.add_argument("files", nargs="*", help="test files (default: fuzz, crash, interrupts, concurrency)")
+    parser.add_argument("files", nargs="*",
+                        help="test files (default: fuzz, crash, interrupts, concurrency)")
     args = parser.parse_args(argv)
 
     handle, figures_path = tempfile.mkstemp(prefix="reliability-figures-", suffix=".jsonl")

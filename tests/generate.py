@@ -130,7 +130,8 @@ class Generated:
             accounts=tuple(a for c in chosen for a in c.accounts),
         )
 
-    def write_specs(self, folder: str | Path, customer_ids: Iterable[int] | None = None) -> list[Path]:
+    def write_specs(self, folder: str | Path,
+                    customer_ids: Iterable[int] | None = None) -> list[Path]:
         """Write one spec file per customer (or per chosen customer); the paths, sorted."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -186,7 +187,9 @@ def generate(
         else sorted(set(changed_customers) & set(range(customers)))
     )
     candidates = [(ci, j) for ci in scope for j in range(extensions)]
-    changed = rng.sample(candidates, round(change_share * len(candidates))) if accounts_in_billing else []
+    changed = (
+        rng.sample(candidates, round(change_share * len(candidates))) if accounts_in_billing else []
+    )
     by_account = {pair: rng.choice(KINDS) for pair in sorted(changed)}
     for customer in result.customers:
         _differ(customer, by_account, accounts_in_billing, rng)
@@ -308,7 +311,7 @@ def _replace(entry: Entry, **changes: object) -> Entry:
     return replace(entry, **changes)  # type: ignore[arg-type]
 
 
-# ---- text -------------------------------------------------------------------------------------------
+# ---- text ----------------------------------------------------------------------------------------
 
 
 def _quoted(text: str) -> str:
@@ -347,11 +350,13 @@ def state_yaml(state: BillingState) -> str:
 def _state_lines(data: dict[str, object]) -> Iterator[str]:
     yield "products:\n"
     for product in data["products"]:  # type: ignore[attr-defined]
-        yield f"  - {{id: {product['id']}, name: {_quoted(product['name'])}, type: {product['type']}}}\n"
+        name = _quoted(product["name"])
+        yield f"  - {{id: {product['id']}, name: {name}, type: {product['type']}}}\n"
     yield "customers:\n"
     for customer in data["customers"]:  # type: ignore[attr-defined]
         yield f"  - id: {customer['id']}\n    name: {_quoted(customer['name'])}\n"
-        yield f"    self_care: {{block_extensions: {str(customer['self_care']['block_extensions']).lower()}}}\n"
+        blocking = str(customer["self_care"]["block_extensions"]).lower()
+        yield f"    self_care: {{block_extensions: {blocking}}}\n"
         yield "    agreement:\n"
         for item in customer["agreement"]:
             yield f"      - {{product: {_quoted(item['product'])}, quantity: {item['quantity']}}}\n"

@@ -49,7 +49,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
 
 
 def marked_line(path: str | os.PathLike[str]) -> int:
-    """The 1-based line of a fixture that carries the ``# <-`` marker: where a problem must point."""
+    """The 1-based line of a fixture that carries the ``# <-`` marker:
+    where a problem must point."""
     for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         if re.search(r"#\s*<-", line):
             return number

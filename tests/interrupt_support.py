@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _APPLIED = re.compile(r"^customer (\d+): applied, (\d+) change\(s\)$")
-_CUT = re.compile(r"^customer (\d+): interrupted after (\d+) of (\d+) change\(s\); these were made:$")
+_CUT = re.compile(r"^customer (\d+): interrupted after (\d+) of (\d+) change\(s\); "
+                  r"these were made:$")
 _NOT_STARTED = re.compile(r"^customer (\d+): not started \(interrupted\)$")
 _DONE = re.compile(r"^    done: (.*)$")
 
@@ -27,7 +28,8 @@ class Report:
     """What an apply printed about each customer."""
 
     applied: dict[int, int] = field(default_factory=dict)  # customer -> changes applied
-    cut: dict[int, tuple[int, int, list[str]]] = field(default_factory=dict)  # (done, planned, lines)
+    # (done, planned, lines)
+    cut: dict[int, tuple[int, int, list[str]]] = field(default_factory=dict)
     not_started: set[int] = field(default_factory=set)
     before_writing: bool = False  # "interrupted; nothing was changed": stopped while planning
     summary: str = ""  # the closing "interrupted (SIGINT): ..." line
@@ -119,7 +121,8 @@ def replay(accounts: Iterable[Mapping[str, Any]], entries: Iterable[Mapping[str,
 def billing_differences(
     before: Mapping[str, Any], after: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]
 ) -> list[str]:
-    """Where billing ``after`` a run differs from billing ``before`` it plus the run's audit entries.
+    """Where billing ``after`` a run differs from billing ``before`` it plus the run's audit
+    entries.
 
     ``before`` and ``after`` are state dumps; ``entries`` the audit entries the run added.
     """
@@ -128,7 +131,9 @@ def billing_differences(
     for account_id in sorted(set(expected) | set(actual)):
         want, have = expected.get(account_id), actual.get(account_id)
         if want != have:
-            problems.append(f"{account_id}: the audit log accounts for {want}, billing holds {have}")
+            problems.append(
+                f"{account_id}: the audit log accounts for {want}, billing holds {have}"
+            )
     if before["customers"] != after["customers"] or before["products"] != after["products"]:
         problems.append("customers or products changed")
     return problems

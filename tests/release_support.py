@@ -42,7 +42,8 @@ def checkout(into: Path, release_date: str | None = "2026-12-04") -> Path:
         changelog = into / "CHANGELOG.md"
         text = changelog.read_text()
         assert "## [Unreleased]" in text
-        changelog.write_text(text.replace("## [Unreleased]", f"## [{__version__}] - {release_date}", 1))
+        changelog.write_text(text.replace("## [Unreleased]", f"## [{__version__}] - {release_date}",
+                                          1))
     return into
 
 
@@ -77,7 +78,8 @@ class Runner:
             step_output = re.fullmatch(r"steps\.([\w-]+)\.outputs\.([\w-]+)", expression)
             if step_output:
                 return self.outputs.get(step_output.group(1), {}).get(step_output.group(2), "")
-            raise AssertionError(f"release.yml uses an expression this runner does not know: {expression}")
+            raise AssertionError("release.yml uses an expression this runner does not know: "
+                                 f"{expression}")
 
         return re.sub(r"\$\{\{(.*?)\}\}", resolve, value)
 
@@ -85,7 +87,8 @@ class Runner:
 def runner_env(python_bin: Path, tag: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a step: the runner's Python first on PATH, nothing of this session's
     reconciler or GitHub settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "PORTABILLING_", "GITHUB_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RECONCILER_", "PORTABILLING_", "GITHUB_"))}
     env.pop("PYTHONPATH", None)
     env.pop("VIRTUAL_ENV", None)
     env["PATH"] = str(python_bin) + os.pathsep + env.get("PATH", "")

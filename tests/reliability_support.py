@@ -121,7 +121,8 @@ def generate_world(
     existing account to another within the plan.
     """
     rng = random.Random(seed)
-    state: dict[str, Any] = {"products": [dict(p) for p in PRODUCTS], "customers": [], "accounts": []}
+    state: dict[str, Any] = {"products": [dict(p) for p in PRODUCTS], "customers": [],
+                             "accounts": []}
     world = World(state)
     for index in range(customers):
         cid = first_id + index
@@ -129,7 +130,8 @@ def generate_world(
     return world
 
 
-def _generate_customer(world: World, cid: int, extensions: int, rng: random.Random, *, prune: bool) -> None:
+def _generate_customer(world: World, cid: int, extensions: int, rng: random.Random, *,
+                       prune: bool) -> None:
     pool = [did(cid, n) for n in range(extensions * 2 + 8)]
     spare = list(pool)
     rng.shuffle(spare)
@@ -175,8 +177,10 @@ def _generate_customer(world: World, cid: int, extensions: int, rng: random.Rand
                 entry["blocked"] = False
         entries.append(entry)
     if moved_did is not None:
-        holder = next((a for a in accounts if moved_did not in a["dids"] and a["id"] not in
-                       {f"ph{cid}x{e['extension']}" for e in entries if moved_did in e.get("dids", [])}), None)
+        spec_holders = {f"ph{cid}x{e['extension']}" for e in entries
+                        if moved_did in e.get("dids", [])}
+        holder = next((a for a in accounts
+                       if moved_did not in a["dids"] and a["id"] not in spec_holders), None)
         if holder is not None:
             holder["dids"] = sorted(holder["dids"] + [moved_did])
             owner = next(e for e in entries if f"ph{cid}x{e['extension']}" == holder["id"])
@@ -196,7 +200,8 @@ def _generate_customer(world: World, cid: int, extensions: int, rng: random.Rand
     entries.append({"extension": admin_ext, "name": "Locked", "product": MAIN[0]})
     accounts.append({"id": f"ph{cid}x99999", "customer": cid, "name": "Gone", "product": MAIN[0],
                      "addons": [], "dids": [], "status": "terminated"})
-    attendants = [{"number": 1, "name": "Main menu", "product": "Auto attendant", "dids": [spare.pop()]}]
+    attendants = [{"number": 1, "name": "Main menu", "product": "Auto attendant",
+                   "dids": [spare.pop()]}]
 
     # Quantities: main products unlimited or just enough; add-ons capped just above the need.
     after = Counter[str]()
@@ -217,7 +222,8 @@ def _generate_customer(world: World, cid: int, extensions: int, rng: random.Rand
         if account.get("status") != "terminated":
             before[account["product"]] += 1
             before.update(account["addons"])
-    agreement = [{"product": "Auto attendant", "quantity": 1}, {"product": "SIP trunk", "quantity": 1}]
+    agreement = [{"product": "Auto attendant", "quantity": 1},
+                 {"product": "SIP trunk", "quantity": 1}]
     for name in (*MAIN, *ADDONS):
         need = max(after[name], before[name])
         quantity = 0 if rng.random() < 0.3 else need + rng.choice((0, 1, 3))
@@ -238,7 +244,7 @@ def _generate_customer(world: World, cid: int, extensions: int, rng: random.Rand
     world.specs[cid] = spec
 
 
-# ---- subprocesses ----------------------------------------------------------------------------------
+# ---- subprocesses --------------------------------------------------------------------------------
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -354,7 +360,8 @@ def audit_rows(db_path: Path) -> list[dict[str, Any]]:
     db = connect_ro(db_path)
     try:
         rows = db.execute(
-            "SELECT seq, customer_id, op, account, change, fingerprint, git_commit FROM audit ORDER BY seq"
+            "SELECT seq, customer_id, op, account, change, fingerprint, git_commit FROM audit "
+            "ORDER BY seq"
         ).fetchall()
     finally:
         db.close()
@@ -378,7 +385,8 @@ def change_key(change: Mapping[str, Any]) -> tuple[str, str, str]:
     return op, change["account"], detail
 
 
-def check_invariants(db_path: Path, baseline_usage: Mapping[tuple[int, str], int] | None = None) -> list[str]:
+def check_invariants(db_path: Path,
+                     baseline_usage: Mapping[tuple[int, str], int] | None = None) -> list[str]:
     """What must hold in the billing database whatever was interrupted. Returns the violations.
 
     ``baseline_usage`` is the usage per (customer, product) before any apply: a quantity may
@@ -401,7 +409,8 @@ def check_invariants(db_path: Path, baseline_usage: Mapping[tuple[int, str], int
             "SELECT x.did, x.account_id FROM aliases x LEFT JOIN accounts a ON a.id = x.account_id "
             "WHERE a.id IS NULL OR a.status = 'terminated'"
         ):
-            problems.append(f"DID {number} is an alias of a missing or terminated account {account_id}")
+            problems.append(f"DID {number} is an alias of a missing or terminated account "
+                            f"{account_id}")
         for (account_id,) in db.execute(
             "SELECT x.account_id FROM account_addons x JOIN products p ON p.id = x.product_id "
             "WHERE p.type != 'addon'"
@@ -409,12 +418,14 @@ def check_invariants(db_path: Path, baseline_usage: Mapping[tuple[int, str], int
             problems.append(f"{account_id} has a main product as an add-on")
         usage = usage_of(db_path)
         for customer_id, product, quantity in db.execute(
-            "SELECT g.customer_id, p.name, g.quantity FROM agreement g JOIN products p ON p.id = g.product_id"
+            "SELECT g.customer_id, p.name, g.quantity FROM agreement g JOIN products p ON p.id = "
+            "g.product_id"
         ):
             used = usage.get((customer_id, product), 0)
             allowed = max(quantity, (baseline_usage or {}).get((customer_id, product), 0))
             if quantity and used > allowed:
-                problems.append(f"customer {customer_id}: {product} used by {used}, quantity {quantity}")
+                problems.append(f"customer {customer_id}: {product} used by {used}, "
+                                f"quantity {quantity}")
     finally:
         db.close()
     return problems
@@ -427,8 +438,8 @@ def usage_of(db_path: Path) -> dict[tuple[int, str], int]:
         for customer_id, product in db.execute(
             "SELECT a.customer_id, p.name FROM accounts a JOIN products p ON p.id = a.product_id "
             "WHERE a.status = 'open' UNION ALL "
-            "SELECT a.customer_id, p.name FROM account_addons x JOIN accounts a ON a.id = x.account_id "
-            "JOIN products p ON p.id = x.product_id WHERE a.status = 'open'"
+            "SELECT a.customer_id, p.name FROM account_addons x JOIN accounts a ON a.id = "
+            "x.account_id JOIN products p ON p.id = x.product_id WHERE a.status = 'open'"
         ):
             usage[(customer_id, product)] += 1
         return dict(usage)
@@ -443,7 +454,8 @@ def state_matches_specs(dump: Mapping[str, Any], specs: Iterable[Mapping[str, An
     for spec in specs:
         cid = spec["customer"]["id"]
         listed = set()
-        for section, key, pattern in (("extensions", "extension", "ph{}x{}"), ("auto_attendants", "number", "ph{}aa{}")):
+        for section, key, pattern in (("extensions", "extension", "ph{}x{}"),
+                                      ("auto_attendants", "number", "ph{}aa{}")):
             for entry in spec.get(section) or []:
                 account_id = pattern.format(cid, entry[key])
                 listed.add(account_id)
@@ -452,7 +464,8 @@ def state_matches_specs(dump: Mapping[str, Any], specs: Iterable[Mapping[str, An
                     problems.append(f"{account_id} missing or not open")
                     continue
                 want = {"name": entry["name"], "product": entry["product"],
-                        "addons": sorted(set(entry.get("addons") or [])), "dids": sorted(entry.get("dids") or [])}
+                        "addons": sorted(set(entry.get("addons") or [])),
+                        "dids": sorted(entry.get("dids") or [])}
                 have = {k: account[k] for k in want}
                 if want != have:
                     problems.append(f"{account_id}: wanted {want}, billing has {have}")
@@ -472,7 +485,8 @@ def state_matches_specs(dump: Mapping[str, Any], specs: Iterable[Mapping[str, An
 def strict_managed_owner(account_id: str) -> int | None:
     """The customer whose managed pattern ``account_id`` follows exactly (ASCII digits, nothing
     after), or None. Stricter than a regex with ``$``, which also matches before a final newline."""
-    match = re.fullmatch(r"ph([1-9][0-9]*)(?:x[0-9]{1,15}|aa[1-9][0-9]*)", account_id, flags=re.ASCII)
+    match = re.fullmatch(r"ph([1-9][0-9]*)(?:x[0-9]{1,15}|aa[1-9][0-9]*)", account_id,
+                         flags=re.ASCII)
     return int(match.group(1)) if match else None
 
 
@@ -494,14 +508,16 @@ def isolation_violations(before: Mapping[str, Any], after: Mapping[str, Any]) ->
             continue
         owner = strict_managed_owner(account_id)
         if owner is None or owner != now["customer"]:
-            problems.append(f"{account_id!r} (customer {now['customer']}) changed but is not a managed "
-                            "account of its customer")
+            problems.append(f"{account_id!r} (customer {now['customer']}) changed but is not a "
+                            "managed account of its customer")
         if was is not None and was["customer"] != now["customer"]:
-            problems.append(f"{account_id!r} moved from customer {was['customer']} to {now['customer']}")
+            problems.append(f"{account_id!r} moved from customer {was['customer']} to "
+                            f"{now['customer']}")
         added = set(now["dids"]) - set(was["dids"] if was else ())
         foreign = added - pools.get(now["customer"], set())
         if foreign:
-            problems.append(f"{account_id!r} got DIDs outside its customer's pool: {sorted(foreign)}")
+            problems.append(f"{account_id!r} got DIDs outside its customer's pool: "
+                            f"{sorted(foreign)}")
     return problems
 
 

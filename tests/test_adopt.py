@@ -119,7 +119,8 @@ def _plan_is_empty(billing: Billing, *paths: str) -> bool:
     """No changes, no errors, and no managed account billing has that the spec lacks."""
     result = billing.cli("plan", *paths, "--detailed-exitcode", "--format", "json")
     plan = result.json
-    not_in_spec = [w for c in plan["customers"] for w in c["warnings"] if w["code"] == "not_in_spec"]
+    not_in_spec = [w for c in plan["customers"] for w in c["warnings"]
+                   if w["code"] == "not_in_spec"]
     return result.code == 0 and plan["summary"]["changes"] == 0 and not not_in_spec
 
 
@@ -216,7 +217,8 @@ STORIES = {
     "did-moved": (_did_moved, [('    dids: ["15550000001"]\n', "    dids: []\n"),
                                ("      - 15550000003   # main line\n",
                                 "      - 15550000003   # main line\n      - 15550000001\n")]),
-    "blocked-by-customer": (_blocked_by_customer, [("    blocked: false\n", "    blocked: true\n")]),
+    "blocked-by-customer": (_blocked_by_customer,
+                            [("    blocked: false\n", "    blocked: true\n")]),
     "blocked-by-admin": (_blocked_by_admin, [("    blocked: false\n", "    blocked: true\n")]),
     "created-in-billing": (_created, [(
         "      - 15550000003   # main line\n",
@@ -255,7 +257,8 @@ def test_report_names_each_change(acme: Billing) -> None:
     assert "+ ph100x5: added (created in billing)" in out
     assert "- ph100x3: removed (terminated in billing)" in out
     assert _plan_is_empty(acme, "own/acme.yaml")
-    for comment in ("# Alice runs reception.", "# reception", "# the published number", "# end of file"):
+    for comment in ("# Alice runs reception.", "# reception", "# the published number",
+                    "# end of file"):
         assert comment in SPEC_PATH.read_text()
 
 
@@ -272,7 +275,8 @@ def test_no_drift_leaves_the_file_untouched(acme: Billing) -> None:
     "broken",
     [
         SPEC.replace("    blocked: false\n", "    blocked: false\n    colour: red\n"),  # schema
-        SPEC.replace("  name: Acme   # must match billing", "  name: Acme Corp"),  # customer_mismatch
+        # customer_mismatch
+        SPEC.replace("  name: Acme   # must match billing", "  name: Acme Corp"),
         SPEC.replace("id: 100", "id: 999"),  # unknown_customer
         SPEC.replace("version: 1\n", "version: 1\nversion: 1\n"),  # duplicate_key
     ],
@@ -337,7 +341,8 @@ def test_sections_created_and_emptied(acme: Billing) -> None:
     expected = SPEC[:start].replace("extensions:\n", "extensions: []\n") + "\n" + SPEC[end:]
     expected = expected.replace(
         "# the published number\n",
-        "# the published number\n  - number: 2\n    name: After hours\n    product: Auto attendant\n",
+        "# the published number\n  - number: 2\n    name: After hours\n    product: Auto "
+        "attendant\n",
     )
     assert SPEC_PATH.read_text() == expected
     assert _plan_is_empty(acme, "own/acme.yaml")
@@ -360,7 +365,9 @@ def test_adopt_on_both_backends(billing: Billing) -> None:
     assert _plan_is_empty(billing, "own/")
 
 
-def test_a_drifted_fleet_is_adopted_and_untouched_entries_keep_their_bytes(sqlite_billing: Billing) -> None:
+def test_a_drifted_fleet_is_adopted_and_untouched_entries_keep_their_bytes(
+    sqlite_billing: Billing,
+) -> None:
     from tests.generate import generate
 
     fleet = generate(customers=6, extensions=25, change_share=0.25, seed=2)

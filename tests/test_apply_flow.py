@@ -24,7 +24,8 @@ import yaml
 from tests.workflow_support import REPOSITORY, StepRunner, World, git
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("jq") is None or shutil.which("git") is None, reason="the workflows need jq and git"
+    shutil.which("jq") is None or shutil.which("git") is None,
+    reason="the workflows need jq and git"
 )
 
 STATE = """\
@@ -145,13 +146,15 @@ class Provider:
         assert code == 0, log
         code, out, log = runner.run("plan", "Plan the changed customers", base, BASE_REF="main")
         assert code == 0 and out["exitcode"] == "0", log
-        run = self.world.add_run("plan.yml", event="pull_request_target", head_sha=git(base, "rev-parse", "HEAD"))
+        run = self.world.add_run("plan.yml", event="pull_request_target",
+                                 head_sha=git(base, "rev-parse", "HEAD"))
         self.world.upload(run, f"reconciler-plan-{head}", {"plan.json": base / "pr" / "plan.json"})
         return number, head, json.loads((base / "pr" / "plan.json").read_text())
 
     def merge(self, number: int, head: str) -> str:
         git(self.work, "pull", "--quiet", "--ff-only", "origin", "main")
-        git(self.work, "merge", "--quiet", "--no-ff", "-m", f"Merge pull request #{number}", f"pr-{number}")
+        git(self.work, "merge", "--quiet", "--no-ff", "-m", f"Merge pull request #{number}",
+            f"pr-{number}")
         git(self.work, "push", "--quiet", "origin", "HEAD:main")
         commit = self.head()
         self.world.merged(commit, number, head)
@@ -176,7 +179,8 @@ class Provider:
         if _supports_history_verify():
             code, _, log = runner.run("prepare", "Verify the audit log", work, START_NEW="")
             assert code == 0, log
-        code, since, log = runner.run("prepare", "Find what to apply", work, LAST=last, BEFORE=before)
+        code, since, log = runner.run("prepare", "Find what to apply", work, LAST=last,
+                                      BEFORE=before)
         result["since"], result["since_log"] = since, log
         assert code == 0, log
         run = self.world.add_run("apply.yml", event="push", head_sha=git(work, "rev-parse", "HEAD"),
@@ -184,14 +188,17 @@ class Provider:
         if since.get("base"):
             base = since["base"]
             for name, env in (("Plan the changed customers at the merge", {"BASE": base}),
-                              ("Find the plans the merged pull requests showed", {"BASE": base, "BRANCH": "main"})):
+                              ("Find the plans the merged pull requests showed",
+                               {"BASE": base, "BRANCH": "main"})):
                 code, _, log = runner.run("prepare", name, work, **env)
                 assert code == 0, log
-            code, gate, log = runner.run("prepare", "Hold the fresh plan against the reviewed plans", work)
+            code, gate, log = runner.run("prepare",
+                                         "Hold the fresh plan against the reviewed plans", work)
             assert code == 0, log
             result["gate"], result["summary"] = gate, runner.summary.read_text()
             result["verdicts"] = json.loads((work / "verdicts.json").read_text())
-            code, _, log = runner.run("prepare", "Tell the merged pull requests what was refused", work)
+            code, _, log = runner.run("prepare", "Tell the merged pull requests what was refused",
+                                      work)
             assert code == 0, log
         if since.get("old") != "true":
             code, _, log = runner.run("prepare", "Record the last applied commit", work)
@@ -220,7 +227,8 @@ def _verdicts(result: dict[str, Any]) -> dict[int, str]:
 
 
 def test_a_merged_pull_request_is_applied_exactly_as_reviewed(provider: Provider) -> None:
-    number, head, plan = provider.pull_request({ALPHA: spec(100, "Alpha", {"1": "Front desk", "2": "Sales"})})
+    number, head, plan = provider.pull_request({ALPHA: spec(100, "Alpha",
+                                                            {"1": "Front desk", "2": "Sales"})})
     assert [c["customer"] for c in plan["customers"]] == [100]
     first = provider.head()
     provider.merge(number, head)
@@ -248,7 +256,8 @@ def test_a_merged_pull_request_is_applied_exactly_as_reviewed(provider: Provider
 
 def test_billing_changed_since_the_review_refuses_the_customer_and_tells_the_pull_request(
         provider: Provider) -> None:
-    number, head, _ = provider.pull_request({BETA: spec(200, "Beta", {"1": "Front desk", "2": "Support"})})
+    number, head, _ = provider.pull_request({BETA: spec(200, "Beta",
+                                                        {"1": "Front desk", "2": "Support"})})
     provider.merge(number, head)
     outside = provider.tmp / "beta-by-hand.yaml"
     outside.write_text(spec(200, "Beta", {"1": "Reception"}))
@@ -266,7 +275,8 @@ def test_billing_changed_since_the_review_refuses_the_customer_and_tells_the_pul
 
 
 def test_a_plan_from_an_untrusted_run_is_no_review(provider: Provider) -> None:
-    number, head, _ = provider.pull_request({ALPHA: spec(100, "Alpha", {"1": "Front desk", "3": "Ops"})})
+    number, head, _ = provider.pull_request({ALPHA: spec(100, "Alpha",
+                                                         {"1": "Front desk", "3": "Ops"})})
     # The pull request's own workflow (a pull_request run, its own copy of plan.yml) uploads a
     # plan under the same name; the trusted run's artifact is gone (expired).
     data = provider.world.load()
@@ -276,7 +286,8 @@ def test_a_plan_from_an_untrusted_run_is_no_review(provider: Provider) -> None:
     provider.world.save()
     forged = provider.tmp / "forged.json"
     shutil.copy(Path(provider.world.load()["artifacts"][0]["dir"]) / "plan.json", forged)
-    for event, branch in (("pull_request", f"pr-{number}"), ("pull_request_target", f"pr-{number}")):
+    for event, branch in (("pull_request", f"pr-{number}"),
+                          ("pull_request_target", f"pr-{number}")):
         run = provider.world.add_run("plan.yml", event=event, head_branch=branch)
         provider.world.upload(run, f"reconciler-plan-{head}", {"plan.json": forged})
     provider.merge(number, head)
@@ -290,7 +301,8 @@ def test_a_plan_from_an_untrusted_run_is_no_review(provider: Provider) -> None:
 
 
 def test_changes_that_differ_from_the_review_are_refused(provider: Provider) -> None:
-    number, head, _ = provider.pull_request({ALPHA: spec(100, "Alpha", {"1": "Front desk", "4": "Lab"})})
+    number, head, _ = provider.pull_request({ALPHA: spec(100, "Alpha",
+                                                         {"1": "Front desk", "4": "Lab"})})
     # After the review, a push to main changed the same file (say, a merge of another branch
     # that GitHub did not flag): the merged spec is not the reviewed one.
     provider.merge(number, head)
@@ -316,7 +328,8 @@ def test_a_commit_pushed_without_a_pull_request_is_not_applied(provider: Provide
 
 
 def test_re_running_an_older_apply_changes_nothing(provider: Provider) -> None:
-    number, head, _ = provider.pull_request({ALPHA: spec(100, "Alpha", {"1": "Front desk", "2": "Sales"})})
+    number, head, _ = provider.pull_request({ALPHA: spec(100, "Alpha",
+                                                         {"1": "Front desk", "2": "Sales"})})
     older = provider.merge(number, head)
     number, head, _ = provider.pull_request({ALPHA: spec(100, "Alpha", {"1": "Front desk"})})
     provider.merge(number, head)
@@ -336,8 +349,10 @@ def test_re_running_an_older_apply_changes_nothing(provider: Provider) -> None:
 
 
 def test_two_merges_in_one_run_each_held_against_its_own_review(provider: Provider) -> None:
-    first, head1, _ = provider.pull_request({ALPHA: spec(100, "Alpha", {"1": "Front desk", "2": "Sales"})})
-    second, head2, _ = provider.pull_request({BETA: spec(200, "Beta", {"1": "Front desk", "2": "Support"})})
+    first, head1, _ = provider.pull_request({ALPHA: spec(100, "Alpha",
+                                                         {"1": "Front desk", "2": "Sales"})})
+    second, head2, _ = provider.pull_request({BETA: spec(200, "Beta",
+                                                         {"1": "Front desk", "2": "Support"})})
     provider.merge(first, head1)
     provider.merge(second, head2)
     result = provider.apply()
@@ -359,24 +374,28 @@ def test_the_audit_log_is_restored_only_from_apply_runs_on_main(provider: Provid
         ("apply.yml", "push", "pr-7", REPOSITORY),  # another branch
         ("apply.yml", "push", "main", "someone/fork"),  # a fork's main
     ):
-        run = provider.world.add_run(workflow, event=event, head_branch=branch, repository=repository)
+        run = provider.world.add_run(workflow, event=event, head_branch=branch,
+                                     repository=repository)
         provider.world.upload(run, "reconciler-audit-log", {"last-applied-commit": planted})
     result = provider.apply()
     assert result["last"] != "0" * 40
     assert result["last"] == git(provider.work, "rev-list", "--max-parents=0", "HEAD")
 
 
-def test_a_missing_audit_log_stops_apply_until_a_new_one_is_started_by_hand(provider: Provider) -> None:
+def test_a_missing_audit_log_stops_apply_until_a_new_one_is_started_by_hand(
+    provider: Provider,
+) -> None:
     provider.world.load()
     for artifact in provider.world.data["artifacts"]:
         artifact["expired"] = True
     provider.world.save()
     work = provider.tmp / "runner-missing"
     git(provider.tmp, "clone", "--quiet", str(provider.origin), str(work))
-    code, _, log = provider.apply_runner.run("prepare", "Restore the audit log of earlier applies", work,
-                                             BRANCH="main", START_NEW="")
+    code, _, log = provider.apply_runner.run("prepare", "Restore the audit log of earlier applies",
+                                             work, BRANCH="main", START_NEW="")
     assert code == 1 and "audit log is gone" in log
-    code, out, log = provider.apply_runner.run("prepare", "Restore the audit log of earlier applies", work,
+    code, out, log = provider.apply_runner.run("prepare",
+                                               "Restore the audit log of earlier applies", work,
                                                BRANCH="main", START_NEW="true")
     assert code == 0 and out["last"] == "" and "a new log is started" in log
 
@@ -387,7 +406,8 @@ def test_the_first_apply_takes_the_commits_of_its_push(tmp_path: Path) -> None:
     provider.world.data.update(runs=[], artifacts=[])
     provider.world.save()
     before = provider.head()
-    number, head, _ = provider.pull_request({ALPHA: spec(100, "Alpha", {"1": "Front desk", "2": "Sales"})})
+    number, head, _ = provider.pull_request({ALPHA: spec(100, "Alpha",
+                                                         {"1": "Front desk", "2": "Sales"})})
     provider.merge(number, head)
     result = provider.apply(before=before)
     assert result["last"] == "" and result["since"]["base"] == before
@@ -395,9 +415,11 @@ def test_the_first_apply_takes_the_commits_of_its_push(tmp_path: Path) -> None:
     assert provider.accounts(100) == {"ph100x1": "Front desk", "ph100x2": "Sales"}
 
 
-@pytest.mark.skipif(not _supports_history_verify(), reason="reconciler history --verify is not there yet")
+@pytest.mark.skipif(not _supports_history_verify(),
+                    reason="reconciler history --verify is not there yet")
 @pytest.mark.parametrize("tamper", ["none", "edit", "remove"])
-def test_a_tampered_audit_log_artifact_stops_apply_at_the_restore(tmp_path: Path, tamper: str) -> None:
+def test_a_tampered_audit_log_artifact_stops_apply_at_the_restore(tmp_path: Path,
+                                                                  tamper: str) -> None:
     """PortaBilling: the audit log is a file carried by the artifact; a changed one is found."""
     from reconciler.emulator import EmulatorServer
     from reconciler.statefile import load_state_file
@@ -421,8 +443,10 @@ def test_a_tampered_audit_log_artifact_stops_apply_at_the_restore(tmp_path: Path
         # An earlier apply wrote three changes to the log (one entry each).
         earlier = tmp_path / "earlier"
         earlier.mkdir()
-        subprocess.run(["reconciler", "apply", str(provider.work / ALPHA), "--auto-approve"], cwd=earlier,
-                       env={**os.environ, **runner.env, "GITHUB_ACTIONS": ""}, check=True, capture_output=True)
+        subprocess.run(["reconciler", "apply", str(provider.work / ALPHA), "--auto-approve"],
+                       cwd=earlier,
+                       env={**os.environ, **runner.env, "GITHUB_ACTIONS": ""}, check=True,
+                       capture_output=True)
         (log,) = (earlier / ".reconciler").glob("audit-*.jsonl")
         lines = log.read_text().splitlines(keepends=True)
         assert len(lines) >= 2
@@ -434,7 +458,8 @@ def test_a_tampered_audit_log_artifact_stops_apply_at_the_restore(tmp_path: Path
         marker = tmp_path / "marker"
         marker.write_text(provider.head() + "\n")
         run = provider.world.add_run("apply.yml", event="push", head_sha=provider.head())
-        provider.world.upload(run, "reconciler-audit-log", {log.name: log, "last-applied-commit": marker})
+        provider.world.upload(run, "reconciler-audit-log",
+                              {log.name: log, "last-applied-commit": marker})
 
         work = tmp_path / "runner"
         git(tmp_path, "clone", "--quiet", str(provider.origin), str(work))
@@ -451,19 +476,25 @@ def test_a_tampered_audit_log_artifact_stops_apply_at_the_restore(tmp_path: Path
         # A maintainer who checked the log starts a new chain by hand; the run says who.
         code, _, output = runner.run("prepare", "Verify the audit log", work, START_NEW="true")
         assert code == 0, output
-        assert "start-new-audit-log: run 999999 of apply.yml, started by ops" in (work / ".reconciler" / log.name).read_text()
+        assert (
+            "start-new-audit-log: run 999999 of apply.yml, started by ops"
+            in (work / ".reconciler" / log.name).read_text()
+        )
         code, _, output = runner.run("prepare", "Verify the audit log", work, START_NEW="")
         assert code == 0, output
     finally:
         server.stop()
 
 
-def test_a_pull_request_cannot_edit_the_owners_map_it_is_planned_against(provider: Provider) -> None:
+def test_a_pull_request_cannot_edit_the_owners_map_it_is_planned_against(
+    provider: Provider,
+) -> None:
     git(provider.work, "switch", "--quiet", "-c", "grab", "origin/main")
     provider.write(ALPHA, spec(200, "Beta", {"1": "Front desk"}) + "prune: true\n")
     provider.write(Path("owners.yaml"), OWNERS.replace("id: 100, file: specs/customers/alpha.yaml",
                                                        "id: 200, file: specs/customers/alpha.yaml")
-                   .replace("  - {id: 200, file: specs/customers/beta.yaml", "  - {id: 100, file: specs/customers/beta.yaml"))
+                   .replace("  - {id: 200, file: specs/customers/beta.yaml",
+                            "  - {id: 100, file: specs/customers/beta.yaml"))
     head = provider.commit("grab customer 200", branch="grab")
     git(provider.work, "switch", "--quiet", "main")
     base = provider.tmp / "plan-grab"
@@ -477,7 +508,10 @@ def test_a_pull_request_cannot_edit_the_owners_map_it_is_planned_against(provide
     code, out, log = runner.run("plan", "Plan the changed customers", base, BASE_REF="main")
     assert out["exitcode"] == "1", log
     plan = json.loads((base / "pr" / "plan.json").read_text())
-    codes = [p["code"] for c in plan["customers"] for p in c["errors"]] + [p["code"] for p in plan.get("errors", [])]
+    codes = [p["code"] for c in plan["customers"] for p in c["errors"]] + [
+        p["code"] for p in plan.get("errors", [])
+    ]
     assert "customer_not_owned" in codes
     assert all(not c["changes"] for c in plan["customers"])
-    assert "ph200x" not in (base / "pr" / "plan.md").read_text()  # nothing of customer 200's billing
+    # nothing of customer 200's billing
+    assert "ph200x" not in (base / "pr" / "plan.md").read_text()

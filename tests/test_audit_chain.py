@@ -144,7 +144,7 @@ def test_a_whole_log_verifies_and_apply_prints_the_head_it_leaves(billing: Billi
     jsonschema.validate(as_json.json, HISTORY_SCHEMA)
 
 
-# ---- tampering found -------------------------------------------------------------------------------
+# ---- tampering found -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -180,7 +180,8 @@ def test_verify_names_the_first_entry_that_was_tampered_with(
     assert "Traceback" not in result.err + result.out
 
 
-def test_history_warns_about_a_line_it_cannot_read_and_lists_the_rest(log: StoredLog, billing: Billing) -> None:
+def test_history_warns_about_a_line_it_cannot_read_and_lists_the_rest(log: StoredLog,
+                                                                      billing: Billing) -> None:
     log.garble(2)
     result = billing.cli("history")
     assert result.code == 0, result
@@ -193,10 +194,11 @@ def test_history_warns_about_a_line_it_cannot_read_and_lists_the_rest(log: Store
     assert f"{log.where(2)} cannot be read" in as_json.err
 
 
-# ---- apply and a broken chain ----------------------------------------------------------------------
+# ---- apply and a broken chain --------------------------------------------------------------------
 
 
-def test_apply_refuses_to_append_to_a_broken_chain_and_changes_nothing(log: StoredLog, billing: Billing) -> None:
+def test_apply_refuses_to_append_to_a_broken_chain_and_changes_nothing(log: StoredLog,
+                                                                       billing: Billing) -> None:
     log.edit(2)
     before, entries = billing.dump(), len(_entries(billing))
     result = billing.cli("apply", "specs/customers", "--auto-approve")
@@ -218,7 +220,8 @@ def test_a_new_chain_is_recorded_and_verify_reports_it(log: StoredLog, billing: 
     assert refused.code == 1 and "is whole" in refused.err, refused
     log.edit(3)
     assert billing.cli("history", "--new-chain").code == 1  # a reason is required
-    restarted = billing.cli("history", "--new-chain", "--reason", "entry 3 edited by hand; checked with billing")
+    restarted = billing.cli("history", "--new-chain", "--reason",
+                            "entry 3 edited by hand; checked with billing")
     assert restarted.code == 0, restarted
     assert f"it replaces the head {old_head}" in restarted.out
     verified = billing.cli("history", "--verify")
@@ -238,11 +241,15 @@ def test_a_new_chain_is_recorded_and_verify_reports_it(log: StoredLog, billing: 
     applied = billing.cli("apply", "specs/customers", "--auto-approve")
     assert applied.code == 0, applied
     again = billing.cli("history", "--verify")
-    assert again.code == 0 and "audit log whole: 11 entries" in again.out and "restarted" in again.out
+    assert (
+        again.code == 0 and "audit log whole: 11 entries" in again.out and "restarted" in again.out
+    )
     # The break the restart accepted is pinned: a further edit before it is found.
     log.edit(1)
     later = billing.cli("history", "--verify")
-    assert later.code == 1 and f"broken at {log.where(1)} (" in later.err and "was edited" in later.err, later
+    assert (
+        later.code == 1 and f"broken at {log.where(1)} (" in later.err and "was edited" in later.err
+    ), later
 
 
 def test_a_kept_head_finds_entries_cut_from_the_end(log: StoredLog, billing: Billing) -> None:
@@ -260,7 +267,7 @@ def test_a_kept_head_finds_entries_cut_from_the_end(log: StoredLog, billing: Bil
     assert grown.code == 1 and "entries follow it" in grown.err and newer in grown.err, grown
 
 
-# ---- concurrent appends ---------------------------------------------------------------------------
+# ---- concurrent appends --------------------------------------------------------------------------
 
 
 def _append_many(url: str, audit_path: str, customer: int, count: int) -> None:
@@ -270,15 +277,18 @@ def _append_many(url: str, audit_path: str, customer: int, count: int) -> None:
     if url.startswith("portabilling"):
         from reconciler.backends.portabilling.backend import PortaBillingBackend
 
-        backend: Any = PortaBillingBackend(url, audit_path=audit_path, env={}, lock_dir=audit_path + ".locks")
+        backend: Any = PortaBillingBackend(url, audit_path=audit_path, env={},
+                                           lock_dir=audit_path + ".locks")
     else:
         backend = open_backend(url)
     with backend:
         catalogue = backend.catalogue() if url.startswith("sqlite") else None
         for n in range(count):
             with backend.customer_session(customer, catalogue) as session:
-                session.record([AuditEntry("2026-12-04T00:00:00+00:00", customer, "block", f"ph{customer}x{n}",
-                                           {"op": "block", "account": f"ph{customer}x{n}"}, "sha256:x", None)])
+                session.record([AuditEntry("2026-12-04T00:00:00+00:00", customer, "block",
+                                           f"ph{customer}x{n}",
+                                           {"op": "block", "account": f"ph{customer}x{n}"},
+                                           "sha256:x", None)])
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "portabilling"])
@@ -293,7 +303,8 @@ def test_concurrent_appends_keep_one_chain(kind: str, tmp_path: Path) -> None:
         url = "portabilling+http://127.0.0.1:9"  # appends and history never call the server
         env = {"RECONCILER_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_append_many, args=(url, str(tmp_path / "audit.jsonl"), 1000 + i, 60))
+    workers = [context.Process(target=_append_many,
+                               args=(url, str(tmp_path / "audit.jsonl"), 1000 + i, 60))
                for i in range(4)]
     for worker in workers:
         worker.start()
@@ -307,14 +318,16 @@ def test_concurrent_appends_keep_one_chain(kind: str, tmp_path: Path) -> None:
     assert len({e["prev"] for e in entries}) == 240  # no two entries chained onto the same head
 
 
-# ---- logs written before the chain ------------------------------------------------------------------
+# ---- logs written before the chain ---------------------------------------------------------------
 
 
-def test_a_log_from_before_the_chain_is_refused_until_a_chain_is_started(log: StoredLog, billing: Billing) -> None:
+def test_a_log_from_before_the_chain_is_refused_until_a_chain_is_started(log: StoredLog,
+                                                                         billing: Billing) -> None:
     if billing.kind == "portabilling":
         lines = [json.loads(line) for line in log.lines()]
         log.file.write_text("".join(
-            json.dumps({k: v for k, v in e.items() if k not in ("prev", "hash")}) + "\n" for e in lines))
+            json.dumps({k: v for k, v in e.items() if k not in ("prev", "hash")}) + "\n"
+            for e in lines))
     else:
         db = sqlite3.connect(log.db)
         with db:
@@ -330,7 +343,10 @@ def test_a_log_from_before_the_chain_is_refused_until_a_chain_is_started(log: St
     before = billing.dump()
     assert billing.cli("apply", "specs/customers", "--auto-approve").code == 1
     assert billing.dump() == before
-    assert billing.cli("history", "--new-chain", "--reason", "chain added to the existing log").code == 0
+    assert (
+        billing.cli("history", "--new-chain", "--reason", "chain added to the existing log").code
+        == 0
+    )
     assert billing.cli("apply", "specs/customers", "--auto-approve").code == 0
     verified = billing.cli("history", "--verify")
     assert verified.code == 0 and "audit log whole: 11 entries" in verified.out, verified
@@ -353,8 +369,8 @@ def test_a_change_that_reached_billing_is_recorded_even_after_a_break(tmp_path: 
     from reconciler.backends.portabilling.audit import AuditLog
 
     path = tmp_path / "audit.jsonl"
-    entry = AuditEntry("2026-12-04T00:00:00+00:00", 1, "block", "ph1x1", {"op": "block", "account": "ph1x1"},
-                       "sha256:x", None)
+    entry = AuditEntry("2026-12-04T00:00:00+00:00", 1, "block", "ph1x1",
+                       {"op": "block", "account": "ph1x1"}, "sha256:x", None)
     running = AuditLog(str(path))
     running.append([entry, entry])
     path.write_text(path.read_text().replace("ph1x1", "ph1x2", 1))  # someone edits line 1
@@ -374,8 +390,8 @@ def test_two_applies_at_once_on_different_customers_keep_one_chain(billing: Bill
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RECONCILER_"))}
     env.update(billing.env)
     procs = [
-        subprocess.Popen([sys.executable, "-m", "reconciler", "--backend", billing.url, "apply", spec,
-                          "--auto-approve"], cwd=billing.workdir, env=env,
+        subprocess.Popen([sys.executable, "-m", "reconciler", "--backend", billing.url, "apply",
+                          spec, "--auto-approve"], cwd=billing.workdir, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for spec in ("specs/customers/abc.yaml", "specs/customers/contoso-logistics.yaml",
                      "specs/customers/northwind-dental.yaml")

@@ -11,9 +11,10 @@ from tests.helpers import FIXTURES, all_problems
 
 CASES = {
     "malformed": ("version: 1\ncustomer:\n  id: 100\n  name: [Acme\n", "yaml_syntax", 5),
-    "duplicate-key": ("version: 1\ncustomer: {id: 100, name: Acme}\ncustomer: {id: 100, name: Acme}\n",
-                      "duplicate_key", 3),
-    "python-tag": ("version: 1\ncustomer: !!python/object:os.system {id: 100}\n", "yaml_refused", 2),
+    "duplicate-key": ("version: 1\ncustomer: {id: 100, name: Acme}\n"
+                      "customer: {id: 100, name: Acme}\n", "duplicate_key", 3),
+    "python-tag": ("version: 1\ncustomer: !!python/object:os.system {id: 100}\n", "yaml_refused",
+                   2),
     "list": ("- version: 1\n- customer: 100\n", "schema", 1),
     "empty": ("", "schema", None),
     "comment-only": ("# nothing here\n", "schema", None),
@@ -26,7 +27,8 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("command", ["plan", "validate", "apply"])
-def test_bad_spec_is_located_and_exits_1(sqlite_billing: Billing, workdir: Path, name: str, command: str) -> None:
+def test_bad_spec_is_located_and_exits_1(sqlite_billing: Billing, workdir: Path, name: str,
+                                         command: str) -> None:
     sqlite_billing.load(FIXTURES / "state.yaml")
     text, code, line = CASES[name]
     spec = workdir / f"bad-{name}.yaml"
@@ -81,9 +83,11 @@ def test_default_backend_is_the_embedded_database_in_the_working_directory(workd
         (("frobnicate",), "No such command 'frobnicate'"),
         (("plan", "specs", "--format", "yaml"), "Invalid value for '--format'"),
     ],
-    ids=["missing-paths", "missing-folder", "unknown-backend", "unknown-command", "bad-option-value"],
+    ids=["missing-paths", "missing-folder", "unknown-backend", "unknown-command",
+         "bad-option-value"],
 )
-def test_usage_errors_exit_1_with_a_message(workdir: Path, args: tuple[str, ...], message: str) -> None:
+def test_usage_errors_exit_1_with_a_message(workdir: Path, args: tuple[str, ...],
+                                            message: str) -> None:
     from tests.helpers import run_cli
 
     result = run_cli(*args)
@@ -96,8 +100,9 @@ def test_bad_state_file_is_located_and_loads_nothing(workdir: Path) -> None:
     from tests.helpers import run_cli
 
     assert run_cli("state", "load", "specs/demo-billing-state.yaml").code == 0
-    bad = write(workdir / "bad-state.yaml", "products:\n  - {id: 1, name: X, type: main}\ncustomers:\n"
-                "  - {id: 1, name: C, agreement: [{product: Nope, quantity: 1}]}\n")
+    bad = write(workdir / "bad-state.yaml",
+                "products:\n  - {id: 1, name: X, type: main}\ncustomers:\n  - {id: 1, name: C, "
+                "agreement: [{product: Nope, quantity: 1}]}\n")
     result = run_cli("state", "load", str(bad))
     assert result.code == 1
     assert f"{bad}:4:" in result.err and "unknown_product" in result.err

@@ -51,7 +51,9 @@ def test_generated_differences_are_planned_applied_and_converge(tmp_path: Path) 
     assert again.json["summary"]["changes"] == 0
 
 
-def test_generator_is_deterministic_and_the_empty_billing_needs_every_account(tmp_path: Path) -> None:
+def test_generator_is_deterministic_and_the_empty_billing_needs_every_account(
+    tmp_path: Path,
+) -> None:
     first = generate(3, 7, change_share=0.3, seed=11)
     second = generate(3, 7, change_share=0.3, seed=11)
     assert [c.spec_text() for c in first.customers] == [c.spec_text() for c in second.customers]
@@ -67,8 +69,9 @@ SMALL = ["--customers", "4", "--extensions", "3", "--repeat", "1", "--change-sha
          "--fleet-customers", "4", "--fleet-extensions", "2"]
 
 
-def test_the_benchmark_command_runs_every_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cases = "1,2,3,4,5,6" if bench.emulator_available() else "1,2,3,4"
+def test_the_benchmark_command_runs_every_case(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    cases = "1,2,3,4,5,6"
     code = bench.main([*SMALL, "--cases", cases, "--workdir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -117,8 +120,6 @@ sys.exit(done.returncode)
 def test_a_wrong_runner_fails_the_benchmark(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str, case: str, why: str
 ) -> None:
-    if case == "5" and not bench.emulator_available():
-        pytest.skip("the PortaBilling emulator is not built")
     script = tmp_path / "wrong_runner.py"
     script.write_text(WRONG_RUNNER)
     code = bench.main([*SMALL, "--cases", case, "--check", "--workdir", str(tmp_path / "work"),
@@ -131,7 +132,8 @@ def test_a_wrong_runner_fails_the_benchmark(
     assert row.rstrip().endswith("WRONG"), row
 
 
-def test_a_wrong_result_fails_even_without_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_wrong_result_fails_even_without_check(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     script = tmp_path / "wrong_runner.py"
     script.write_text(WRONG_RUNNER)
     code = bench.main([*SMALL, "--cases", "1", "--workdir", str(tmp_path / "work"),
@@ -153,7 +155,8 @@ def test_the_fast_tag_resolver_agrees_with_pyyaml(value: str) -> None:
 
     ours, theirs = SpecLoader(""), yaml.CSafeLoader("")
     for implicit in ((True, False), (False, True), (False, False)):
-        assert ours.resolve(ScalarNode, value, implicit) == theirs.resolve(ScalarNode, value, implicit)
+        expected = theirs.resolve(ScalarNode, value, implicit)
+        assert ours.resolve(ScalarNode, value, implicit) == expected
     for kind in (SequenceNode, MappingNode):
         assert ours.resolve(kind, None, True) == theirs.resolve(kind, None, True)
 
@@ -181,8 +184,6 @@ def test_a_spec_without_its_node_tree_still_reports_the_same_problem(
 def test_the_parallelism_benchmark_runs_each_parallelism_as_a_verified_process(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if not bench.emulator_available():
-        pytest.skip("the PortaBilling emulator is not built")
     from tests import bench_pb
 
     code = bench_pb.main(["--customers", "2", "--extensions", "3", "--latency-ms", "0",
@@ -191,4 +192,6 @@ def test_the_parallelism_benchmark_runs_each_parallelism_as_a_verified_process(
     assert code == 0, out
     assert "parallelism  1:" in out and "parallelism  4:" in out
     counted = re.findall(r"([0-9.]+) calls per customer \(allowed ([0-9]+)\)", out)
-    assert len(counted) == 2 and all(0 < float(got) <= int(allowed) for got, allowed in counted), out
+    assert len(counted) == 2 and all(0 < float(got) <= int(allowed) for got, allowed in counted), (
+        out
+    )

@@ -20,11 +20,16 @@ def _spawn(workdir: Path, url: str, *args: str) -> subprocess.Popen[str]:
 
 
 def _spec(workdir: Path, name: str, who: str) -> Path:
-    return write(workdir / f"{name}.yaml", "version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n"
-                 f"  - {{extension: '7', name: {who}, product: Cloud PBX service, dids: ['15550000004']}}\n")
+    return write(
+        workdir / f"{name}.yaml",
+        "version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n"
+        f"  - {{extension: '7', name: {who}, product: Cloud PBX service, "
+        "dids: ['15550000004']}\n",
+    )
 
 
-def test_two_concurrent_applies_one_wins_the_other_is_stale(sqlite_billing: Billing, workdir: Path) -> None:
+def test_two_concurrent_applies_one_wins_the_other_is_stale(sqlite_billing: Billing,
+                                                            workdir: Path) -> None:
     sqlite_billing.load(FIXTURES / "state.yaml")
     first, second = _spec(workdir, "first", "Grace"), _spec(workdir, "second", "Heidi")
     # Hold the database's write lock so both processes plan against the same state, then queue.
@@ -51,7 +56,8 @@ def test_two_concurrent_applies_one_wins_the_other_is_stale(sqlite_billing: Bill
     assert len(history) == 2  # one create, one alias: the loser wrote nothing
 
 
-def test_a_held_lock_makes_apply_fail_with_a_clear_message(sqlite_billing: Billing, workdir: Path) -> None:
+def test_a_held_lock_makes_apply_fail_with_a_clear_message(sqlite_billing: Billing,
+                                                           workdir: Path) -> None:
     sqlite_billing.load(FIXTURES / "state.yaml")
     spec = _spec(workdir, "lonely", "Ivy")
     holder = sqlite3.connect(workdir / "billing.db", isolation_level=None)
@@ -59,8 +65,8 @@ def test_a_held_lock_makes_apply_fail_with_a_clear_message(sqlite_billing: Billi
     try:
         from tests.helpers import run_cli
 
-        result = run_cli("--backend", sqlite_billing.url, "--lock-timeout", "0.3", "apply", str(spec),
-                         "--auto-approve")
+        result = run_cli("--backend", sqlite_billing.url, "--lock-timeout", "0.3", "apply",
+                         str(spec), "--auto-approve")
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -90,11 +90,13 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Arena:
                  usage_of(template))
 
 
-def _start(arena: Arena, db: Path, process: int, *, lock_timeout: float | None) -> subprocess.Popen[str]:
+def _start(arena: Arena, db: Path, process: int, *,
+           lock_timeout: float | None) -> subprocess.Popen[str]:
     options = ["--lock-timeout", str(lock_timeout)] if lock_timeout is not None else []
-    argv = reconciler_argv("--backend", f"sqlite:///{db}", *options, "apply", str(arena.folders[process]),
-                           "--auto-approve")
-    return subprocess.Popen(argv, cwd=arena.folder, env=clean_env({"GITHUB_SHA": f"proc-{process}"}),
+    argv = reconciler_argv("--backend", f"sqlite:///{db}", *options, "apply",
+                           str(arena.folders[process]), "--auto-approve")
+    return subprocess.Popen(argv, cwd=arena.folder,
+                            env=clean_env({"GITHUB_SHA": f"proc-{process}"}),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -120,7 +122,8 @@ def _race(arena: Arena, db: Path, round_no: int) -> list[Outcome]:
             if not barrier:
                 time.sleep(rng.uniform(0, 0.3))
         if barrier:
-            time.sleep(6)  # long enough for all four to plan and queue on the lock, on a busy machine too
+            # long enough for all four to plan and queue on the lock, on a busy machine too
+            time.sleep(6)
             assert all(p.poll() is None for p in procs[:-1]), "the applies should be waiting"
     finally:
         if holder is not None:
@@ -140,7 +143,9 @@ def _check_outcomes(outcomes: list[Outcome]) -> None:
             reasons = [line for line in outcome.err.splitlines() if line.startswith("customer ")]
             assert reasons, f"process {process} exited 1 without saying why\n{outcome.err}"
             for line in reasons:
-                assert "stale" in line or "lock" in line, f"process {process}: unexpected failure: {line}"
+                assert "stale" in line or "lock" in line, (
+                    f"process {process}: unexpected failure: {line}"
+                )
                 record_figure("concurrency: losers refused as stale" if "stale" in line
                               else "concurrency: losers refused on the lock timeout")
         applied = sum(1 for line in outcome.out.splitlines() if ": applied," in line)
@@ -156,17 +161,25 @@ def _check_no_interleaving(arena: Arena, db: Path) -> None:
             customer_runs[-1]["fingerprints"].add(row["fingerprint"])
             customer_runs[-1]["rows"] += 1
         else:
-            customer_runs.append({"git_commit": row["git_commit"], "fingerprints": {row["fingerprint"]}, "rows": 1})
+            customer_runs.append({"git_commit": row["git_commit"],
+                                  "fingerprints": {row["fingerprint"]}, "rows": 1})
     for customer, customer_runs in runs.items():
         writers = [r["git_commit"] for r in customer_runs]
-        assert len(writers) == len(set(writers)), f"customer {customer}: applies interleaved: {writers}"
+        assert len(writers) == len(set(writers)), (
+            f"customer {customer}: applies interleaved: {writers}"
+        )
         for run in customer_runs:
-            assert len(run["fingerprints"]) == 1, f"customer {customer}: one apply, several fingerprints"
+            assert len(run["fingerprints"]) == 1, (
+                f"customer {customer}: one apply, several fingerprints"
+            )
         first = next(iter(customer_runs[0]["fingerprints"]))
-        assert first == arena.initial_fingerprints[customer], f"customer {customer}: first apply was not " \
-            "planned on the initial state"
+        assert first == arena.initial_fingerprints[customer], (
+            f"customer {customer}: first apply was not planned on the initial state"
+        )
         later = [next(iter(r["fingerprints"])) for r in customer_runs[1:]]
-        assert first not in later, f"customer {customer}: a second apply used the initial fingerprint"
+        assert first not in later, (
+            f"customer {customer}: a second apply used the initial fingerprint"
+        )
         record_figure("concurrency: customers written by two processes, one after the other",
                       1 if len(customer_runs) > 1 else 0)
 
@@ -187,13 +200,16 @@ def _check_barrier_round(arena: Arena, outcomes: list[Outcome]) -> None:
         assert len(processes) == 1, f"customer {customer} applied by processes {processes}"
         assert customer in wanted[processes[0]]
     short = outcomes[-1]
-    assert short.code == 1, f"the process with a 0.2 s lock timeout should have given up\n{short.err}"
+    assert short.code == 1, (
+        f"the process with a 0.2 s lock timeout should have given up\n{short.err}"
+    )
     reasons = [line for line in short.err.splitlines() if line.startswith("customer ")]
     assert reasons and "lock" in reasons[0], short.err
 
 
 @pytest.mark.parametrize("round_no", range(CONCURRENCY_ROUNDS))
-def test_four_processes_apply_overlapping_specs(arena: Arena, tmp_path: Path, round_no: int) -> None:
+def test_four_processes_apply_overlapping_specs(arena: Arena, tmp_path: Path,
+                                                round_no: int) -> None:
     db = tmp_path / "billing.db"
     shutil.copyfile(arena.template, db)
     outcomes = _race(arena, db, round_no)
@@ -204,7 +220,8 @@ def test_four_processes_apply_overlapping_specs(arena: Arena, tmp_path: Path, ro
     _check_no_interleaving(arena, db)
     final = run_cli("--backend", f"sqlite:///{db}", "apply", str(arena.reference), "--auto-approve")
     assert_clean_failure(final, allowed=(0,))
-    again = run_cli("--backend", f"sqlite:///{db}", "plan", str(arena.reference), "--detailed-exitcode")
+    again = run_cli("--backend", f"sqlite:///{db}", "plan", str(arena.reference),
+                    "--detailed-exitcode")
     assert again.code == 0, again
     assert state_matches_specs(dump_db(db), arena.spec_docs.values()) == []
     assert check_invariants(db, arena.baseline_usage) == []

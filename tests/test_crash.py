@@ -76,7 +76,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> CrashWorld:
     plan = run_cli("--backend", url, "plan", str(folder / "specs"), "--format", "json")
     assert plan.code == 0, plan
     per_customer = {
-        c["customer"]: Counter(change_key(change) for change in c["changes"]) for c in plan.json["customers"]
+        c["customer"]: Counter(change_key(change) for change in c["changes"])
+        for c in plan.json["customers"]
     }
     assert all(per_customer.values()), "every customer must have work to do"
     expected: Counter[tuple[str, str, str]] = sum(per_customer.values(), Counter())
@@ -90,7 +91,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> CrashWorld:
     shutil.copyfile(template, probe)
     start = time.monotonic()
     done = subprocess.run(
-        reconciler_argv("--backend", f"sqlite:///{probe}", "apply", str(folder / "specs"), "--auto-approve"),
+        reconciler_argv("--backend", f"sqlite:///{probe}", "apply", str(folder / "specs"),
+                        "--auto-approve"),
         cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=120, check=False,
     )
     seconds = time.monotonic() - start
@@ -112,7 +114,8 @@ def _audit_count(db: Path) -> int:
 
 def _killed_apply(world: CrashWorld, db: Path, rng: random.Random) -> str:
     """Start an apply and SIGKILL it at a random moment; returns how the kill was timed."""
-    argv = reconciler_argv("--backend", f"sqlite:///{db}", "apply", str(world.specs), "--auto-approve")
+    argv = reconciler_argv("--backend", f"sqlite:///{db}", "apply", str(world.specs),
+                           "--auto-approve")
     proc = subprocess.Popen(argv, cwd=world.folder, env=clean_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -157,8 +160,8 @@ def _check_after_kill(world: CrashWorld, db: Path) -> tuple[int, list[str]]:
             if now.get(cid, []) != world.initial_accounts.get(cid, []):
                 problems.append(f"customer {cid} has no audit rows but its accounts changed")
         else:
-            problems.append(f"customer {cid} is half applied: {sum(got.values())} of {sum(wanted.values())} "
-                            "changes in the audit log")
+            problems.append(f"customer {cid} is half applied: {sum(got.values())} of "
+                            f"{sum(wanted.values())} changes in the audit log")
     return applied, problems
 
 
@@ -172,7 +175,8 @@ def _trial(world: CrashWorld, seed: int, tmp_path: Path) -> None:
         assert problems == [], f"seed {seed}, killed {how}: {problems[:10]}"
         record_figure(f"crash: kills {how}")
         if 0 < applied < len(world.per_customer):
-            record_figure("crash: kills that left a partly applied run (some customers done, others not)")
+            record_figure("crash: kills that left a partly applied run (some customers done, "
+                          "others not)")
         record_figure("crash: kills survived")
     final = run_cli("--backend", f"sqlite:///{db}", "apply", str(world.specs), "--auto-approve")
     assert_clean_failure(final, allowed=(0,))
@@ -182,17 +186,21 @@ def _trial(world: CrashWorld, seed: int, tmp_path: Path) -> None:
     assert state_matches_specs(dump_db(db), world.spec_docs.values()) == []
     logged = Counter(change_key(row["change"]) for row in audit_rows(db))
     missing, extra = world.expected - logged, logged - world.expected
-    assert not missing and not extra, f"seed {seed}: audit log missing {list(missing)[:5]}, extra {list(extra)[:5]}"
+    assert not missing and not extra, (
+        f"seed {seed}: audit log missing {list(missing)[:5]}, extra {list(extra)[:5]}"
+    )
     record_figure("crash: trials converged")
 
 
 @pytest.mark.parametrize("trial", range(CRASH_TRIALS))
-def test_apply_killed_at_random_moments_converges(world: CrashWorld, tmp_path: Path, trial: int) -> None:
+def test_apply_killed_at_random_moments_converges(world: CrashWorld, tmp_path: Path,
+                                                  trial: int) -> None:
     _trial(world, seed=1000 + trial, tmp_path=tmp_path)
 
 
 def test_state_load_killed_leaves_old_or_new_state(world: CrashWorld, tmp_path: Path) -> None:
-    """`state load` replaces everything in one transaction: a kill leaves the old or the new state."""
+    """`state load` replaces everything in one transaction:
+    a kill leaves the old or the new state."""
     db = tmp_path / "load.db"
     shutil.copyfile(world.template, db)
     old = dump_db(db)
@@ -207,7 +215,8 @@ def test_state_load_killed_leaves_old_or_new_state(world: CrashWorld, tmp_path: 
         big = world.folder / "state.yaml"
         # Alternate: replace the big state with the small one, or the small with the big.
         source = small if dump_db(db) == old else big
-        proc = subprocess.Popen(reconciler_argv("--backend", f"sqlite:///{db}", "state", "load", str(source)),
+        proc = subprocess.Popen(reconciler_argv("--backend", f"sqlite:///{db}", "state", "load",
+                                                str(source)),
                                 cwd=tmp_path, env=clean_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.1, 0.6))

@@ -61,7 +61,8 @@ def test_every_relative_link_resolves(path: Path) -> None:
 
 
 @pytest.mark.xfail(
-    not all(p.exists() for p in PENDING), reason="docs written on other branches have not landed", strict=True
+    not all(p.exists() for p in PENDING), reason="docs written on other branches have not landed",
+    strict=True
 )
 def test_the_docs_of_the_other_branches_exist() -> None:
     assert all(p.exists() for p in PENDING)
@@ -74,14 +75,18 @@ def test_the_readme_is_short_and_the_docs_hold_the_rest() -> None:
     names = {p.name for p in DOCS}
     assert {"specs.md", "ci.md", "performance.md", "reliability.md"} <= names
     linked = {target for target, _, _ in _links(README)}
-    assert {REPO / "docs" / n for n in ("specs.md", "ci.md", "performance.md", "reliability.md")} <= linked
+    assert {
+        REPO / "docs" / n for n in ("specs.md", "ci.md", "performance.md", "reliability.md")
+    } <= linked
 
 
 def test_paths_named_in_the_readme_exist() -> None:
     # `tests/fixtures/specs/quantity-exceeded.yaml`, `schemas/plan.schema.json` ...
     for span in re.findall(r"`([^`\s]+)`", README.read_text()):
         # A placeholder such as <code> counts as part of the path: it must not be printed as one.
-        if re.fullmatch(r"[\w.<>-]+(/[\w.<>-]+)+/?", span) and not span.startswith((".reconciler", "specs/customers/abc")):
+        if re.fullmatch(r"[\w.<>-]+(/[\w.<>-]+)+/?", span) and not span.startswith(
+            (".reconciler", "specs/customers/abc")
+        ):
             assert (REPO / span).exists(), span
 
 
@@ -110,12 +115,13 @@ def test_the_commands_after_the_quick_start_work_as_printed(tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "GITHUB_"))}
     outputs = []
     for step in steps:
-        result = subprocess.run(shlex.split(step), cwd=site, env=env, capture_output=True, text=True,
-                                timeout=120, check=False)
+        result = subprocess.run(shlex.split(step), cwd=site, env=env, capture_output=True,
+                                text=True, timeout=120, check=False)
         assert result.returncode == 0, f"{step}\n{result.stdout}\n{result.stderr}"
         outputs.append(result.stdout)
     # The second plan, after applying, shows no changes.
-    replans = [out for step, out in zip(steps, outputs) if step.endswith("plan specs/customers")]
+    replans = [out for step, out in zip(steps, outputs, strict=True)
+               if step.endswith("plan specs/customers")]
     assert "no changes" in replans[-1].lower() or "Plan: 0 change(s)" in replans[-1]
 
 
@@ -130,6 +136,8 @@ def test_the_commands_table_covers_the_command_line() -> None:
     text = README.read_text()
     table = "\n".join(line for line in text.splitlines() if line.startswith("| `"))
     for command in SPEC_COMMANDS:
-        assert f"`{command}" in table or f" {command} " in table or f"{command} ID" in table, command
+        assert f"`{command}" in table or f" {command} " in table or f"{command} ID" in table, (
+            command
+        )
     for command in cli.commands:
         assert f"`{command}" in table, command

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DRIFT = ROOT / ".github" / "workflows" / "drift.yml"
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("jq") is None or shutil.which("git") is None, reason="the workflow needs jq and git"
+    shutil.which("jq") is None or shutil.which("git") is None,
+    reason="the workflow needs jq and git"
 )
 
 # Records every call; `pr list` answers the number of an open pull request for the head branch.
@@ -84,7 +85,8 @@ class Runner:
         gh.chmod(0o755)
         self.summary = tmp / "summary.md"
         self.env = {
-            "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]),
+            "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
+                                     os.environ["PATH"]]),
             "HOME": str(tmp),
             "RECONCILER_BACKEND": backend,
             "GITHUB_ACTIONS": "true",
@@ -107,18 +109,22 @@ class Runner:
             cwd=cwd, env={**self.env, **env, "GITHUB_OUTPUT": str(outputs)},
             capture_output=True, text=True, timeout=300, check=False,
         )
-        values = dict(line.split("=", 1) for line in outputs.read_text().splitlines() if "=" in line)
+        values = dict(line.split("=", 1) for line in outputs.read_text().splitlines()
+                      if "=" in line)
         return result.returncode, values, result.stdout + result.stderr
 
 
 def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.fixture
 def provider(tmp_path: Path) -> tuple[Runner, Path, Any]:
     """A specs repository (pushed to a bare origin) whose billing drifted for a few customers."""
-    fleet = generate(customers=9, extensions=6, change_share=0.3, seed=5, changed_customers=[1, 4, 7])
+    fleet = generate(customers=9, extensions=6, change_share=0.3, seed=5,
+                     changed_customers=[1, 4, 7])
     backend = f"sqlite:///{tmp_path / 'billing.db'}"
     origin, repo = tmp_path / "origin.git", tmp_path / "repo"
     _git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
@@ -134,7 +140,9 @@ def provider(tmp_path: Path) -> tuple[Runner, Path, Any]:
     _git(repo, "push", "--quiet", "origin", "HEAD:main")
     state = fleet.write_state_file(tmp_path / "state.yaml")
     subprocess.run(["reconciler", "--backend", backend, "state", "load", str(state)], check=True,
-                   capture_output=True, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+                   capture_output=True,
+                   env={**os.environ,
+                        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     return Runner(tmp_path, backend), repo, fleet
 
 
@@ -188,17 +196,21 @@ def test_the_drift_flow_end_to_end(provider: tuple[Runner, Path, Any]) -> None:
         assert changed == [f"specs/customers/{customer.file_name}"]
         # ... whose every removed line is a line the drift touched, and which billing now matches.
         diff = _git(repo, "diff", "--unified=0", main, "FETCH_HEAD")
-        removed = [line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+        removed = [line[1:] for line in diff.splitlines()
+                   if line.startswith("-") and not line.startswith("---")]
         assert not any(line.startswith(("#", "version:", "customer:", "  id:")) for line in removed)
         spec = runner.tmp / f"adopted-{customer.id}.yaml"
         spec.write_text(_git(repo, "show", f"FETCH_HEAD:specs/customers/{customer.file_name}"))
         plan = subprocess.run(
-            ["reconciler", "plan", str(spec), "--format", "json"], env={**runner.env, "GITHUB_ACTIONS": ""},
-            capture_output=True, text=True, check=True,
+            ["reconciler", "plan", str(spec), "--format", "json"],
+            env={**runner.env, "GITHUB_ACTIONS": ""}, capture_output=True, text=True, check=True,
         )
         assert json.loads(plan.stdout)["summary"]["changes"] == 0
-    reviewed = _git(repo, "show", f"origin/reconciler/adopt-{fleet.customers[1].id}:specs/customers/"
-                    f"{fleet.customers[1].file_name}")
+    reviewed = _git(
+        repo,
+        "show",
+        f"origin/reconciler/adopt-{fleet.customers[1].id}:specs/customers/{fleet.customers[1].file_name}",
+    )
     assert reviewed.startswith("# Reviewed by the customer's team.\n")
     calls = Path(runner.env["GH_LOG"]).read_text().splitlines()
     assert sum(call.startswith("pr create") for call in calls) == 3
@@ -212,7 +224,8 @@ def test_the_drift_flow_end_to_end(provider: tuple[Runner, Path, Any]) -> None:
 
     # The next night, with the same drift: the pull requests are updated, not opened again,
     # and an unchanged proposal is not pushed again.
-    heads = {c: _git(runner.tmp / "origin.git", "rev-parse", f"reconciler/adopt-{c}") for c in drifted}
+    heads = {c: _git(runner.tmp / "origin.git", "rev-parse", f"reconciler/adopt-{c}")
+             for c in drifted}
     merged, _ = _night(runner, repo)
     code, _, log = runner.run("Open or update a pull request per drifted customer", repo,
                               CUSTOMERS=merged["customers"], BASE="main")
@@ -220,7 +233,8 @@ def test_the_drift_flow_end_to_end(provider: tuple[Runner, Path, Any]) -> None:
     calls = Path(runner.env["GH_LOG"]).read_text().splitlines()
     assert sum(call.startswith("pr create") for call in calls) == 3
     assert sum(call.startswith("pr edit") for call in calls) == 3
-    assert heads == {c: _git(runner.tmp / "origin.git", "rev-parse", f"reconciler/adopt-{c}") for c in drifted}
+    assert heads == {c: _git(runner.tmp / "origin.git", "rev-parse", f"reconciler/adopt-{c}")
+                     for c in drifted}
 
     # Closing the pull requests and applying main restores billing: the next night is clean.
     subprocess.run(["reconciler", "apply", "specs/customers/", "--auto-approve"], cwd=repo,
@@ -234,7 +248,8 @@ def test_the_drift_flow_end_to_end(provider: tuple[Runner, Path, Any]) -> None:
 
 def test_a_shard_without_a_plan_fails_the_run(provider: tuple[Runner, Path, Any]) -> None:
     runner, repo, _ = provider
-    code, _, log = runner.run("Fail when drift was found", repo, CUSTOMERS="", ERRORS="0", MISSING="1")
+    code, _, log = runner.run("Fail when drift was found", repo, CUSTOMERS="", ERRORS="0",
+                              MISSING="1")
     assert code == 1 and "produced no plan" in log
 
 

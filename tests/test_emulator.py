@@ -14,11 +14,11 @@ import requests
 
 from reconciler.backends.portabilling.backend import PortaBillingBackend
 from reconciler.backends.sqlite import SqliteBackend
+from reconciler.diff import fingerprint
 from reconciler.emulator import EmulatorServer, FaultConfig, run_emulator
 from reconciler.emulator.accounts import CUSTOMER_BLOCK_NOTE
 from reconciler.emulator.testing import state_from_yaml, write_spec
 from reconciler.model import Account, Customer
-from reconciler.diff import fingerprint
 from reconciler.runner import build_plan
 from reconciler.statefile import BillingState, load_state_file
 from tests.cli_capture import run_cli
@@ -93,7 +93,7 @@ def pb_backend(server: EmulatorServer, **kwargs: Any) -> PortaBillingBackend:
     return PortaBillingBackend(server.url, env=server.env(), **kwargs)
 
 
-# ---- state in, state out ---------------------------------------------------------------------------------
+# ---- state in, state out -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("which", ["demo_state", "rich_state"])
@@ -120,7 +120,7 @@ def test_a_database_file_keeps_the_state(demo_state: BillingState, tmp_path: Pat
         assert server.dump_state() == demo_state
 
 
-# ---- the same state read through either backend ------------------------------------------------------
+# ---- the same state read through either backend --------------------------------------------------
 
 
 @pytest.mark.parametrize("which", ["demo_state", "rich_state"])
@@ -133,7 +133,7 @@ def test_portabilling_reads_the_same_customer_state_as_the_embedded_backend(
         remote = pb_backend(server)
         assert remote.catalogue() == embedded.catalogue()
         ids = [c.id for c in state.customers]
-        for (cid, ours), theirs in zip(
+        for (_, ours), theirs in zip(
             remote.read_customers(ids, remote.catalogue()), ids, strict=True
         ):
             reference = embedded.read_customer(theirs, embedded.catalogue())
@@ -144,7 +144,7 @@ def test_portabilling_reads_the_same_customer_state_as_the_embedded_backend(
         remote.close()
 
 
-# ---- the ABC story through the command line ----------------------------------------------------------------
+# ---- the ABC story through the command line ------------------------------------------------------
 
 
 def test_apply_of_the_demo_specs_through_the_cli_then_plan_shows_no_changes(
@@ -201,11 +201,12 @@ def test_a_saved_plan_applies_to_the_server_it_was_made_for(
         assert stale.code == 1 and "stale" in stale.text
 
 
-# ---- API calls for planning one customer -------------------------------------------------------------------
+# ---- API calls for planning one customer ---------------------------------------------------------
 
 
 def big_customer(extensions: int, tmp_path: Path) -> tuple[BillingState, str]:
-    """A customer with ``extensions`` extensions, each with one DID, and the spec that matches it."""
+    """A customer with ``extensions`` extensions, each with one DID,
+    and the spec that matches it."""
     state = load_state_file(str(DEMO_STATE))
     dids = [f"1555{n:07d}" for n in range(extensions)]
     customer = Customer(
@@ -262,7 +263,7 @@ def test_api_calls_for_planning_one_customer(
         assert server.calls == expected, server.call_counts
 
 
-# ---- the emulator's own behaviour -----------------------------------------------------------------------------
+# ---- the emulator's own behaviour ----------------------------------------------------------------
 
 
 @pytest.fixture

@@ -47,12 +47,14 @@ def update(server: EmulatorServer, token: str, **info: Any) -> None:
     call(server, token, "Account/update_account", {"account_info": info})
 
 
-# ---- customers ---------------------------------------------------------------------------------------
+# ---- customers -----------------------------------------------------------------------------------
 
 
 def test_the_self_care_role_tells_who_may_block(server: EmulatorServer, token: str) -> None:
     abc = call(server, token, "Customer/get_customer_info", {"i_customer": 46170})["customer_info"]
-    globex = call(server, token, "Customer/get_customer_info", {"i_customer": 70001})["customer_info"]
+    globex = call(server, token, "Customer/get_customer_info", {"i_customer": 70001})[
+        "customer_info"
+    ]
     assert (abc["i_role"], abc["extension_blocking"]) == (2, "Y")
     assert (globex["i_role"], globex["extension_blocking"]) == (3, "N")
     assert "PORTABILLING_BLOCKING_ROLES" not in server.env()
@@ -61,13 +63,15 @@ def test_the_self_care_role_tells_who_may_block(server: EmulatorServer, token: s
 
 
 def test_without_the_legacy_field_only_the_role_is_shown(state: BillingState) -> None:
-    with EmulatorServer(state, login=LOGIN, password=PASSWORD, legacy_blocking_field=False) as server:
+    with EmulatorServer(
+        state, login=LOGIN, password=PASSWORD, legacy_blocking_field=False
+    ) as server:
         info = call(server, login(server), "Customer/get_customer_info", {"i_customer": 46170})
         assert info == {"customer_info": {"i_customer": 46170, "name": "ABC", "i_role": 2}}
         assert server.dump_state() == state  # the role still round-trips as block_extensions
 
 
-# ---- the account list --------------------------------------------------------------------------------
+# ---- the account list ----------------------------------------------------------------------------
 
 
 def test_aliases_are_listed_as_accounts_unless_only_real_ones_are_asked_for(
@@ -100,14 +104,15 @@ def test_an_administrators_block_is_shown_as_such(server: EmulatorServer, token:
     assert (locked["blocked"], locked["blocked_by"]) == ("Y", "admin")
 
 
-# ---- creating an extension ---------------------------------------------------------------------------
+# ---- creating an extension -----------------------------------------------------------------------
 
 
 def test_an_extension_created_with_a_product_gets_a_generated_account(
     server: EmulatorServer, token: str
 ) -> None:
     created = call(server, token, "Customer/add_customer_extension",
-                   {"i_customer": 46170, "id": "466", "name": "John Doe", "i_product": 1})  # fmt: skip
+                   {"i_customer": 46170, "id": "466", "name": "John Doe",
+                    "i_product": 1})  # fmt: skip
     assert set(created) == {"i_c_ext"}
     listed = call(server, token, "Customer/get_extensions_list",
                   {"i_customer": 46170, "limit": 100, "offset": 0})  # fmt: skip
@@ -115,7 +120,8 @@ def test_an_extension_created_with_a_product_gets_a_generated_account(
     assert extension["i_c_ext"] == created["i_c_ext"] and extension["name"] == "John Doe"
     generated = account(server, token, "ph46170x466")
     assert generated["i_account"] == extension["i_account"]
-    assert (generated["i_product"], generated["bill_status"], generated["assigned_addons"]) == (1, "O", [])
+    assert (generated["i_product"], generated["bill_status"],
+            generated["assigned_addons"]) == (1, "O", [])
     assert generated["firstname"] == "" and generated["extension_name"] == "John Doe"
     assert dumped(server, "ph46170x466").name == "John Doe"
     assert server.unlinked_extensions() == [] and server.invariant_problems() == []
@@ -129,7 +135,8 @@ def test_an_extension_number_or_account_id_in_use_is_refused(
                   {"i_customer": 46170, "id": "100", "name": "Twice", "i_product": 1})  # fmt: skip
     assert again["faultcode"] == "Server.Customer.extension_exists"
     elsewhere = fault(server, token, "Customer/add_customer_extension",
-                      {"i_customer": 46170, "id": "999", "name": "Clash", "i_product": 1})  # fmt: skip
+                      {"i_customer": 46170, "id": "999", "name": "Clash",
+                       "i_product": 1})  # fmt: skip
     assert elsewhere["faultcode"] == "Server.Account.id_exists"
     assert "customer 70001" in elsewhere["faultstring"]
     for extra in ({}, {"i_product": 1, "i_account": 1}):
@@ -139,13 +146,15 @@ def test_an_extension_number_or_account_id_in_use_is_refused(
     assert server.dump_state() == before
 
 
-def test_an_extension_can_still_link_an_existing_account(server: EmulatorServer, token: str) -> None:
+def test_an_extension_can_still_link_an_existing_account(server: EmulatorServer,
+                                                         token: str) -> None:
     created = call(server, token, "Account/add_account", {"account_info": {
         "i_customer": 46170, "id": "ph46170x500", "i_product": 1, "i_account_role": 1,
         "billing_model": 1, "assigned_addons": [], "firstname": ""}})  # fmt: skip
     assert server.unlinked_extensions() == ["ph46170x500"]
     call(server, token, "Customer/add_customer_extension",
-         {"i_customer": 46170, "id": "500", "name": "Linked", "i_account": created["i_account"]})  # fmt: skip
+         {"i_customer": 46170, "id": "500", "name": "Linked",
+          "i_account": created["i_account"]})  # fmt: skip
     assert server.unlinked_extensions() == []
     assert dumped(server, "ph46170x500").name == "Linked"
 
@@ -155,13 +164,14 @@ def test_an_auto_attendant_is_a_universal_credit_account(
     server: EmulatorServer, token: str, field: str, value: int
 ) -> None:
     info = {"i_customer": 46170, "id": "ph46170aa2", "i_product": 2, "i_account_role": 1,
-            "billing_model": 1, "assigned_addons": [], "firstname": "Night", field: value}  # fmt: skip
+            "billing_model": 1, "assigned_addons": [], "firstname": "Night",
+            field: value}  # fmt: skip
     answer = fault(server, token, "Account/add_account", {"account_info": info})
     assert answer["faultcode"] == "Client.Validation.invalid_value"
     assert f"account_info.{field}" in answer["faultstring"]
 
 
-# ---- add-ons with dates -------------------------------------------------------------------------------
+# ---- add-ons with dates --------------------------------------------------------------------------
 
 
 def addons(server: EmulatorServer, token: str, account_id: str) -> dict[int, dict[str, Any]]:
@@ -184,7 +194,8 @@ def test_an_expired_addon_frees_its_quantity(server: EmulatorServer, token: str)
     # Call recording: quantity 2, held by x100 and x200.
     locked = account(server, token, "ph46170aa1")["i_account"]
     full = fault(server, token, "Account/update_account",
-                 {"account_info": {"i_account": locked, "assigned_addons": [{"i_product": 3}]}})  # fmt: skip
+                 {"account_info": {"i_account": locked,
+                                   "assigned_addons": [{"i_product": 3}]}})  # fmt: skip
     assert full["faultcode"] == "Server.Customer.quantity_exceeded"
     server.expire_addon("ph46170x200", "Call recording")
     update(server, token, i_account=locked, assigned_addons=[{"i_product": 3}])
@@ -212,12 +223,13 @@ def test_kept_addons_keep_their_dates_and_an_expired_one_sent_bare_starts_again(
 def test_an_addon_listed_twice_is_a_fault(server: EmulatorServer, token: str) -> None:
     i_account = account(server, token, "ph46170x100")["i_account"]
     twice = fault(server, token, "Account/update_account", {"account_info": {
-        "i_account": i_account, "assigned_addons": [{"i_product": 3}, {"i_product": 3}]}})  # fmt: skip
+        "i_account": i_account,
+        "assigned_addons": [{"i_product": 3}, {"i_product": 3}]}})  # fmt: skip
     assert twice["faultcode"] == "Client.Validation.duplicate_value"
     assert "assigned_addons[1]" in twice["faultstring"]
 
 
-# ---- paging ---------------------------------------------------------------------------------------------
+# ---- paging --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,8 @@ def test_a_body_not_declared_json_is_refused_and_changes_nothing(
 
 def test_json_with_a_charset_is_json(server: EmulatorServer) -> None:
     token = login(server)
-    status, _answer = terminate(server, token, **{"Content-Type": "Application/JSON; charset=utf-8"})
+    status, _answer = terminate(server, token,
+                                **{"Content-Type": "Application/JSON; charset=utf-8"})
     assert status == 200
 
 

@@ -36,7 +36,7 @@ def login_answer(server: EmulatorServer, password: str = PASSWORD) -> dict[str, 
     return post(server, "Session/login", {"login": LOGIN, "password": password}).json()  # type: ignore[no-any-return]
 
 
-# ---- tokens -------------------------------------------------------------------------------------------
+# ---- tokens --------------------------------------------------------------------------------------
 
 
 def test_login_hands_out_an_access_token_a_refresh_token_and_its_lifetime(
@@ -51,11 +51,13 @@ def test_login_hands_out_an_access_token_a_refresh_token_and_its_lifetime(
 
 def test_a_refresh_token_renews_the_session_once(server: EmulatorServer) -> None:
     first = login_answer(server)
-    renewed = call(server, "", "Session/refresh_access_token", {"refresh_token": first["refresh_token"]})
+    renewed = call(server, "", "Session/refresh_access_token",
+                   {"refresh_token": first["refresh_token"]})
     assert set(renewed) == {"access_token", "refresh_token", "expires_in"}
     assert renewed["access_token"] != first["access_token"]
     assert call(server, renewed["access_token"], "Product/get_product_list", {})["total"] == 5
-    used = fault(server, None, "Session/refresh_access_token", {"refresh_token": first["refresh_token"]})
+    used = fault(server, None, "Session/refresh_access_token",
+                 {"refresh_token": first["refresh_token"]})
     assert used["faultcode"] == "Server.Session.refresh_failed"
     assert server.refreshes == 2 and server.logins == 1
 
@@ -67,22 +69,28 @@ def test_expired_access_tokens_are_refused_while_refresh_tokens_still_renew(
     server.expire_tokens()
     refused = fault(server, str(first["access_token"]), "Product/get_product_list", {})
     assert refused["faultcode"] == "Server.Session.check_auth_failed"
-    renewed = call(server, "", "Session/refresh_access_token", {"refresh_token": first["refresh_token"]})
+    renewed = call(server, "", "Session/refresh_access_token",
+                   {"refresh_token": first["refresh_token"]})
     assert call(server, renewed["access_token"], "Product/get_product_list", {})["total"] == 5
     server.expire_refresh_tokens()
-    gone = fault(server, None, "Session/refresh_access_token", {"refresh_token": renewed["refresh_token"]})
+    gone = fault(server, None, "Session/refresh_access_token",
+                 {"refresh_token": renewed["refresh_token"]})
     assert gone["faultcode"] == "Server.Session.refresh_failed"
 
 
 def test_tokens_expire_after_their_seconds_or_their_calls(state: BillingState) -> None:
-    with EmulatorServer(state, login=LOGIN, password=PASSWORD, token_ttl_seconds=0.3, wire="v2") as server:
+    with EmulatorServer(
+        state, login=LOGIN, password=PASSWORD, token_ttl_seconds=0.3, wire="v2"
+    ) as server:
         token = login(server)
         assert call(server, token, "Product/get_product_list", {})
         time.sleep(0.4)
         assert fault(server, token, "Product/get_product_list", {})["faultcode"] == (
             "Server.Session.check_auth_failed"
         )
-    with EmulatorServer(state, login=LOGIN, password=PASSWORD, token_ttl_calls=2, wire="v2") as server:
+    with EmulatorServer(
+        state, login=LOGIN, password=PASSWORD, token_ttl_calls=2, wire="v2"
+    ) as server:
         token = login(server)
         call(server, token, "Product/get_product_list", {})
         call(server, token, "Product/get_product_list", {})
@@ -90,12 +98,13 @@ def test_tokens_expire_after_their_seconds_or_their_calls(state: BillingState) -
 
 
 def test_login_takes_a_password_or_a_token_never_both(server: EmulatorServer) -> None:
-    both = fault(server, None, "Session/login", {"login": LOGIN, "password": PASSWORD, "token": "t"})
+    both = fault(server, None, "Session/login",
+                 {"login": LOGIN, "password": PASSWORD, "token": "t"})
     assert both["faultcode"] == "Client.Validation.missing_parameter"
     assert server.failed_logins == {}  # a malformed login is not a failed one
 
 
-# ---- lockout --------------------------------------------------------------------------------------------
+# ---- lockout -------------------------------------------------------------------------------------
 
 
 def test_three_failed_logins_lock_the_user_out_until_reset(server: EmulatorServer) -> None:
@@ -120,11 +129,13 @@ def test_a_successful_login_clears_the_failures_before_it(server: EmulatorServer
     assert login(server)
 
 
-# ---- operating mode -------------------------------------------------------------------------------------
+# ---- operating mode ------------------------------------------------------------------------------
 
 
 def test_a_normal_server_says_so(server: EmulatorServer) -> None:
-    assert call(server, login(server), "Generic/get_session_data", {}) == {"operating_mode": "normal"}
+    assert call(server, login(server), "Generic/get_session_data", {}) == {
+        "operating_mode": "normal"
+    }
 
 
 @pytest.mark.parametrize(
@@ -139,14 +150,17 @@ def test_a_normal_server_says_so(server: EmulatorServer) -> None:
 def test_a_read_only_site_answers_reads_and_refuses_every_write(
     state: BillingState, read_only: object, mode: str, faultcode: str
 ) -> None:
-    with EmulatorServer(state, login=LOGIN, password=PASSWORD, read_only=read_only, wire="v2") as server:  # type: ignore[arg-type]
+    with EmulatorServer(
+        state, login=LOGIN, password=PASSWORD, read_only=read_only, wire="v2"
+    ) as server:  # type: ignore[arg-type]
         token = login(server)
         assert call(server, token, "Generic/get_session_data", {})["operating_mode"] == mode
         i_account = account(server, token, "ph46170x100")["i_account"]
         writes = [
             ("Account/update_account", {"account_info": {"i_account": i_account, "blocked": "N"}}),
             ("Account/terminate_account", {"i_account": i_account}),
-            ("Account/add_alias", {"alias_info": {"i_master_account": i_account, "id": "12094555952"}}),
+            ("Account/add_alias",
+             {"alias_info": {"i_master_account": i_account, "id": "12094555952"}}),
             ("Customer/add_customer_extension",
              {"i_customer": 46170, "id": "466", "name": "John", "i_product": 1}),
         ]  # fmt: skip
@@ -166,7 +180,7 @@ def test_a_site_can_turn_read_only_while_running(server: EmulatorServer) -> None
     )
 
 
-# ---- loopback only -----------------------------------------------------------------------------------
+# ---- loopback only -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com", ""])

@@ -72,7 +72,7 @@ def pool(server: EmulatorServer, token: str) -> set[str]:
     return {n["number"] for n in numbers}
 
 
-# ---- the default is v3 ----------------------------------------------------------------------------
+# ---- the default is v3 ---------------------------------------------------------------------------
 
 
 def run_command(*options: str) -> tuple[list[str], dict[str, Any]]:
@@ -112,7 +112,8 @@ def test_the_emulator_command_takes_a_profile_and_variants() -> None:
     assert lines[3].strip() == (
         "wire: v2 with tokens=both, release_dids=True, time_zone=Europe/Prague"
     ), lines
-    assert set(answer) == {"session_id", "access_token", "refresh_token", "expires_at", "expires_in"}
+    assert set(answer) == {"session_id", "access_token", "refresh_token", "expires_at",
+                           "expires_in"}
 
 
 @pytest.mark.parametrize(
@@ -129,7 +130,7 @@ def test_a_bad_wire_option_is_one_message_and_exit_1(options: list[str], message
     assert "Traceback" not in result.text and "serving" not in result.text
 
 
-# ---- blocks ---------------------------------------------------------------------------------------
+# ---- blocks --------------------------------------------------------------------------------------
 
 
 def test_no_answer_says_who_blocked_and_a_sent_blocked_by_is_taken_and_ignored(
@@ -139,14 +140,16 @@ def test_no_answer_says_who_blocked_and_a_sent_blocked_by_is_taken_and_ignored(
     assert locked["blocked"] == "Y" and "blocked_by" not in locked
     reception = i_account(server, token, "ph46170x100")
     call(server, token, "Account/update_account",
-         {"account_info": {"i_account": reception, "blocked": "Y", "blocked_by": "customer"}})  # fmt: skip
+         {"account_info": {"i_account": reception, "blocked": "Y",
+                           "blocked_by": "customer"}})  # fmt: skip
     listed = call(server, token, "Account/get_account_list",
                   {"i_customer": 46170, "get_only_real_accounts": 1})["account_list"]  # fmt: skip
     assert all("blocked_by" not in a for a in listed)
     assert {a["id"]: a["blocked"] for a in listed}["ph46170x100"] == "Y"
     # A v2 server refused blocked_by without a block; a real one does not judge it.
     call(server, token, "Account/update_account",
-         {"account_info": {"i_account": reception, "blocked": "N", "blocked_by": "customer"}})  # fmt: skip
+         {"account_info": {"i_account": reception, "blocked": "N",
+                           "blocked_by": "customer"}})  # fmt: skip
     assert account(server, token, "ph46170x100")["blocked"] == "N"
 
 
@@ -160,7 +163,8 @@ def test_an_accounts_note_is_kept_shown_and_validated(server: EmulatorServer, to
     reception = i_account(server, token, "ph46170x100")
     assert account(server, token, "ph46170x100")["note"] == ""
     call(server, token, "Account/update_account",
-         {"account_info": {"i_account": reception, "blocked": "Y", "note": "two\nlines"}})  # fmt: skip
+         {"account_info": {"i_account": reception, "blocked": "Y",
+                           "note": "two\nlines"}})  # fmt: skip
     listed = call(server, token, "Account/get_account_list", {"i_customer": 46170})["account_list"]
     assert all("note" in row for row in listed)  # alias rows too
     assert {a["id"]: a["note"] for a in listed}["ph46170x100"] == "two\nlines"
@@ -188,7 +192,7 @@ def test_a_server_that_hides_notes_keeps_them_unseen(state: BillingState) -> Non
         assert "note" not in account(server, token, "ph46170x100")
 
 
-# ---- tokens ---------------------------------------------------------------------------------------
+# ---- tokens --------------------------------------------------------------------------------------
 
 
 def test_a_login_answers_a_session_a_jwt_a_refresh_token_and_expires_at(
@@ -254,7 +258,7 @@ def test_a_refresh_without_a_new_refresh_token_keeps_the_old_one_good(state: Bil
         assert server.logins == 1 and server.refreshes == 3
 
 
-# ---- auth faults ----------------------------------------------------------------------------------
+# ---- auth faults ---------------------------------------------------------------------------------
 
 
 def test_each_refused_token_gets_the_code_real_servers_give(
@@ -291,7 +295,8 @@ def test_the_v2_auth_variant_answers_one_code(state: BillingState) -> None:
 
 
 @pytest.mark.parametrize(
-    ("style", "expected"), [("bare", "standalone_mode"), ("namespaced", "Server.Generic.standalone_mode")]
+    ("style", "expected"),
+    [("bare", "standalone_mode"), ("namespaced", "Server.Generic.standalone_mode")]
 )
 def test_read_only_faults_come_bare_or_namespaced(
     state: BillingState, style: str, expected: str
@@ -308,14 +313,15 @@ def test_read_only_faults_come_bare_or_namespaced(
         assert mode["operating_mode"] == "standalone"
 
 
-# ---- agreement ------------------------------------------------------------------------------------
+# ---- agreement -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("shape", "conditions"),
     [
         ("agreement_info", lambda a: a["agreement_info"]["agreement_condition_list"]),
-        ("customer_agreement_info", lambda a: a["customer_agreement_info"]["agreement_condition_list"]),
+        ("customer_agreement_info",
+         lambda a: a["customer_agreement_info"]["agreement_condition_list"]),
         ("agreement_condition_list", lambda a: a["agreement_condition_list"]),
         ("unknown", lambda a: a["agreement"]["agreement_condition_list"]),
     ],
@@ -332,7 +338,7 @@ def test_the_agreement_answer_comes_in_each_shape(
     }
 
 
-# ---- created extensions ---------------------------------------------------------------------------
+# ---- created extensions --------------------------------------------------------------------------
 
 
 def new_extension(server: EmulatorServer, token: str, ext: str = "466") -> dict[str, Any]:
@@ -346,13 +352,15 @@ def new_extension(server: EmulatorServer, token: str, ext: str = "466") -> dict[
     return info["account_info"]  # type: ignore[no-any-return]
 
 
-def test_a_created_extension_is_found_through_its_i_c_ext(server: EmulatorServer, token: str) -> None:
+def test_a_created_extension_is_found_through_its_i_c_ext(server: EmulatorServer,
+                                                          token: str) -> None:
     info = new_extension(server, token)
     assert (info["id"], info["bill_status"], info["extension_id"]) == ("ph46170x466", "O", "466")
 
 
 @pytest.mark.parametrize(
-    ("template", "expected"), [("{i_customer}-{id}", "46170-466"), ("ext{id}@{i_customer}", "ext466@46170")]
+    ("template", "expected"),
+    [("{i_customer}-{id}", "46170-466"), ("ext{id}@{i_customer}", "ext466@46170")]
 )
 def test_a_server_may_generate_another_account_id(
     state: BillingState, template: str, expected: str
@@ -390,7 +398,7 @@ def test_a_new_account_may_start_inactive_and_is_still_managed(state: BillingSta
         assert attendant["i_account"] and server.invariant_problems() == []
 
 
-# ---- aliases and DIDs -----------------------------------------------------------------------------
+# ---- aliases and DIDs ----------------------------------------------------------------------------
 
 
 def test_add_alias_answers_its_i_account_or_nothing(state: BillingState) -> None:
@@ -399,7 +407,8 @@ def test_add_alias_answers_its_i_account_or_nothing(state: BillingState) -> None
             token = str(login_answer(server)["access_token"])
             master = i_account(server, token, "ph46170x200")
             answer = call(server, token, "Account/add_alias",
-                          {"alias_info": {"i_master_account": master, "id": "12094555949"}})  # fmt: skip
+                          {"alias_info": {"i_master_account": master,
+                                          "id": "12094555949"}})  # fmt: skip
             assert set(answer) == keys
             aliases = call(server, token, "Account/get_alias_list", {"i_master_account": master})
             assert [a["id"] for a in aliases["alias_list"]] == ["12094555949"]
@@ -432,7 +441,8 @@ def test_a_removed_alias_leaves_its_did_in_the_pool_unless_released(
 
 
 @pytest.mark.parametrize(("release_dids", "sent", "released"),
-                         [(False, {}, False), (True, {}, True), (True, {"release_assigned_did": 0}, False)])  # fmt: skip
+                         [(False, {}, False), (True, {}, True),
+                          (True, {"release_assigned_did": 0}, False)])  # fmt: skip
 def test_a_terminated_account_leaves_its_dids_in_the_pool_unless_released(
     state: BillingState, release_dids: bool, sent: dict[str, int], released: bool
 ) -> None:
@@ -445,7 +455,7 @@ def test_a_terminated_account_leaves_its_dids_in_the_pool_unless_released(
         assert server.invariant_problems() == []
 
 
-# ---- the server's time zone -----------------------------------------------------------------------
+# ---- the server's time zone ----------------------------------------------------------------------
 
 
 def test_session_data_tells_the_time_zone_and_add_on_dates_are_in_it(state: BillingState) -> None:
@@ -455,7 +465,8 @@ def test_session_data_tells_the_time_zone_and_add_on_dates_are_in_it(state: Bill
         assert data == {"operating_mode": "normal", "time_zone_name": "Asia/Kolkata"}
         sales = i_account(server, token, "ph46170x200")
         call(server, token, "Account/update_account", {"account_info": {
-            "i_account": sales, "assigned_addons": [{"i_product": 3}, {"i_product": 4}]}})  # fmt: skip
+            "i_account": sales,
+            "assigned_addons": [{"i_product": 3}, {"i_product": 4}]}})  # fmt: skip
         addons = account(server, token, "ph46170x200")["assigned_addons"]
     added = next(a for a in addons if a["i_product"] == 4)
     start = datetime.strptime(added["addon_effective_from"], "%Y-%m-%d %H:%M:%S")

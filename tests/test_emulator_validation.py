@@ -37,7 +37,7 @@ def reception(server: EmulatorServer, token: str) -> int:
     return int(account(server, token, "ph46170x100")["i_account"])
 
 
-# ---- each malformed kind is a fault naming what is wrong -------------------------------------------
+# ---- each malformed kind is a fault naming what is wrong -----------------------------------------
 
 
 def test_a_misspelt_nested_parameter_is_a_fault_naming_its_path(
@@ -102,7 +102,8 @@ def test_blocked_is_exactly_y_or_n(server: EmulatorServer, token: str, blocked: 
         server, token, "Account/update_account",
         {"account_info": {"i_account": reception(server, token), "blocked": blocked}},
     )  # fmt: skip
-    assert answer["faultcode"] in ("Client.Validation.invalid_value", "Client.Validation.invalid_type")
+    assert answer["faultcode"] in ("Client.Validation.invalid_value",
+                                   "Client.Validation.invalid_type")
     assert answer["faultstring"].startswith("account_info.blocked")
     assert server.dump_state() == before
 
@@ -131,7 +132,7 @@ def test_an_offset_without_its_limit_is_a_fault(server: EmulatorServer, token: s
     }
 
 
-# ---- malformed requests never drop the connection ------------------------------------------------------
+# ---- malformed requests never drop the connection ------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -187,7 +188,8 @@ def test_a_crash_inside_a_method_is_a_server_fault_not_a_dropped_connection(
             "faultcode": "Server.Internal.unexpected_error",
             "faultstring": "the emulator failed on Product/get_product_list: RuntimeError",
         }
-        status, _ = connection.send("Customer/get_customer_info", b'{"params": {"i_customer": 46170}}', token)
+        status, _ = connection.send("Customer/get_customer_info",
+                                    b'{"params": {"i_customer": 46170}}', token)
         assert status == 200 and connection.reused
     finally:
         connection.close()
@@ -206,7 +208,7 @@ def test_a_body_over_the_limit_is_refused_unread(server: EmulatorServer, token: 
         connection.close()
 
 
-# ---- the emulator's knowledge is its own -----------------------------------------------------------------
+# ---- the emulator's knowledge is its own ---------------------------------------------------------
 
 
 def test_the_emulator_does_not_share_the_clients_field_names() -> None:
@@ -242,7 +244,8 @@ SAMPLES: list[tuple[str, Any]] = [
     ("Account/update_account", {"account_info": {"i_account": 1, "blocked": "Y",
                                                  "blocked_by": "customer"}}),
     ("Account/update_account", {"account_info": {"i_account": 1, "assigned_addons": [
-        {"i_product": 3, "addon_effective_from": "2026-01-01 00:00:00", "addon_effective_to": None}]}}),
+        {"i_product": 3, "addon_effective_from": "2026-01-01 00:00:00",
+         "addon_effective_to": None}]}}),
     ("Account/update_account", {"account_info": {"i_account": 1, "assigned_addons": [
         {"i_product": 3, "addon_effective_to": "tomorrow"}]}}),
     ("Account/update_account", {"account_info": {"i_account": 1, "assigned_addons": {}}}),
@@ -256,9 +259,11 @@ SAMPLES: list[tuple[str, Any]] = [
     ("Account/get_account_list", {"i_customer": 1, "limit": "10"}),
     ("Account/get_account_list", {"i_customer": 1, "with_aliases": True}),
     ("Account/get_account_list", {"i_customer": 1, "with_aliases": 2}),
-    ("Customer/add_customer_extension", {"i_customer": 1, "id": "0466", "name": "A", "i_product": 1}),
+    ("Customer/add_customer_extension",
+     {"i_customer": 1, "id": "0466", "name": "A", "i_product": 1}),
     ("Customer/add_customer_extension", {"i_customer": 1, "id": 466, "name": "A", "i_product": 1}),
-    ("Customer/add_customer_extension", {"i_customer": 1, "id": "4x6", "name": "A", "i_product": 1}),
+    ("Customer/add_customer_extension",
+     {"i_customer": 1, "id": "4x6", "name": "A", "i_product": 1}),
     ("Account/add_account", {"account_info": {"i_customer": 1, "id": "ph1aa1", "i_product": 2,
                                               "i_account_role": 1, "billing_model": 1}}),
     ("Account/add_account", {"account_info": {"i_customer": 1, "id": "", "i_product": 2,
@@ -281,12 +286,15 @@ def test_a_write_with_a_block_sent_alone_records_no_author(
     server: EmulatorServer, token: str
 ) -> None:
     i_account = reception(server, token)
-    call(server, token, "Account/update_account", {"account_info": {"i_account": i_account, "blocked": "Y"}})
+    call(server, token, "Account/update_account",
+         {"account_info": {"i_account": i_account, "blocked": "Y"}})
     blocked = account(server, token, "ph46170x100")
     assert blocked["blocked"] == "Y" and "blocked_by" not in blocked
     call(server, token, "Account/update_account",
-         {"account_info": {"i_account": i_account, "blocked": "Y", "blocked_by": "customer"}})  # fmt: skip
+         {"account_info": {"i_account": i_account, "blocked": "Y",
+                           "blocked_by": "customer"}})  # fmt: skip
     assert account(server, token, "ph46170x100")["blocked_by"] == "customer"
-    call(server, token, "Account/update_account", {"account_info": {"i_account": i_account, "blocked": "N"}})
+    call(server, token, "Account/update_account",
+         {"account_info": {"i_account": i_account, "blocked": "N"}})
     unblocked = account(server, token, "ph46170x100")
     assert unblocked["blocked"] == "N" and "blocked_by" not in unblocked

@@ -104,7 +104,8 @@ def test_fmt_keeps_the_meaning_and_settles_the_did_warnings(backend: str, tmp_pa
     ("text", "code", "why"),
     [
         ("version: 1\ncustomer:\n\tid: 100\n", "yaml_syntax", "a tab character"),
-        ("version: 1\ncustomer: !!python/object:os.system {id: 1}\n", "yaml_refused", "is not allowed"),
+        ("version: 1\ncustomer: !!python/object:os.system {id: 1}\n", "yaml_refused",
+         "is not allowed"),
         ("version: 1\nversion: 1\n", "duplicate_key", "appears twice"),
     ],
 )
@@ -128,15 +129,20 @@ def test_fmt_on_the_example_specs_keeps_their_plan(tmp_path: Path) -> None:
     copy = tmp_path / "specs"
     shutil.copytree(REPO / "specs", copy)
     url = f"sqlite:///{tmp_path / 'billing.db'}"
-    assert run_cli("--backend", url, "state", "load", str(copy / "demo-billing-state.yaml")).code == 0
+    assert (
+        run_cli("--backend", url, "state", "load", str(copy / "demo-billing-state.yaml")).code == 0
+    )
     before = run_cli("--backend", url, "plan", str(copy / "customers"), "--format", "json")
     assert run_cli("fmt", str(copy / "customers")).code == 0
     after = run_cli("--backend", url, "plan", str(copy / "customers"), "--format", "json")
-    assert [c["changes"] for c in after.json["customers"]] == [c["changes"] for c in before.json["customers"]]
+    assert [c["changes"] for c in after.json["customers"]] == [c["changes"]
+                                                               for c in before.json["customers"]]
     assert run_cli("fmt", "--check", str(copy / "customers")).code == 0
 
 
-def test_a_comment_written_above_a_key_stays_above_it_when_keys_are_reordered(tmp_path: Path) -> None:
+def test_a_comment_written_above_a_key_stays_above_it_when_keys_are_reordered(
+    tmp_path: Path,
+) -> None:
     spec = tmp_path / "acme.yaml"
     spec.write_text(
         "# Acme\n"
@@ -159,7 +165,9 @@ def test_a_comment_written_above_a_key_stays_above_it_when_keys_are_reordered(tm
     lines = spec.read_text().splitlines()
 
     def above(key: str) -> str:
-        return lines[next(i for i, line in enumerate(lines) if line.lstrip(" -").startswith(key)) - 1].strip()
+        return lines[
+            next(i for i, line in enumerate(lines) if line.lstrip(" -").startswith(key)) - 1
+        ].strip()
 
     assert lines[0] == "# Acme"
     assert above("version:") == "# customer first, then the rest"
@@ -201,10 +209,12 @@ def test_fmt_keeps_every_comment_and_is_idempotent_whatever_the_layout(
 
     lines = list(_LINES)
     if reverse:  # the top-level sections in reverse order
-        lines = [lines[0], *lines[lines.index("extensions:"):], *lines[1:lines.index("extensions:")]]
+        lines = [lines[0], *lines[lines.index("extensions:"):],
+                 *lines[1:lines.index("extensions:")]]
     text = "\n".join(lines) + "\n"
     if flow:
-        text = text.replace("customer:\n  id: 46170\n  name: ABC\n", "customer: {name: ABC, id: 46170}\n")
+        text = text.replace("customer:\n  id: 46170\n  name: ABC\n",
+                            "customer: {name: ABC, id: 46170}\n")
     lines = text.splitlines()
     for at, column, number in sorted(comments, reverse=True):
         lines.insert(at, " " * column + f"# note {number}")

@@ -40,7 +40,8 @@ from tests.reliability_support import (
     record_figure,
 )
 
-# One settings object for every fuzz test: modest by default, RECONCILER_FUZZ_EXAMPLES for long runs.
+# One settings object for every fuzz test: modest by default, RECONCILER_FUZZ_EXAMPLES for long
+# runs.
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES or 40,
     deadline=None,
@@ -88,11 +89,13 @@ customers:
     dids: ["15550000201", "15550000202"]
 accounts:
   - {id: ph10x5, customer: 10, name: Five, product: Cloud PBX service, dids: ["15550001001"]}
-  - {id: ph100x1, customer: 100, name: Alice, product: Cloud PBX service, addons: [Call recording], dids: ["15550000001"]}
+  - {id: ph100x1, customer: 100, name: Alice, product: Cloud PBX service,
+     addons: [Call recording], dids: ["15550000001"]}
   - {id: ph100x2, customer: 100, name: Bob, product: Cloud PBX service, blocked_by: admin}
   - {id: ph100x3, customer: 100, name: Old, product: Cloud PBX service, status: terminated}
   - {id: ph100x5, customer: 200, name: Squatter, product: Cloud PBX service}
-  - {id: trunk-1, customer: 100, name: Trunk, product: Cloud PBX service, addons: [Call recording], dids: ["15550000009"]}
+  - {id: trunk-1, customer: 100, name: Trunk, product: Cloud PBX service,
+     addons: [Call recording], dids: ["15550000009"]}
   - {id: ph200x1, customer: 200, name: Carol, product: Cloud PBX service, dids: ["15550000201"]}
 """
 
@@ -108,8 +111,12 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return loaded_database(tmp_path_factory.mktemp("fuzz-template"), FUZZ_STATE)
 
 
+# Each example asks the fixture for a database of its own.
+FreshDb = Callable[[], Path]
+
+
 @pytest.fixture
-def fresh_db(template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def fresh_db(template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FreshDb:
     """A function that gives each example its own copy of the template database."""
     monkeypatch.chdir(tmp_path)
     counter = iter(range(10**9))
@@ -141,7 +148,11 @@ def _did_written(number: str) -> st.SearchStrategy[Any]:
 
 @st.composite
 def dids_for(draw: st.DrawFn, customer_id: int) -> list[Any]:
-    pool = POOLS.get(customer_id, []) + [p for other in POOLS.values() for p in other][:3] + ["1555999000"]
+    pool = (
+        POOLS.get(customer_id, [])
+        + [p for other in POOLS.values() for p in other][:3]
+        + ["1555999000"]
+    )
     chosen = draw(st.lists(st.sampled_from(pool), max_size=3, unique=True))
     return [draw(_did_written(number)) for number in chosen]
 
@@ -151,7 +162,11 @@ def entry(draw: st.DrawFn, customer_id: int, kind: str) -> dict[str, Any]:
     item: dict[str, Any] = {}
     if kind == "extension":
         ext = draw(st.one_of(st.sampled_from(["1", "2", "5", "05", "7", "466", "0466"]), digits))
-        item["extension"] = draw(st.sampled_from([ext, int(ext)])) if ext.isdigit() and not ext.startswith("0") else ext
+        item["extension"] = (
+            draw(st.sampled_from([ext, int(ext)]))
+            if ext.isdigit() and not ext.startswith("0")
+            else ext
+        )
     else:
         item["number"] = draw(st.integers(min_value=1, max_value=5))
     item["name"] = draw(st.one_of(st.sampled_from(["Alice", "Bob", "Main menu", "Zoë Ünïcode ☎"]),
@@ -187,8 +202,8 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
 # The same list drives the exhaustive "every key, every wrong value" test below.
 WRONG_VALUES: list[Any] = [
     None, True, False, 0, -1, 1.0, 100.0, 1.5, 2**63, -(2**63) - 1, 10**30, math.nan, math.inf,
-    "", " ", "7\n", "15550000002\n", "x\x00y", "\x1b[2J", "\u2028", "٤٦٦", "１００", "::error::pwned",
-    "ph200x1", "x" * 300, [], [1], {}, {"a": 1},
+    "", " ", "7\n", "15550000002\n", "x\x00y", "\x1b[2J", "\u2028", "٤٦٦", "１００",
+    "::error::pwned", "ph200x1", "x" * 300, [], [1], {}, {"a": 1},
 ]
 evil_scalars = st.one_of(
     st.sampled_from([v for v in WRONG_VALUES if not isinstance(v, (list, dict))]),
@@ -241,13 +256,16 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[Any], max_mutations: int = 
                 doc = draw(evil_values)
             continue
         parent, last = _get(doc, path[:-1]), path[-1]
-        action = draw(st.sampled_from(["replace", "replace", "delete", "add_key", "wrap", "duplicate"]))
+        action = draw(st.sampled_from(["replace", "replace", "delete", "add_key", "wrap",
+                                       "duplicate"]))
         if action == "replace":
             parent[last] = draw(evil_values)
         elif action == "delete":
             del parent[last]
         elif action == "add_key" and isinstance(parent, dict):
-            parent[draw(st.sampled_from(["extra", "Extensions", "id", "dids", "prune", "<<"]))] = draw(evil_values)
+            parent[draw(st.sampled_from(["extra", "Extensions", "id", "dids", "prune", "<<"]))] = (
+                draw(evil_values)
+            )
         elif action == "wrap":
             parent[last] = [parent[last]]
         elif action == "duplicate" and isinstance(parent, list):
@@ -256,10 +274,11 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[Any], max_mutations: int = 
 
 
 def _dump_yaml(doc: Any, flow: bool | None) -> str:
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=flow, width=80)
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=flow,
+                          width=80)
 
 
-# ---- running one case -----------------------------------------------------------------------------
+# ---- running one case ----------------------------------------------------------------------------
 
 
 def _run(db: Path, *args: str) -> Result:
@@ -304,12 +323,14 @@ def _exercise(db: Path, spec_path: Path, command: str) -> None:
     record_figure(f"fuzz: {command} exit {result.code}")
 
 
-# ---- the fuzz tests ----------------------------------------------------------------------------------
+# ---- the fuzz tests ------------------------------------------------------------------------------
 
 
 @FUZZ
 @given(doc=mutated(valid_specs()), flow=st.sampled_from([None, False, True]), command=COMMANDS)
-def test_random_and_mutated_spec_structures(fresh_db, doc: Any, flow: bool | None, command: str) -> None:  # type: ignore[no-untyped-def]
+def test_random_and_mutated_spec_structures(
+    fresh_db: FreshDb, doc: Any, flow: bool | None, command: str
+) -> None:
     db = fresh_db()
     spec = db.parent / "spec.yaml"
     spec.write_text(_dump_yaml(doc, flow), encoding="utf-8")
@@ -319,8 +340,9 @@ def test_random_and_mutated_spec_structures(fresh_db, doc: Any, flow: bool | Non
 
 @FUZZ
 @given(doc=valid_specs())
-def test_a_validated_spec_applies_and_converges(fresh_db, doc: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    """validate exit 0 ⇒ apply exit 0 ⇒ plan shows no changes; validate exit 1 ⇒ apply changes nothing."""
+def test_a_validated_spec_applies_and_converges(fresh_db: FreshDb, doc: dict[str, Any]) -> None:
+    """validate exit 0 ⇒ apply exit 0 ⇒ plan shows no changes;
+    validate exit 1 ⇒ apply changes nothing."""
     db = fresh_db()
     spec = db.parent / "spec.yaml"
     spec.write_text(_dump_yaml(doc, None), encoding="utf-8")
@@ -346,12 +368,13 @@ FULL_SPEC: dict[str, Any] = {
     "auto_attendants": [{"number": 1, "name": "Menu", "product": "Auto attendant", "addons": [],
                          "dids": ["15550000003"], "blocked": False}],
 }
-# ---- known product bugs ---------------------------------------------------------------------------
+# ---- known product bugs --------------------------------------------------------------------------
 # While a bug these tests found is open, its reproduction is a strict xfail test and the random
 # tests skip the inputs that trip it (counted as "known-bug inputs skipped"), so the suite stays
 # green: add a predicate that names the bug to KNOWN_SPEC_BUGS / KNOWN_STATE_BUGS, and remove it
 # when the bug is fixed. RECONCILER_FUZZ_SHOW_KNOWN_BUGS=1 runs such inputs anyway. The bugs that
-# random inputs tripped so far are fixed; their reproductions are regression tests (docs/reliability.md).
+# random inputs tripped so far are fixed; their reproductions are regression tests
+# (docs/reliability.md).
 KNOWN_SPEC_BUGS: list[Callable[[Any], str | None]] = []
 KNOWN_STATE_BUGS: list[Callable[[Any], str | None]] = []
 
@@ -376,8 +399,9 @@ def _loaded(path: Path) -> Any:
     return load_yaml(str(path), str(path), STATE_LIMITS).data
 
 
-@pytest.mark.parametrize("path", [p for p in _paths(FULL_SPEC) if p], ids=lambda p: ".".join(map(str, p)))
-def test_every_key_with_every_wrong_value(fresh_db, path: tuple[Any, ...]) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("path", [p for p in _paths(FULL_SPEC) if p],
+                         ids=lambda p: ".".join(map(str, p)))
+def test_every_key_with_every_wrong_value(fresh_db: FreshDb, path: tuple[Any, ...]) -> None:
     """Each key of a valid spec gets each wrong value in turn (and is removed): apply is refused
     cleanly and changes nothing, or applies within the rules and converges."""
     failures = []
@@ -404,14 +428,14 @@ def test_every_key_with_every_wrong_value(fresh_db, path: tuple[Any, ...]) -> No
 
 # Text-level damage a hand-edited YAML file suffers.
 _SCALAR = re.compile(r"(?<=: )[^\s{}\[\],#][^\n,}\]]*")
-_INSERTS = ["\t", "\x00", "\x07", "\x1b", "\x7f", "\u2028", "\ufeff", "\ud7ff", "é", "☎", "\U0001f4de",
-            "\r", "\r\n", "---\n", "...\n", "%YAML 1.1\n", "&a ", "*a", "*nope", "!!python/object:os.system ",
-            "!custom ", "!!binary ", "? ", "- ", ": ", "{", "}", "[", "]", "|", ">", "#", "'", '"', "\\",
-            "<<: *a\n", "  ", "\n  - "]
-_SCALAR_REPLACEMENTS = ["99999999999999999999999999999999", "1e400", "-1", "0", ".nan", ".inf", "1.0",
-                        "0x1F", "0o17", "1_000", "2001-12-14", "~", "null", "yes", "no", "on", "''", '""',
-                        "[]", "{}", "*a", "!!str 5", "!!int '5'", "!!float x", "7\\n", "'7\n'", '"\\x00"',
-                        '"\\e[2J"', "x" * 1000, "٤٦٦"]
+_INSERTS = ["\t", "\x00", "\x07", "\x1b", "\x7f", "\u2028", "\ufeff", "\ud7ff", "é", "☎",
+            "\U0001f4de", "\r", "\r\n", "---\n", "...\n", "%YAML 1.1\n", "&a ", "*a", "*nope",
+            "!!python/object:os.system ", "!custom ", "!!binary ", "? ", "- ", ": ", "{", "}", "[",
+            "]", "|", ">", "#", "'", '"', "\\", "<<: *a\n", "  ", "\n  - "]
+_SCALAR_REPLACEMENTS = ["99999999999999999999999999999999", "1e400", "-1", "0", ".nan", ".inf",
+                        "1.0", "0x1F", "0o17", "1_000", "2001-12-14", "~", "null", "yes", "no",
+                        "on", "''", '""', "[]", "{}", "*a", "!!str 5", "!!int '5'", "!!float x",
+                        "7\\n", "'7\n'", '"\\x00"', '"\\e[2J"', "x" * 1000, "٤٦٦"]
 
 
 @st.composite
@@ -437,7 +461,11 @@ def mutated_text(draw: st.DrawFn) -> bytes:
             matches = list(_SCALAR.finditer(text))
             if matches:
                 m = draw(st.sampled_from(matches))
-                text = text[: m.start()] + draw(st.sampled_from(_SCALAR_REPLACEMENTS)) + text[m.end():]
+                text = (
+                    text[: m.start()]
+                    + draw(st.sampled_from(_SCALAR_REPLACEMENTS))
+                    + text[m.end() :]
+                )
         elif kind == "dup_line":
             lines.insert(line_no, lines[line_no])
         elif kind == "drop_line" and lines:
@@ -456,7 +484,7 @@ def mutated_text(draw: st.DrawFn) -> bytes:
 
 @FUZZ
 @given(data=mutated_text(), command=COMMANDS)
-def test_mutated_yaml_text(fresh_db, data: bytes, command: str) -> None:  # type: ignore[no-untyped-def]
+def test_mutated_yaml_text(fresh_db: FreshDb, data: bytes, command: str) -> None:
     db = fresh_db()
     spec = db.parent / "spec.yaml"
     spec.write_bytes(data)
@@ -466,7 +494,9 @@ def test_mutated_yaml_text(fresh_db, data: bytes, command: str) -> None:  # type
 
 @FUZZ
 @given(valid=valid_specs(), broken=mutated(valid_specs()))
-def test_a_broken_spec_never_changes_its_customer_while_others_apply(fresh_db, valid: dict[str, Any], broken: Any) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_spec_never_changes_its_customer_while_others_apply(
+    fresh_db: FreshDb, valid: dict[str, Any], broken: Any
+) -> None:
     """Two files in one apply: the customer of a file with errors keeps its billing state."""
     db = fresh_db()
     folder = db.parent / f"specs-{db.stem}"
@@ -491,10 +521,10 @@ def test_a_broken_spec_never_changes_its_customer_while_others_apply(fresh_db, v
     record_figure("fuzz: mixed valid/broken applies")
 
 
-# ---- bugs the fuzzers found, reproduced one by one (regression tests) -------------------------------
+# ---- bugs the fuzzers found, reproduced one by one (regression tests) ----------------------------
 
 
-def test_an_integral_float_auto_attendant_number_is_a_schema_error(fresh_db) -> None:  # type: ignore[no-untyped-def]
+def test_an_integral_float_auto_attendant_number_is_a_schema_error(fresh_db: FreshDb) -> None:
     """Found: `number: 1.0` (an integer to JSON Schema) crashed with ValueError int('1.0').
     A number is a whole number (1, or quoted "1"): 1.0 is refused where it is written, without
     being told to quote it, and nothing is applied."""
@@ -509,25 +539,34 @@ def test_an_integral_float_auto_attendant_number_is_a_schema_error(fresh_db) -> 
         ("schema", "1st auto attendant, number: 1.0 is not a whole number", 4, 14)]
 
 
-def test_a_product_twice_in_an_agreement_is_a_clear_error(fresh_db) -> None:  # type: ignore[no-untyped-def]
+def test_a_product_twice_in_an_agreement_is_a_clear_error(fresh_db: FreshDb) -> None:
     """Found: a product listed twice in one agreement crashed `state load` (IntegrityError)."""
     db = fresh_db()
     path = db.parent / "state.yaml"
     path.write_text("products: [{id: 1, name: P, type: main}]\n"
-                    "customers: [{id: 1, name: C, agreement: [{product: P, quantity: 1}, {product: P, quantity: 2}]}]\n")
+                    "customers: [{id: 1, name: C, agreement: [{product: P, quantity: 1}, {product: "
+                    "P, quantity: 2}]}]\n")
     before = dump_db(db)
     result = _run(db, "state", "load", str(path))
     assert_clean_failure(result)
     assert result.code == 1 and dump_db(db) == before
 
 
-@pytest.mark.parametrize("where", ["products: [{id: BIG, name: P, type: main}]\ncustomers: []\n",
-                                   "products: []\ncustomers: [{id: BIG, name: C}]\n",
-                                   ("products: [{id: 1, name: P, type: main}]\n"
-                                    "customers: [{id: 1, name: C, agreement: [{product: P, quantity: BIG}]}]\n"),
-                                   "products: [{id: 9.3e+18, name: P, type: main}]\ncustomers: []\n"],
-                         ids=["product-id", "customer-id", "quantity", "float-product-id"])
-def test_a_huge_number_in_a_state_file_is_a_clear_error(fresh_db, where: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "where",
+    [
+        "products: [{id: BIG, name: P, type: main}]\ncustomers: []\n",
+        "products: []\ncustomers: [{id: BIG, name: C}]\n",
+        (
+            "products: [{id: 1, name: P, type: main}]\n"
+            "customers: [{id: 1, name: C, agreement: [{product: P, "
+            "quantity: BIG}]}]\n"
+        ),
+        "products: [{id: 9.3e+18, name: P, type: main}]\ncustomers: []\n",
+    ],
+    ids=["product-id", "customer-id", "quantity", "float-product-id"],
+)
+def test_a_huge_number_in_a_state_file_is_a_clear_error(fresh_db: FreshDb, where: str) -> None:
     """Found: a number beyond 64 bits in a state file crashed `state load` (OverflowError, or
     IntegrityError "datatype mismatch" for 9.3e18)."""
     db = fresh_db()
@@ -539,7 +578,7 @@ def test_a_huge_number_in_a_state_file_is_a_clear_error(fresh_db, where: str) ->
     assert result.code == 1 and dump_db(db) == before
 
 
-# ---- billing state files ----------------------------------------------------------------------------
+# ---- billing state files -------------------------------------------------------------------------
 
 STATE_DOC = yaml.safe_load(FUZZ_STATE)
 
@@ -557,7 +596,7 @@ def state_docs(draw: st.DrawFn) -> Any:
 
 @FUZZ
 @given(doc=mutated(state_docs(), max_mutations=3), as_text=st.booleans())
-def test_mutated_billing_state_files(fresh_db, doc: Any, as_text: bool) -> None:  # type: ignore[no-untyped-def]
+def test_mutated_billing_state_files(fresh_db: FreshDb, doc: Any, as_text: bool) -> None:
     """`state load` of a mutated state file: exit 0 and a faithful load, or exit 1 and no change."""
     db = fresh_db()
     path = db.parent / "state.yaml"
@@ -583,25 +622,27 @@ def test_mutated_billing_state_files(fresh_db, doc: Any, as_text: bool) -> None:
     # And planning any spec against it is still a clean answer.
     spec = db.parent / "spec.yaml"
     spec.write_text("version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n"
-                    "  - {extension: '9', name: N, product: Cloud PBX service, dids: ['15550000002']}\n")
+                    "  - {extension: '9', name: N, product: Cloud PBX service, dids: "
+                    "['15550000002']}\n")
     assert_clean_failure(_run(db, "plan", str(spec), "--format", "json"))
     record_figure("fuzz: state files loaded")
 
 
-# ---- the compiled schema agrees with jsonschema ----------------------------------------------------
+# ---- the compiled schema agrees with jsonschema --------------------------------------------------
 
 
 def authority(schema_name: str) -> jsonschema.protocols.Validator:
-    """The jsonschema validator the product pairs with its fast check (spec.schema_check runs it
+    """The jsonschema validator the product pairs with its fast check (schema_check runs it
     when the fast check says "invalid" and takes its messages). The product configures it, e.g.
     an integer is an int, not 1.0 as plain JSON Schema has it; the fast check must agree with
     that validator, whatever the configuration."""
-    from reconciler import spec
+    from reconciler import schemacheck
 
-    return spec._validator(schema_name)
+    return schemacheck.validator(schema_name)
 
 
-def _from_schema(schema: dict[str, Any] | bool, root: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
+def _from_schema(schema: dict[str, Any] | bool, root: dict[str, Any],
+                 depth: int = 0) -> st.SearchStrategy[Any]:
     """Documents valid under ``schema`` (the keyword subset fastschema supports), with boundary
     values: integral floats for integers, the minimum itself, strings that match a pattern only
     by search (a final newline before ``$``), the shortest and longest allowed strings."""
@@ -614,7 +655,11 @@ def _from_schema(schema: dict[str, Any] | bool, root: dict[str, Any], depth: int
         return _from_schema(target, root, depth + 1)
     if "const" in schema:
         c = schema["const"]
-        return st.sampled_from([c, float(c)]) if isinstance(c, int) and not isinstance(c, bool) else st.just(c)
+        return (
+            st.sampled_from([c, float(c)])
+            if isinstance(c, int) and not isinstance(c, bool)
+            else st.just(c)
+        )
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
     types = schema.get("type")
@@ -635,7 +680,8 @@ def _from_schema(schema: dict[str, Any] | bool, root: dict[str, Any], depth: int
                                | st.from_regex(schema["pattern"], fullmatch=True))
             else:
                 options.append(st.text(min_size=low, max_size=min(high, low + 12))
-                               | st.sampled_from([x for x in ("x" * low, "x" * high) if low <= len(x) <= high]))
+                               | st.sampled_from([x for x in ("x" * low, "x" * high)
+                                                  if low <= len(x) <= high]))
         elif kind == "boolean":
             options.append(st.booleans())
         elif kind == "null":
@@ -648,7 +694,8 @@ def _from_schema(schema: dict[str, Any] | bool, root: dict[str, Any], depth: int
     return st.one_of(*options)
 
 
-def _object_from_schema(schema: dict[str, Any], root: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
+def _object_from_schema(schema: dict[str, Any], root: dict[str, Any],
+                        depth: int) -> st.SearchStrategy[Any]:
     properties: dict[str, Any] = schema.get("properties", {})
     required = set(schema.get("required", ()))
 
@@ -679,7 +726,9 @@ def test_compiled_schema_agrees_with_jsonschema(schema_name: str) -> None:
     @given(doc=_near(schema, schema))
     def agree(doc: Any) -> None:
         expected = not any(True for _ in validator.iter_errors(doc))
-        assert fast(doc) == expected, f"fastschema says {fast(doc)}, jsonschema says {expected} for {doc!r}"
+        assert fast(doc) == expected, (
+            f"fastschema says {fast(doc)}, jsonschema says {expected} for {doc!r}"
+        )
         verdicts[expected] += 1
 
     agree()

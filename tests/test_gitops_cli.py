@@ -25,7 +25,8 @@ def test_changed_since_plans_only_changed_customers_and_never_prunes_a_deleted_s
     abc = workdir / "specs/customers/abc.yaml"
     abc.write_text(abc.read_text().replace("name: John Doe", "name: John Q. Doe"))
     (workdir / "specs/customers/contoso-logistics.yaml").unlink()
-    result = sqlite_billing.cli("plan", "--changed-since", "HEAD", "specs/customers", "--format", "json")
+    result = sqlite_billing.cli("plan", "--changed-since", "HEAD", "specs/customers",
+                                "--format", "json")
     assert result.code == 0, result
     plan = result.json
     assert [c["customer"] for c in plan["customers"]] == [46170]
@@ -55,7 +56,7 @@ def test_github_actions_annotations_and_job_summary(sqlite_billing: Billing, wor
     assert result.code == 1
     line = marked_line(spec)
     assert f"::error file={spec},line={line},col=14,title=unknown_product::" in result.err
-    result.json  # stdout is still the JSON document alone
+    assert isinstance(result.json, dict)  # stdout is still the JSON document alone
     assert "<!-- reconciler:part 1/" in summary.read_text()
 
 

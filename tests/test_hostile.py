@@ -1,4 +1,5 @@
-"""Hostile input: each spec is refused (or handled) with a clear message, in bounded time and memory.
+"""Hostile input: each spec is refused (or handled) with a clear message, in bounded time and
+memory.
 
 Every case runs `reconciler apply PATH --auto-approve` in its own process against a loaded
 database and must end with exit 1 (exit 0 where "handled" means "nothing to refuse"), no
@@ -36,7 +37,10 @@ VALID = "version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n" \
 @pytest.fixture(scope="module")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("hostile") / "billing.db"
-    assert run_cli("--backend", f"sqlite:///{db}", "state", "load", str(FIXTURES / "state.yaml")).code == 0
+    assert (
+        run_cli("--backend", f"sqlite:///{db}", "state", "load", str(FIXTURES / "state.yaml")).code
+        == 0
+    )
     return db
 
 
@@ -47,10 +51,12 @@ def arena(template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return tmp_path
 
 
-def _apply(arena: Path, target: str, *, env: dict[str, str] | None = None, timeout: float = 30) -> Measured:
+def _apply(arena: Path, target: str, *, env: dict[str, str] | None = None,
+           timeout: float = 30) -> Measured:
     before = dump_db(arena / "billing.db")
     result = run_measured(
-        reconciler_argv("--backend", f"sqlite:///{arena / 'billing.db'}", "apply", target, "--auto-approve"),
+        reconciler_argv("--backend", f"sqlite:///{arena / 'billing.db'}", "apply", target,
+                        "--auto-approve"),
         cwd=arena, env=clean_env(env), timeout=timeout,
     )
     assert not result.killed, f"still running after {timeout} s\n{result}"
@@ -65,7 +71,7 @@ def _bounded(result: Measured) -> None:
     record_figure("hostile: inputs refused or handled within bounds")
 
 
-# ---- the cases: name -> (writer, expected code in the output) -------------------------------------
+# ---- the cases: name -> (writer, expected code in the output) ------------------------------------
 
 
 def _laughs(levels: int = 9, fan: int = 9) -> str:
@@ -77,7 +83,8 @@ def _laughs(levels: int = 9, fan: int = 9) -> str:
 
 
 def _merge_laughs(levels: int = 9, fan: int = 9) -> str:
-    lines = ["m0: &m0 {k0: lol, k1: lol, k2: lol, k3: lol, k4: lol, k5: lol, k6: lol, k7: lol, k8: lol}"]
+    lines = ["m0: &m0 {k0: lol, k1: lol, k2: lol, k3: lol, k4: lol, k5: lol, k6: lol, k7: lol, "
+             "k8: lol}"]
     for level in range(1, levels + 1):
         refs = ", ".join([f"*m{level - 1}"] * fan)
         lines.append(f"m{level}: &m{level} {{<<: [{refs}], x{level}: [{refs}]}}")
@@ -94,24 +101,31 @@ TEXT_CASES: dict[str, tuple[str | bytes, str]] = {
     "merge-key-bomb": (_merge_laughs(), "yaml_refused"),
     "recursive-alias-sequence": ("a: &a [1, *a]\n", "yaml_refused"),
     "recursive-alias-mapping": ("a: &a {b: *a}\n", "yaml_refused"),
-    "python-object": ("version: 1\ncustomer: !!python/object:os.system {id: 100}\n", "yaml_refused"),
-    "python-object-apply": ("version: 1\ncustomer: !!python/object/apply:os.system ['touch PWNED']\n",
+    "python-object": ("version: 1\ncustomer: !!python/object:os.system {id: 100}\n",
+                      "yaml_refused"),
+    "python-object-apply": ("version: 1\n"
+                            "customer: !!python/object/apply:os.system ['touch PWNED']\n",
                             "yaml_refused"),
-    "python-object-new": ("x: !!python/object/new:subprocess.Popen [['touch', 'PWNED']]\n", "yaml_refused"),
-    "python-name": ("version: 1\ncustomer: {id: 100, name: !!python/name:os.system }\n", "yaml_refused"),
-    "python-module": ("version: 1\ncustomer: {id: 100, name: !!python/module:os }\n", "yaml_refused"),
+    "python-object-new": ("x: !!python/object/new:subprocess.Popen [['touch', 'PWNED']]\n",
+                          "yaml_refused"),
+    "python-name": ("version: 1\ncustomer: {id: 100, name: !!python/name:os.system }\n",
+                    "yaml_refused"),
+    "python-module": ("version: 1\ncustomer: {id: 100, name: !!python/module:os }\n",
+                      "yaml_refused"),
     "custom-tag": ("version: 1\ncustomer: !include /etc/passwd\n", "yaml_refused"),
     "custom-scalar-tag": ("version: 1\ncustomer: {id: 100, name: !Ref Acme}\n", "yaml_refused"),
     "set-tag": ("version: 1\ncustomer: !!set {id, name}\n", "yaml_refused"),
     "omap-tag": ("version: 1\ncustomer: !!omap [{id: 100}, {name: Acme}]\n", "yaml_refused"),
     # !!binary is kept as the text written: here it is the wrong customer name.
-    "binary-tag": ("version: 1\ncustomer: {id: 100, name: !!binary QWNtZQ==}\n", "customer_mismatch"),
+    "binary-tag": ("version: 1\ncustomer: {id: 100, name: !!binary QWNtZQ==}\n",
+                   "customer_mismatch"),
     "flow-nesting-10000": ("[" * 10_000 + "]" * 10_000 + "\n", ""),
     "flow-mapping-nesting-10000": ("{a: " * 10_000 + "x" + "}" * 10_000 + "\n", ""),
     "block-nesting-10000": ("- " * 10_000 + "x\n", ""),
     "indented-nesting-2000": (_indented(2000), ""),
     "a-million-documents": ("---\n" * 1_000_000, "yaml_refused"),
-    "ten-thousand-digit-integer": ("version: 1\ncustomer: {id: " + "9" * 10_000 + ", name: Acme}\n", ""),
+    "ten-thousand-digit-integer": ("version: 1\ncustomer: {id: " + "9" * 10_000 + ", name: Acme}\n",
+                                   ""),
     "one-megabyte-line": (VALID.replace("Grace", "x" * 1_000_000), "schema"),
     "nul-and-garbage-bytes": (b"version: 1\x00\xff\xfe\ncustomer: {id: 100}\n", "yaml_syntax"),
     "bom-and-crlf": ("\ufeff" + VALID.replace("\n", "\r\n").replace("Grace", "Grace\u2028"), ""),
@@ -131,8 +145,8 @@ def _write_case(folder: Path, name: str) -> Path:
 def _apply_in_process(arena: Path, target: Path, **env: str) -> tuple[Result, float]:
     before = dump_db(arena / "billing.db")
     start = time.monotonic()
-    result = run_cli("--backend", f"sqlite:///{arena / 'billing.db'}", "apply", str(target), "--auto-approve",
-                     env=env or None)
+    result = run_cli("--backend", f"sqlite:///{arena / 'billing.db'}", "apply", str(target),
+                     "--auto-approve", env=env or None)
     seconds = time.monotonic() - start
     assert "Traceback" not in result.out + result.err, str(result)
     assert "internal error" not in result.out + result.err, str(result)
@@ -174,7 +188,8 @@ def test_all_hostile_texts_at_once_stay_within_time_and_memory(arena: Path) -> N
 
 # Found: nesting beyond libyaml's own limit (1,000 levels) was reported as yaml_syntax ("exceeded
 # maximum nesting depth"), not as the yaml_refused the contract promises for nesting deeper than 64.
-@pytest.mark.parametrize("name", ["flow-nesting-10000", "block-nesting-10000", "indented-nesting-2000"])
+@pytest.mark.parametrize("name",
+                         ["flow-nesting-10000", "block-nesting-10000", "indented-nesting-2000"])
 def test_deep_nesting_is_refused_as_yaml_refused(arena: Path, name: str) -> None:
     result, _ = _apply_in_process(arena, _write_case(arena, name))
     assert "error[yaml_refused]" in result.out + result.err, str(result)
@@ -191,18 +206,21 @@ def test_a_100_mb_spec_is_refused_by_size_without_being_read(arena: Path) -> Non
     # Run the CLI in a process that reports how many bytes it read (Linux /proc/self/io "rchar").
     probe = (
         "import sys\nfrom reconciler.cli import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
-        "    try:\n        sys.stderr.write(open('/proc/self/io').read())\n    except OSError:\n        pass\n"
+        "    try:\n        sys.stderr.write(open('/proc/self/io').read())\n"
+        "    except OSError:\n        pass\n"
     )
     result = run_measured(
-        [sys.executable, "-c", probe, "--backend", f"sqlite:///{arena / 'billing.db'}", "apply", str(path),
-         "--auto-approve"], cwd=arena, env=clean_env(), timeout=30,
+        [sys.executable, "-c", probe, "--backend", f"sqlite:///{arena / 'billing.db'}", "apply",
+         str(path), "--auto-approve"], cwd=arena, env=clean_env(), timeout=30,
     )
     _bounded(result)
     assert result.code == 1 and "error[yaml_refused]" in result.shown, str(result)
     assert "over the limit of 10485760 bytes" in result.shown
     read = [int(line.split()[1]) for line in result.err.splitlines() if line.startswith("rchar:")]
     if read:  # where /proc/self/io exists: far less than the file was read (imports included)
-        assert read[0] < 30 * 1024 * 1024, f"read {read[0]} bytes of a {path.stat().st_size} byte file"
+        assert read[0] < 30 * 1024 * 1024, (
+            f"read {read[0]} bytes of a {path.stat().st_size} byte file"
+        )
     path.unlink()
 
 
@@ -214,7 +232,7 @@ def test_the_size_limit_is_settable(arena: Path) -> None:
     assert "1000 bytes" in result.out + result.err
 
 
-# ---- the file system as a weapon ----------------------------------------------------------------------
+# ---- the file system as a weapon -----------------------------------------------------------------
 
 
 def _hostile_folder(arena: Path) -> tuple[Path, dict[str, str]]:
@@ -229,9 +247,11 @@ def _hostile_folder(arena: Path) -> tuple[Path, dict[str, str]]:
     (specs / "hop.link").symlink_to("/etc/passwd")  # inside -> inside -> outside
     (specs / "chain.yaml").symlink_to(specs / "hop.link")
     (specs / "dir.yaml").mkdir()  # a folder named like a spec
-    (specs / "team" / "nested" / "up").symlink_to(specs, target_is_directory=True)  # directory loops
+    # directory loops
+    (specs / "team" / "nested" / "up").symlink_to(specs, target_is_directory=True)
     (specs / "self").symlink_to(".", target_is_directory=True)
-    return specs, {"passwd.yaml": "yaml_refused", "zero.yaml": "yaml_refused", "x.yaml": "yaml_refused",
+    return specs, {"passwd.yaml": "yaml_refused", "zero.yaml": "yaml_refused",
+                   "x.yaml": "yaml_refused",
                    "chain.yaml": "yaml_refused", "loop-a.yaml": "", "loop-b.yaml": ""}
 
 
@@ -265,7 +285,8 @@ def test_a_directory_symlink_loop_inside_the_spec_folder_is_not_followed(arena: 
     (specs / "team" / "nested" / "up").symlink_to(specs, target_is_directory=True)  # a loop
     (specs / "self").symlink_to(".", target_is_directory=True)  # another loop
     start = time.monotonic()
-    result = run_cli("--backend", f"sqlite:///{arena / 'billing.db'}", "plan", str(specs), "--format", "json")
+    result = run_cli("--backend", f"sqlite:///{arena / 'billing.db'}", "plan", str(specs),
+                     "--format", "json")
     assert time.monotonic() - start < TIME_LIMIT
     assert result.code == 0, str(result)
     files = [c["file"] for c in result.json["customers"]]
@@ -282,7 +303,7 @@ def test_an_unreadable_spec_is_a_clear_error(arena: Path) -> None:
     assert result.code == 1 and "cannot read" in result.err + result.out, str(result)
 
 
-# ---- values that are too big ------------------------------------------------------------------------
+# ---- values that are too big ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("value", [str(2**63), str(10**30)])
@@ -302,7 +323,9 @@ def test_messages_about_a_1_mb_value_stay_short(arena: Path) -> None:
     path.write_text(VALID.replace("Cloud PBX service", "x" * 1_000_000))
     result, _ = _apply_in_process(arena, path)
     assert result.code == 1
-    assert len(result.out + result.err) < 64 * 1024, f"{len(result.out + result.err)} bytes of output"
+    assert len(result.out + result.err) < 64 * 1024, (
+        f"{len(result.out + result.err)} bytes of output"
+    )
 
 
 def test_scalar_alias_amplification_is_bounded(arena: Path) -> None:
@@ -311,17 +334,21 @@ def test_scalar_alias_amplification_is_bounded(arena: Path) -> None:
     refs = ", ".join(["*a"] * 200)
     path = arena / "amplify.yaml"
     path.write_text("version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n  - extension: '7'\n"
-                    f"    name: n\n    product: Cloud PBX service\n    dids: [&a \"{'1' * 100_000}\", {refs}]\n")
+                    "    name: n\n    product: Cloud PBX service\n    dids: [&a "
+                    f"\"{'1' * 100_000}\", {refs}]\n")
     result, _ = _apply_in_process(arena, path)
     assert result.code == 1
     shown = len(result.out + result.err)
-    assert shown < 20 * path.stat().st_size, f"{shown} bytes of output for a {path.stat().st_size} byte spec"
+    assert shown < 20 * path.stat().st_size, (
+        f"{shown} bytes of output for a {path.stat().st_size} byte spec"
+    )
 
 
-# ---- billing state files (the provider's side) -----------------------------------------------------
+# ---- billing state files (the provider's side) ---------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["billion-laughs", "recursive-alias-mapping", "python-object-apply",
+@pytest.mark.parametrize("name",
+                         ["billion-laughs", "recursive-alias-mapping", "python-object-apply",
                                   "flow-nesting-10000", "custom-tag"])
 def test_hostile_state_files_are_refused(arena: Path, name: str) -> None:
     path = arena / "state.yaml"

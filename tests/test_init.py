@@ -59,7 +59,11 @@ def test_init_makes_a_repository_where_the_quick_start_plans(in_tmp: Path) -> No
     assert _files(in_tmp / "demo") == EXPECTED
     for path in EXPECTED:
         assert path in made.out
-    assert "cd demo\n  reconciler state load specs/demo-billing-state.yaml\n  reconciler plan specs/customers" in made.out
+    assert (
+        "cd demo\n  reconciler state load specs/demo-billing-state.yaml\n"
+        "  reconciler plan specs/customers"
+        in made.out
+    )
 
     os.chdir(in_tmp / "demo")
     loaded = run_cli("state", "load", "specs/demo-billing-state.yaml")
@@ -73,7 +77,8 @@ def test_init_makes_a_repository_where_the_quick_start_plans(in_tmp: Path) -> No
     # The examples are in the canonical layout the pre-commit hook and CI check for.
     assert run_cli("fmt", "--check", "specs/customers").code == 0
     # The owners map binds every example, as the workflows require, and CODEOWNERS matches it.
-    required = run_cli("plan", "specs/customers", "--format", "json", env={"RECONCILER_REQUIRE_OWNERS": "1"})
+    required = run_cli("plan", "specs/customers", "--format", "json",
+                       env={"RECONCILER_REQUIRE_OWNERS": "1"})
     assert required.code == 0 and required.json["summary"]["errors"] == 0, required
     checked = run_cli("owners", "--codeowners", "--check")
     assert checked.code == 0, checked
@@ -134,13 +139,15 @@ def test_export_points_its_schema_comment_at_the_nearest_copy(in_tmp: Path) -> N
         exported = run_cli("export", "--customer", "46170", "--out", out)
         assert exported.code == 0, exported
         (ref,) = SCHEMA_REF.findall(Path(out).read_text())
-        assert (Path(out).parent / ref).resolve() == (in_tmp / "demo" / "schemas" / "customer-spec.schema.json")
+        assert (Path(out).parent / ref).resolve() == (in_tmp / "demo" / "schemas"
+                                                      / "customer-spec.schema.json")
     assert SCHEMA_REF.findall(Path("specs/customers/exported.yaml").read_text()) == [
         "../../schemas/customer-spec.schema.json"
     ]
     # Standard output: relative to the current folder.
     os.chdir(in_tmp / "demo" / "specs" / "customers")
-    printed = run_cli("--backend", "sqlite:///../../.reconciler/billing.db", "export", "--customer", "46170")
+    printed = run_cli("--backend", "sqlite:///../../.reconciler/billing.db", "export",
+                      "--customer", "46170")
     assert printed.code == 0, printed
     assert SCHEMA_REF.findall(printed.out) == ["../../schemas/customer-spec.schema.json"]
 
@@ -150,7 +157,9 @@ def test_export_with_no_schemas_copy_writes_no_comment_and_says_so(in_tmp: Path)
     exported = run_cli("export", "--customer", "46170", "--out", "abc.yaml")
     assert exported.code == 0, exported
     assert "$schema" not in Path("abc.yaml").read_text()
-    assert "no schemas/customer-spec.schema.json" in exported.err and "reconciler init" in exported.err
+    assert (
+        "no schemas/customer-spec.schema.json" in exported.err and "reconciler init" in exported.err
+    )
 
 
 def _workflow(root: Path, name: str) -> dict:
@@ -169,9 +178,13 @@ def test_init_workflows_install_the_release_not_a_checkout(in_tmp: Path) -> None
         assert runs and all(run == install_script(__version__) for run in runs), (name, runs)
         assert f'"pbx-reconciler=={__version__}"' in text
         # Hash-checked dependencies first, from the lock the release was built with.
-        assert runs[0].splitlines() == ["python -m pip install --require-hashes -r requirements/ci.txt",
-                                        f'python -m pip install --no-deps "pbx-reconciler=={__version__}"']
-        assert (in_tmp / "requirements" / "ci.txt").read_text() == (REPO / "requirements" / "ci.txt").read_text()
+        assert runs[0].splitlines() == ["python -m pip install --require-hashes -r "
+                                        "requirements/ci.txt",
+                                        'python -m pip install --no-deps '
+                                        f'"pbx-reconciler=={__version__}"']
+        assert (in_tmp / "requirements" / "ci.txt").read_text() == (
+            REPO / "requirements" / "ci.txt"
+        ).read_text()
         # Apart from the install step and the header, the project's own workflow, comments kept.
         project = (REPO / ".github" / "workflows" / name).read_text().splitlines()
         shipped = text.splitlines()
@@ -226,7 +239,9 @@ def test_version_has_one_source() -> None:
 
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
-    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "reconciler.__version__"}
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "reconciler.__version__"
+    }
     shown = run_cli("--version")
     assert shown.code == 0 and shown.out.strip().endswith(__version__), shown
 

@@ -59,14 +59,6 @@ from tests.reliability_support import (
 LATENCY_MS = 20.0
 
 
-def _emulator_available() -> bool:
-    try:
-        import reconciler.emulator  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 # ---- one billing to interrupt applies against ------------------------------------------------
 
 
@@ -107,7 +99,8 @@ class Target:
 class SqliteTarget(Target):
     kind = "sqlite"
 
-    def __init__(self, folder: Path, specs: Path, spec_docs: dict[int, dict[str, Any]], template: Path) -> None:
+    def __init__(self, folder: Path, specs: Path, spec_docs: dict[int, dict[str, Any]],
+                 template: Path) -> None:
         super().__init__(folder, specs, spec_docs)
         self.db = folder / "billing.db"
         shutil.copyfile(template, self.db)
@@ -133,8 +126,8 @@ class SqliteTarget(Target):
 class EmulatorTarget(Target):
     kind = "portabilling"
 
-    def __init__(self, folder: Path, specs: Path, spec_docs: dict[int, dict[str, Any]], state_file: Path,
-                 latency_ms: float = LATENCY_MS) -> None:
+    def __init__(self, folder: Path, specs: Path, spec_docs: dict[int, dict[str, Any]],
+                 state_file: Path, latency_ms: float = LATENCY_MS) -> None:
         from reconciler.emulator import EmulatorServer
         from reconciler.statefile import load_state_file
 
@@ -187,18 +180,23 @@ def _make_world(folder: Path, kind: str, customers: int, extensions: int) -> Wor
     template = None
     if kind == "sqlite":
         template = folder / "template.db"
-        assert run_cli("--backend", f"sqlite:///{template}", "state", "load", str(state_file)).code == 0
+        assert (
+            run_cli("--backend", f"sqlite:///{template}", "state", "load", str(state_file)).code
+            == 0
+        )
     world = World(folder, state_file, folder / "specs", generated.specs, Counter(), 0.0, template)
     probe = world.target(folder / "probe")
     try:
         plan = probe.cli("plan", str(world.specs), "--format", "json")
         assert plan.code == 0, plan
-        world.expected = Counter(change_key(c) for customer in plan.json["customers"] for c in customer["changes"])
+        world.expected = Counter(change_key(c) for customer in plan.json["customers"]
+                                 for c in customer["changes"])
         assert world.expected and all(n == 1 for n in world.expected.values())
         start = time.monotonic()
-        done = subprocess.run(reconciler_argv("--backend", probe.url, "apply", str(world.specs), "--auto-approve"),
-                              cwd=probe.folder, env=clean_env(probe.env), capture_output=True, text=True,
-                              timeout=300, check=False)
+        done = subprocess.run(reconciler_argv("--backend", probe.url, "apply", str(world.specs),
+                                              "--auto-approve"),
+                              cwd=probe.folder, env=clean_env(probe.env), capture_output=True,
+                              text=True, timeout=300, check=False)
         world.seconds = time.monotonic() - start
         assert done.returncode == 0, done.stderr
     finally:
@@ -220,8 +218,6 @@ def sqlite_world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture(scope="module")
 def emulator_world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    if not _emulator_available():
-        pytest.skip("the PortaBilling emulator is not built")
     return _make_world(tmp_path_factory.mktemp("interrupt-pb"), "portabilling", *EMULATOR_WORLD)
 
 
@@ -253,8 +249,8 @@ class Run:
 
     def __str__(self) -> str:
         names = [signal.Signals(s).name for s in self.signals]
-        return (f"{self.how}, signals {names}, exit {self.code}\n--- stdout (end)\n{self.out[-2000:]}"
-                f"\n--- stderr (end)\n{self.err[-3000:]}")
+        return (f"{self.how}, signals {names}, exit {self.code}\n--- stdout "
+                f"(end)\n{self.out[-2000:]}\n--- stderr (end)\n{self.err[-3000:]}")
 
 
 @pytest.fixture
@@ -274,7 +270,8 @@ def _start_apply(target: Target, processes: list[subprocess.Popen[bytes]], tag: 
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(
             reconciler_argv("--backend", target.url, "apply", str(target.specs), "--auto-approve"),
-            cwd=target.folder, env=clean_env(target.env), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            cwd=target.folder, env=clean_env(target.env), stdout=out, stderr=err,
+            stdin=subprocess.DEVNULL,
         )
     processes.append(proc)
     return proc, out_path, err_path
@@ -295,7 +292,9 @@ def _interrupted_apply(target: Target, world: World, rng: random.Random,
     else:
         how = "after the first write"
         deadline = time.monotonic() + 120
-        while proc.poll() is None and target.audit_size() == audited and time.monotonic() < deadline:
+        while (
+            proc.poll() is None and target.audit_size() == audited and time.monotonic() < deadline
+        ):
             time.sleep(0.003)
         _wait_until(time.monotonic() + rng.uniform(0, world.seconds * 0.4), proc)
     sent: list[int] = []
@@ -310,7 +309,8 @@ def _interrupted_apply(target: Target, world: World, rng: random.Random,
     else:
         how = "finished before the signal"
     code = proc.wait(timeout=120)
-    return Run(code, out_path.read_text("utf-8", "replace"), err_path.read_text("utf-8", "replace"), how, sent)
+    return Run(code, out_path.read_text("utf-8", "replace"), err_path.read_text("utf-8", "replace"),
+               how, sent)
 
 
 def check_run(target: Target, run: Run, before: dict[str, Any], after: dict[str, Any],
@@ -337,17 +337,24 @@ def check_run(target: Target, run: Run, before: dict[str, Any], after: dict[str,
             problems.append(f"exit {run.code}: a run that was not stopped must finish and exit 0")
     elif run.code not in [128 + sent for sent in run.signals]:
         problems.append(f"exit {run.code} after {[signal.Signals(s).name for s in run.signals]}")
-    elif report.summary and not report.summary.startswith(f"interrupted ({signal.Signals(run.code - 128).name})"):
+    elif report.summary and not report.summary.startswith(
+        f"interrupted ({signal.Signals(run.code - 128).name})"
+    ):
         # Two signals may both be pending when Python runs its handlers (in signal number
         # order): the one apply names is the one whose exit code it uses.
         problems.append(f"exit {run.code} but the report says {report.summary[:40]!r}")
-    elif not report.summary and not report.before_writing and not run.err.strip().endswith("interrupted"):
+    elif (
+        not report.summary
+        and not report.before_writing
+        and not run.err.strip().endswith("interrupted")
+    ):
         problems.append("interrupted without saying what was applied")
     if report.before_writing and entries:
         problems.append("'nothing was changed', yet the audit log grew")
     for cid, count in report.applied.items():
         if audited[cid] != count:
-            problems.append(f"customer {cid}: printed {count} change(s) applied, {audited[cid]} audited")
+            problems.append(f"customer {cid}: printed {count} change(s) applied, "
+                            f"{audited[cid]} audited")
         spec_problems = state_matches_specs(after, [target.spec_docs[cid]])
         if spec_problems:
             problems.append(f"customer {cid}: printed as applied, but {spec_problems[:3]}")
@@ -357,7 +364,8 @@ def check_run(target: Target, run: Run, before: dict[str, Any], after: dict[str,
             problems.append(f"customer {cid}: printed {lines} as made, the audit log added {made}")
     for cid in report.not_started:
         if audited[cid]:
-            problems.append(f"customer {cid}: printed 'not started', {audited[cid]} change(s) audited")
+            problems.append(f"customer {cid}: printed 'not started', "
+                            f"{audited[cid]} change(s) audited")
     unreported = set(audited) - set(report.applied) - set(report.cut)
     if unreported:
         problems.append(f"customers {sorted(unreported)} were changed but not reported as applied")
@@ -368,7 +376,8 @@ def check_run(target: Target, run: Run, before: dict[str, Any], after: dict[str,
     return problems
 
 
-def _trial(world: World, seed: int, tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+def _trial(world: World, seed: int, tmp_path: Path,
+           processes: list[subprocess.Popen[bytes]]) -> None:
     rng = random.Random(seed)
     target = world.target(tmp_path / f"trial-{seed}")
     try:
@@ -377,7 +386,9 @@ def _trial(world: World, seed: int, tmp_path: Path, processes: list[subprocess.P
             run = _interrupted_apply(target, world, rng, processes, f"run-{attempt}")
             entries = target.history()[logged:]
             problems = check_run(target, run, before, target.dump(), entries)
-            assert problems == [], f"{target.kind} seed {seed}, run {attempt + 1}: {problems[:8]}\n{run}"
+            assert problems == [], (
+                f"{target.kind} seed {seed}, run {attempt + 1}: {problems[:8]}\n{run}"
+            )
             if not run.signals:
                 how = "runs that finished before the signal was sent"
             elif run.started_python_only:
@@ -393,8 +404,8 @@ def _trial(world: World, seed: int, tmp_path: Path, processes: list[subprocess.P
                 record_figure(f"interrupts ({target.kind}): second signals while stopping")
             if run.report.cut:
                 record_figure(f"interrupts ({target.kind}): customers stopped between two writes")
-            record_figure(f"interrupts ({target.kind}): changes audited by interrupted runs, each checked "
-                          "against billing", len(entries))
+            record_figure(f"interrupts ({target.kind}): changes audited by interrupted runs, each "
+                          "checked against billing", len(entries))
         final = target.cli("apply", str(world.specs), "--auto-approve")
         assert final.code == 0, f"{target.kind} seed {seed}: the re-run failed\n{final}"
         again = target.cli("plan", str(world.specs), "--detailed-exitcode")
@@ -403,7 +414,8 @@ def _trial(world: World, seed: int, tmp_path: Path, processes: list[subprocess.P
         logged_all = Counter(change_key(entry["change"]) for entry in target.history())
         missing, extra = world.expected - logged_all, logged_all - world.expected
         assert not missing and not extra, (
-            f"{target.kind} seed {seed}: history lacks {list(missing)[:5]}, holds extra {list(extra)[:5]}")
+            f"{target.kind} seed {seed}: history lacks {list(missing)[:5]}, holds extra "
+            f"{list(extra)[:5]}")
         record_figure(f"interrupts ({target.kind}): trials converged, every change audited once")
         record_figure(f"interrupts ({target.kind}): changes lost (in billing, not in history)", 0)
     finally:
@@ -411,23 +423,27 @@ def _trial(world: World, seed: int, tmp_path: Path, processes: list[subprocess.P
 
 
 @pytest.mark.parametrize("trial", range(INTERRUPT_TRIALS))
-def test_sqlite_apply_interrupted_at_random_moments(sqlite_world: World, tmp_path: Path, trial: int,
-                                                    processes: list[subprocess.Popen[bytes]]) -> None:
+def test_sqlite_apply_interrupted_at_random_moments(
+    sqlite_world: World, tmp_path: Path, trial: int, processes: list[subprocess.Popen[bytes]]
+) -> None:
     _trial(sqlite_world, 5000 + trial, tmp_path, processes)
 
 
 @pytest.mark.parametrize("trial", range(INTERRUPT_TRIALS if LONG_RUN else 1))
-def test_emulator_apply_interrupted_at_random_moments(emulator_world: World, tmp_path: Path, trial: int,
-                                                      processes: list[subprocess.Popen[bytes]]) -> None:
+def test_emulator_apply_interrupted_at_random_moments(
+    emulator_world: World, tmp_path: Path, trial: int, processes: list[subprocess.Popen[bytes]]
+) -> None:
     _trial(emulator_world, 7000 + trial, tmp_path, processes)
 
 
 # ---- interrupts placed on purpose --------------------------------------------------------------
 
 
-def test_second_ctrl_c_waits_for_the_write_in_flight(emulator_world: World, tmp_path: Path,
-                                                     processes: list[subprocess.Popen[bytes]]) -> None:
-    """Two Ctrl-C in a row while a slow write is in flight: it finishes, is audited, then apply stops."""
+def test_second_ctrl_c_waits_for_the_write_in_flight(
+    emulator_world: World, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Two Ctrl-C in a row while a slow write is in flight:
+    it finishes, is audited, then apply stops."""
     target = EmulatorTarget(tmp_path, emulator_world.specs, emulator_world.spec_docs,
                             emulator_world.state_file, latency_ms=100)
     try:
@@ -461,7 +477,8 @@ def test_interrupt_while_planning_changes_nothing(emulator_world: World, tmp_pat
     try:
         before = target.dump()
         proc, out_path, err_path = _start_apply(target, processes, "run")
-        time.sleep(1.0)  # started (0.2 s when idle) and reading: planning takes some twenty 0.15 s calls
+        # started (0.2 s when idle) and reading: planning takes some twenty 0.15 s calls
+        time.sleep(1.0)
         assert out_path.stat().st_size == 0, "the plan was already printed: reads were too fast"
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
@@ -476,8 +493,9 @@ def test_interrupt_while_planning_changes_nothing(emulator_world: World, tmp_pat
         target.close()
 
 
-def test_report_names_every_customer_and_the_audit_log(sqlite_world: World, tmp_path: Path,
-                                                       processes: list[subprocess.Popen[bytes]]) -> None:
+def test_report_names_every_customer_and_the_audit_log(
+    sqlite_world: World, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     """After the first commit: applied ones on stdout, the others 'not started', a summary line."""
     target = sqlite_world.target(tmp_path / "t")
     assert isinstance(target, SqliteTarget)
@@ -486,15 +504,16 @@ def test_report_names_every_customer_and_the_audit_log(sqlite_world: World, tmp_
     while proc.poll() is None and target.audit_size() == 0 and time.monotonic() < deadline:
         time.sleep(0.002)
     proc.send_signal(signal.SIGINT)
-    run = Run(proc.wait(timeout=60), out_path.read_text(), err_path.read_text(), "after the first commit",
-              [signal.SIGINT])
+    run = Run(proc.wait(timeout=60), out_path.read_text(), err_path.read_text(),
+              "after the first commit", [signal.SIGINT])
     assert run.code == 130, run
     report = run.report
     customers = set(sqlite_world.spec_docs)
     assert report.applied, run
     assert set(report.applied) | report.not_started == customers, run
     assert not set(report.applied) & report.not_started
-    assert report.summary.startswith(f"interrupted (SIGINT): {len(report.applied)} customer(s) applied in full")
+    assert report.summary.startswith(f"interrupted (SIGINT): {len(report.applied)} customer(s) "
+                                     "applied in full")
     assert f"{len(report.not_started)} customer(s) not started" in report.summary
     assert str(target.db) in report.summary  # where the record is
     assert "nothing more was changed" not in run.err
@@ -517,9 +536,12 @@ def test_read_only_command_interrupted_says_only_interrupted(
 ) -> None:
     target = sqlite_world.target(tmp_path)
     if command[0] == "history":
-        assert target.cli("apply", str(sqlite_world.specs), "--auto-approve").code == 0  # a long one
-    argv = reconciler_argv("--backend", target.url, *(a.format(specs=sqlite_world.specs) for a in command))
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # a long one
+        assert target.cli("apply", str(sqlite_world.specs), "--auto-approve").code == 0
+    argv = reconciler_argv("--backend", target.url,
+                           *(a.format(specs=sqlite_world.specs) for a in command))
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     processes.append(proc)
     # Nobody reads the output beyond its first byte: the command blocks writing the rest (more
     # than a pipe holds), so the signal surely comes inside the command, not in Python's start-up.
@@ -530,7 +552,8 @@ def test_read_only_command_interrupted_says_only_interrupted(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sent, err
     # history names the log it reads before it starts writing; then only the one word.
-    said = [line for line in err.decode().splitlines() if line.strip() and not line.startswith("audit log: ")]
+    said = [line for line in err.decode().splitlines()
+            if line.strip() and not line.startswith("audit log: ")]
     assert said == ["interrupted"], err.decode()
 
 
@@ -553,7 +576,11 @@ def test_apply_handlers_are_restored(tmp_path: Path) -> None:
             time.sleep(0.01)
         assert signals.received == 3 and signals.exit_code == 143
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-    assert len(said) == 2 and said[0].startswith("SIGTERM received") and said[1].startswith("already stopping")
+    assert (
+        len(said) == 2
+        and said[0].startswith("SIGTERM received")
+        and said[1].startswith("already stopping")
+    )
 
 
 def test_an_interrupted_saved_plan_reports_on_one_stream_and_its_advice_finishes_the_work(
@@ -566,9 +593,10 @@ def test_an_interrupted_saved_plan_reports_on_one_stream_and_its_advice_finishes
     assert target.cli("plan", str(target.specs), "--out", str(saved)).code == 0
     out_path, err_path = target.folder / "run.out", target.folder / "run.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(reconciler_argv("--backend", target.url, "apply", "--plan", str(saved)),
-                                cwd=target.folder, env=clean_env(target.env), stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(reconciler_argv("--backend", target.url, "apply", "--plan",
+                                                str(saved)),
+                                cwd=target.folder, env=clean_env(target.env), stdout=out,
+                                stderr=err, stdin=subprocess.DEVNULL)
     processes.append(proc)
     deadline = time.monotonic() + 120
     while proc.poll() is None and target.audit_size() == 0 and time.monotonic() < deadline:
@@ -578,7 +606,8 @@ def test_an_interrupted_saved_plan_reports_on_one_stream_and_its_advice_finishes
     assert code == 130, said_err
     report = parse_report(said_out, "")  # standard output alone holds the whole report
     assert report.applied and report.not_started and report.summary, said_out
-    assert not any(line.startswith(("customer ", "interrupted (", "    done:")) for line in said_err.splitlines())
+    assert not any(line.startswith(("customer ", "interrupted (", "    done:"))
+                   for line in said_err.splitlines())
     assert "plan again from the specs and apply that plan" in report.summary
     assert f"{saved} is out of date for the customers it changed" in report.summary
     # The advice works: a new plan from the specs, applied, finishes the work.
@@ -590,4 +619,6 @@ def test_an_interrupted_saved_plan_reports_on_one_stream_and_its_advice_finishes
     assert target.cli("plan", str(target.specs), "--detailed-exitcode").code == 0
     # The old saved plan is what not to run again: every customer it changed is refused as stale.
     again = target.cli("apply", "--plan", str(saved))
-    assert again.code == 1 and all(f"customer {c}: stale" in again.err for c in report.applied), again
+    assert again.code == 1 and all(f"customer {c}: stale" in again.err for c in report.applied), (
+        again
+    )

@@ -69,7 +69,8 @@ accounts:
   - {id: ph100x5, customer: 200, name: Squatter, product: Cloud PBX service}
   - {id: ph100aa1, customer: 200, name: Squatter menu, product: Auto attendant}
   - {id: ph200x1, customer: 200, name: Carol, product: Cloud PBX service, dids: ["15550000201"]}
-  - {id: trunk-200, customer: 200, name: Trunk 200, product: Cloud PBX service, dids: ["15550000004"]}
+  - {id: trunk-200, customer: 200, name: Trunk 200, product: Cloud PBX service,
+     dids: ["15550000004"]}
 """
 
 
@@ -97,7 +98,8 @@ def customer_bytes(dump: dict[str, Any], customer: int) -> bytes:
 
 def apply_spec(db: Path, spec: dict[str, Any] | str, *extra: str, me: int | None = None
                ) -> tuple[Result, dict[str, Any], dict[str, Any]]:
-    """Apply ``spec``; every customer but its own (``me``, default: the spec's) stays byte-identical."""
+    """Apply ``spec``; every customer but its own (``me``, default: the spec's)
+    stays byte-identical."""
     if me is None:
         me = spec["customer"]["id"] if isinstance(spec, dict) else 100
     path = db.parent / "spec.yaml"
@@ -115,7 +117,8 @@ def apply_spec(db: Path, spec: dict[str, Any] | str, *extra: str, me: int | None
     return result, before, after
 
 
-def spec(*extensions: dict[str, Any], customer: int = 100, name: str = "Acme", **top: Any) -> dict[str, Any]:
+def spec(*extensions: dict[str, Any], customer: int = 100, name: str = "Acme",
+         **top: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {"version": 1, "customer": {"id": customer, "name": name}, **top}
     doc["extensions"] = [{"name": "X", "product": "Cloud PBX service", **e} for e in extensions]
     return doc
@@ -155,19 +158,21 @@ def test_an_own_did_held_by_another_customers_account_is_refused(db: Path) -> No
 def test_prune_touches_only_the_customers_own_managed_accounts(db: Path) -> None:
     """prune: true for 100 with look-alikes around: ph100x5 and ph100aa1 (customer 200),
     ph1000x5 (customer 1000), ph10x05 (customer 10), and its own unmanaged trunk."""
-    result, before, after = apply_spec(db, spec({"extension": "1", "name": "Alice", "dids": ["15550000001"]},
+    result, before, after = apply_spec(db, spec({"extension": "1", "name": "Alice",
+                                                 "dids": ["15550000001"]},
                                                 prune=True))
     assert result.code == 0, result
     changed = {a["id"]: a for a in after["accounts"]}
     assert changed["ph100x9"]["status"] == "terminated"  # its own, not listed: pruned
-    for untouched in ("ph100x5", "ph100aa1", "ph1000x5", "ph10x05", "ph10x5", "trunk-100", "ph100x1"):
+    for untouched in ("ph100x5", "ph100aa1", "ph1000x5", "ph10x05", "ph10x5", "trunk-100",
+                      "ph100x1"):
         assert changed[untouched] == {a["id"]: a for a in before["accounts"]}[untouched], untouched
 
 
 def test_prune_of_the_prefix_customer_leaves_the_longer_ids_alone(db: Path) -> None:
     """Customer 10 prunes: ph100x1, ph100x5, ph1000x5 start with 'ph10' but are not its accounts."""
-    doc = spec({"extension": "05", "name": "Ten-05", "dids": ["15550001001"]}, customer=10, name="Ten",
-               prune=True)
+    doc = spec({"extension": "05", "name": "Ten-05", "dids": ["15550001001"]}, customer=10,
+               name="Ten", prune=True)
     path = db.parent / "spec.yaml"
     path.write_text(spec_yaml(doc))
     before = dump_db(db)
@@ -183,11 +188,17 @@ def test_prune_of_the_prefix_customer_leaves_the_longer_ids_alone(db: Path) -> N
 
 def test_extension_05_of_customer_10_and_5_of_customer_100_are_different_accounts(db: Path) -> None:
     # Extension "05" is the text written: ph10x05 exists, ph10x5 is a different account.
-    result, _, after = apply_spec(db, spec({"extension": "05", "name": "Renamed", "dids": ["15550001001"]},
-                                           {"extension": "5", "name": "Ten-5"}, customer=10, name="Ten"))
+    result, _, after = apply_spec(db, spec({"extension": "05", "name": "Renamed",
+                                            "dids": ["15550001001"]},
+                                           {"extension": "5", "name": "Ten-5"}, customer=10,
+                                           name="Ten"))
     assert result.code == 0, result
     names = {a["id"]: a["name"] for a in after["accounts"]}
-    assert names["ph10x05"] == "Renamed" and names["ph10x5"] == "Ten-5" and names["ph100x5"] == "Squatter"
+    assert (
+        names["ph10x05"] == "Renamed"
+        and names["ph10x5"] == "Ten-5"
+        and names["ph100x5"] == "Squatter"
+    )
 
 
 def test_a_wrong_name_for_another_customers_id_is_refused(db: Path) -> None:
@@ -197,7 +208,8 @@ def test_a_wrong_name_for_another_customers_id_is_refused(db: Path) -> None:
 
 
 def test_a_spec_cannot_reach_accounts_through_odd_extension_text(db: Path) -> None:
-    for text in ["x5", "5 ", " 5", "+5", "5x1", "aa1", "0x5", "٥", "５", "../5", "5;DROP TABLE accounts"]:
+    for text in ["x5", "5 ", " 5", "+5", "5x1", "aa1", "0x5", "٥", "５", "../5",
+                 "5;DROP TABLE accounts"]:
         result, before, after = apply_spec(db, spec({"extension": text}))
         assert result.code == 1 and "error[schema]" in codes(result), (text, result)
         assert after == before
@@ -224,7 +236,10 @@ def test_a_forged_saved_plan_cannot_touch_another_customer(db: Path) -> None:
     path = db.parent / "spec.yaml"
     path.write_text(spec_yaml(spec({"extension": "7"})))
     plan_file = db.parent / "plan.json"
-    assert run_cli("--backend", f"sqlite:///{db}", "plan", str(path), "--out", str(plan_file)).code == 0
+    assert (
+        run_cli("--backend", f"sqlite:///{db}", "plan", str(path), "--out", str(plan_file)).code
+        == 0
+    )
     plan = json.loads(plan_file.read_text())
     plan["customers"][0]["changes"] = [
         {"op": "add_alias", "account": "ph200x1", "did": "15550000202"},
@@ -248,16 +263,16 @@ ISOLATION = settings(
     max_examples=FUZZ_EXAMPLES or 30, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-ALL_DIDS = ["15550000001", "15550000002", "15550000003", "15550000004", "15550000201", "15550000202",
-            "15550001001", "15550001002", "15550010001"]
+ALL_DIDS = ["15550000001", "15550000002", "15550000003", "15550000004", "15550000201",
+            "15550000202", "15550001001", "15550001002", "15550010001"]
 
 
 @st.composite
 def hostile_specs(draw: st.DrawFn) -> dict[str, Any]:
     customer = draw(st.sampled_from([10, 100, 100, 1000]))
     name = {10: "Ten", 100: "Acme", 1000: "Kilo"}[customer]
-    extensions = draw(st.lists(st.sampled_from(["1", "5", "05", "005", "9", "7", "1000", "0"]), max_size=5,
-                               unique=True))
+    extensions = draw(st.lists(st.sampled_from(["1", "5", "05", "005", "9", "7", "1000", "0"]),
+                               max_size=5, unique=True))
     doc: dict[str, Any] = {"version": 1, "customer": {"id": customer, "name": name},
                            "prune": draw(st.booleans())}
     doc["extensions"] = [
@@ -298,42 +313,55 @@ def test_random_hostile_specs_never_touch_other_customers(
     record_figure("isolation: random hostile specs applied")
 
 
-def test_accounts_that_only_look_managed_are_never_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_accounts_that_only_look_managed_are_never_pruned(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Found: the managed-ID pattern used \\d (any Unicode digit) and $ (matches before a final
     newline): billing accounts 'ph100x٥' and 'ph100x5\\n', not managed IDs, were pruned."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "state.yaml").write_text(
         "products: [{id: 1, name: Cloud PBX service, type: main}]\n"
-        "customers: [{id: 100, name: Acme, agreement: [{product: Cloud PBX service, quantity: 0}]}]\n"
-        "accounts:\n"
-        "  - {id: \"ph100x\\u0665\", customer: 100, name: Arabic five, product: Cloud PBX service}\n"
-        "  - {id: \"ph100x5\\n\", customer: 100, name: Newline, product: Cloud PBX service}\n"
-        "  - {id: ph100x1, customer: 100, name: One, product: Cloud PBX service}\n"
+        "customers: [{id: 100, name: Acme, agreement: [{product: Cloud PBX service, quantity: "
+        "0}]}]\naccounts:\n"
+        "  - {id: \"ph100x\\u0665\", customer: 100, name: Arabic five, product: Cloud PBX "
+        "service}\n  - {id: \"ph100x5\\n\", customer: 100, name: Newline, product: Cloud PBX "
+        "service}\n  - {id: ph100x1, customer: 100, name: One, product: Cloud PBX service}\n"
     )
     db = tmp_path / "billing.db"
-    assert run_cli("--backend", f"sqlite:///{db}", "state", "load", str(tmp_path / "state.yaml")).code == 0
+    assert (
+        run_cli("--backend", f"sqlite:///{db}", "state", "load", str(tmp_path / "state.yaml")).code
+        == 0
+    )
     result, before, after = apply_spec(db, spec({"extension": "1", "name": "One"}, prune=True))
     assert result.code == 0, result
-    assert [a["status"] for a in after["accounts"]] == [a["status"] for a in before["accounts"]], result
+    assert [a["status"] for a in after["accounts"]] == [a["status"] for a in before["accounts"]], (
+        result
+    )
 
 
-def test_a_forged_saved_plan_cannot_break_the_agreement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_forged_saved_plan_cannot_break_the_agreement(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "state.yaml").write_text(
-        "products: [{id: 1, name: Cloud PBX service, type: main}, {id: 2, name: Hotdesk, type: main},\n"
-        "           {id: 3, name: Call recording, type: addon}]\n"
+        "products: [{id: 1, name: Cloud PBX service, type: main}, {id: 2, name: Hotdesk, type: "
+        "main},\n           {id: 3, name: Call recording, type: addon}]\n"
         "customers: [{id: 100, name: Acme, agreement: [{product: Cloud PBX service, quantity: 0},\n"
         "                                              {product: Call recording, quantity: 1}]}]\n"
         "accounts: [{id: ph100x1, customer: 100, name: One, product: Cloud PBX service,\n"
         "            addons: [Call recording]}]\n"
     )
     db = tmp_path / "billing.db"
-    assert run_cli("--backend", f"sqlite:///{db}", "state", "load", str(tmp_path / "state.yaml")).code == 0
+    assert (
+        run_cli("--backend", f"sqlite:///{db}", "state", "load", str(tmp_path / "state.yaml")).code
+        == 0
+    )
     path = tmp_path / "spec.yaml"
     path.write_text(spec_yaml(spec({"extension": "1", "name": "One", "addons": ["Call recording"]},
                                    {"extension": "2", "name": "Two"})))
     plan_file = tmp_path / "plan.json"
-    assert run_cli("--backend", f"sqlite:///{db}", "plan", str(path), "--out", str(plan_file)).code == 0
+    assert (
+        run_cli("--backend", f"sqlite:///{db}", "plan", str(path), "--out", str(plan_file)).code
+        == 0
+    )
     plan = json.loads(plan_file.read_text())
     plan["customers"][0]["changes"] = [
         {"op": "set_product", "account": "ph100x1", "from": "Cloud PBX service", "to": "Hotdesk"},

@@ -42,7 +42,9 @@ def _spec(entries: str, *, customer: str = "  id: 100\n  name: Acme\n") -> str:
     return f"version: 1\ncustomer:\n{customer}{entries}"
 
 
-def test_a_file_with_many_independent_mistakes_reports_all_of_them_in_one_run(billing: Billing) -> None:
+def test_a_file_with_many_independent_mistakes_reports_all_of_them_in_one_run(
+    billing: Billing,
+) -> None:
     billing.load(FIXTURES / "state.yaml")
     expected = _marked(SEVEN)
     assert len(expected) >= 7
@@ -53,7 +55,8 @@ def test_a_file_with_many_independent_mistakes_reports_all_of_them_in_one_run(bi
 
     text = billing.cli("validate", str(SEVEN))
     lines = [line for line in text.out.splitlines() if line.startswith("error[")]
-    shown = [(int(re.search(r":(\d+):\d+: ", line).group(1)), line.split("]")[0][6:]) for line in lines]
+    shown = [(int(re.search(r":(\d+):\d+: ", line).group(1)), line.split("]")[0][6:])
+             for line in lines]
     assert shown == expected
     assert text.out.splitlines()[-1] == (
         f"1 spec file(s) checked, 1 invalid: {len(expected)} error(s), 0 warning(s)."
@@ -75,7 +78,11 @@ def test_messages_speak_to_a_person_editing_yaml(backend: str) -> None:
     assert "unknown key 'add-ons'; did you mean 'addons'?" in out
     assert "no product named 'Cloud PBX servce'; did you mean 'Cloud PBX service'?" in out
     assert "extension 11 is listed twice (first at line 11)" in out
-    assert 'No is read by YAML as the boolean false, not as text; to mean the text, quote it: name: "No"' in out
+    assert (
+        "No is read by YAML as the boolean false, not as text; "
+        'to mean the text, quote it: name: "No"'
+        in out
+    )
     assert 'a list is wanted, not one value; write dids: ["15550000002"]' in out
     # A misspelt required key is one mistake: no second "extension is missing" for it.
     assert "required key 'extension'" not in out
@@ -85,7 +92,9 @@ def test_a_tab_in_the_indentation_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, _spec("extensions:\n  - extension: '1'\n\tname: Tab\n"))
     result = run_cli("validate", "--offline", str(path))
     assert result.code == 1
-    assert f"error[yaml_syntax] {path}:7:1: a tab character is used to indent this line" in result.out
+    assert (
+        f"error[yaml_syntax] {path}:7:1: a tab character is used to indent this line" in result.out
+    )
     assert "spaces only" in result.out
 
 
@@ -97,7 +106,8 @@ def test_a_yaml_boolean_or_number_where_text_is_wanted_says_how_it_was_read(
     tmp_path: Path, value: str, shown: str
 ) -> None:
     path = _write(
-        tmp_path, _spec(f"extensions:\n  - extension: '1'\n    name: {value}\n    product: Cloud PBX service\n")
+        tmp_path, _spec(f"extensions:\n  - extension: '1'\n    name: {value}\n    product: Cloud "
+                        "PBX service\n")
     )
     result = run_cli("validate", "--offline", str(path))
     assert f"{path}:7:11: 1st extension, name: {value} is read by YAML as" in result.out
@@ -111,13 +121,21 @@ def test_a_scalar_where_a_list_is_wanted_shows_the_list_form(tmp_path: Path) -> 
               "    addons: Call recording\n"),
     )
     result = run_cli("validate", "--offline", str(path))
-    assert "1st extension, addons: a list is wanted, not one value; write addons: [Call recording]" in result.out
+    assert (
+        "1st extension, addons: a list is wanted, not one value; write addons: [Call recording]"
+        in result.out
+    )
 
 
 def test_a_repeated_key_names_the_line_of_the_first(tmp_path: Path) -> None:
-    path = _write(tmp_path, _spec("extensions:\n  - extension: '1'\n    name: A\n    name: B\n    product: P\n"))
+    path = _write(tmp_path, _spec("extensions:\n  - extension: '1'\n    name: A\n    name: B\n    "
+                                  "product: P\n"))
     result = run_cli("validate", "--offline", str(path))
-    assert f"error[duplicate_key] {path}:8:5: the key 'name' appears twice in the same mapping (first at line 7)" in result.out
+    assert (
+        f"error[duplicate_key] {path}:8:5: "
+        "the key 'name' appears twice in the same mapping (first at line 7)"
+        in result.out
+    )
 
 
 def test_a_did_or_add_on_listed_twice_in_one_list_is_an_error(backend: str, tmp_path: Path) -> None:
@@ -131,14 +149,17 @@ def test_a_did_or_add_on_listed_twice_in_one_list_is_an_error(backend: str, tmp_
     assert result.code == 1
     problems = [(p["code"], p["line"], p["message"]) for p in all_problems(result.json)]
     assert problems == [
-        ("schema", 9, "1st extension, addons: 'Call recording' is listed twice (first at line 9); say it once"),
-        ("did_duplicate", 10, "DID 15550000001 is listed twice for this extension (first at line 10); say it once"),
+        ("schema", 9,
+         "1st extension, addons: 'Call recording' is listed twice (first at line 9); say it once"),
+        ("did_duplicate", 10,
+         "DID 15550000001 is listed twice for this extension (first at line 10); say it once"),
     ]
     # A spec with errors is never planned for apply: no changes come out of it.
     assert result.json["customers"][0]["changes"] == []
 
 
-def test_a_schema_error_hides_only_the_checks_of_the_broken_value(backend: str, tmp_path: Path) -> None:
+def test_a_schema_error_hides_only_the_checks_of_the_broken_value(backend: str,
+                                                                  tmp_path: Path) -> None:
     # The name is broken; the product of the same entry is still checked against the agreement.
     path = _write(
         tmp_path, _spec("extensions:\n  - extension: '7'\n    name: [A]\n    product: Hotdesk\n")
@@ -148,9 +169,12 @@ def test_a_schema_error_hides_only_the_checks_of_the_broken_value(backend: str, 
     assert codes == [("schema", 7), ("product_not_in_agreement", 8)]
 
 
-def test_a_quoted_auto_attendant_number_is_accepted_as_a_quoted_extension_is(backend: str, tmp_path: Path) -> None:
+def test_a_quoted_auto_attendant_number_is_accepted_as_a_quoted_extension_is(
+    backend: str, tmp_path: Path
+) -> None:
     path = _write(
-        tmp_path, _spec('auto_attendants:\n  - number: "1"\n    name: Menu\n    product: Auto attendant\n')
+        tmp_path,
+        _spec('auto_attendants:\n  - number: "1"\n    name: Menu\n    product: Auto attendant\n')
     )
     result = run_cli("--backend", backend, "plan", str(path), "--format", "json")
     assert result.code == 0, result
@@ -206,20 +230,27 @@ def test_a_normalised_did_points_at_fmt(backend: str, tmp_path: Path) -> None:
     assert "warning[did_normalised]" in result.out and "`reconciler fmt`" in result.out
 
 
-def test_a_did_given_to_two_accounts_is_found_offline_with_the_line_of_the_first(tmp_path: Path) -> None:
+def test_a_did_given_to_two_accounts_is_found_offline_with_the_line_of_the_first(
+    tmp_path: Path,
+) -> None:
     path = _write(
         tmp_path,
         _spec("extensions:\n"
               "  - {extension: '1', name: A, product: Cloud PBX service, dids: ['15550000002']}\n"
-              "  - {extension: '2', name: B, product: Cloud PBX service, dids: ['1 555 000 0002']}\n"),
+              "  - {extension: '2', name: B, product: Cloud PBX service, "
+              "dids: ['1 555 000 0002']}\n"),
     )
     result = run_cli("validate", "--offline", str(path), "--format", "json")
     [problem] = all_problems(result.json)
     assert (problem["code"], problem["line"]) == ("did_duplicate", 7)
-    assert problem["message"] == "DID 15550000002 is given to both ph100x1 and ph100x2 (first at line 6)"
+    assert (
+        problem["message"]
+        == "DID 15550000002 is given to both ph100x1 and ph100x2 (first at line 6)"
+    )
 
 
-def test_a_problem_after_a_broken_list_item_points_at_its_own_item(backend: str, tmp_path: Path) -> None:
+def test_a_problem_after_a_broken_list_item_points_at_its_own_item(backend: str,
+                                                                   tmp_path: Path) -> None:
     # The first DID is broken; the second one (another customer's) is still checked, at its place.
     path = _write(
         tmp_path,
@@ -240,7 +271,8 @@ def test_a_problem_after_a_broken_list_item_points_at_its_own_item(backend: str,
 @pytest.mark.parametrize(
     ("typed", "read"),
     [
-        (["plan", "specs", "--backend", "U", "--format", "json"], ["--backend", "U", "plan", "specs", "--format", "json"]),
+        (["plan", "specs", "--backend", "U", "--format", "json"],
+         ["--backend", "U", "plan", "specs", "--format", "json"]),
         (["state", "load", "f.yaml", "--backend=U"], ["--backend=U", "state", "load", "f.yaml"]),
         (["--backend", "U", "validate", "s"], ["--backend", "U", "validate", "s"]),
         (["apply", "--plan", "p.json", "--lock-timeout", "5", "--parallelism", "2"],
@@ -248,7 +280,8 @@ def test_a_problem_after_a_broken_list_item_points_at_its_own_item(backend: str,
         (["fmt", "--", "--backend"], ["fmt", "--", "--backend"]),
     ],
 )
-def test_global_options_after_the_command_are_read_as_global(typed: list[str], read: list[str]) -> None:
+def test_global_options_after_the_command_are_read_as_global(typed: list[str],
+                                                             read: list[str]) -> None:
     from reconciler.cli import cli
     from reconciler.cli.argv import global_options_first
 
@@ -256,9 +289,14 @@ def test_global_options_after_the_command_are_read_as_global(typed: list[str], r
 
 
 def test_a_value_starting_with_a_reserved_character_is_told_to_be_quoted(tmp_path: Path) -> None:
-    path = _write(tmp_path, _spec("extensions:\n  - extension: '1'\n    name: @home\n    product: P\n"))
+    path = _write(tmp_path,
+                  _spec("extensions:\n  - extension: '1'\n    name: @home\n    product: P\n"))
     result = run_cli("validate", "--offline", str(path))
-    assert f"error[yaml_syntax] {path}:7:11: invalid YAML: a value cannot start with '@' unless it is quoted" in result.out
+    assert (
+        f"error[yaml_syntax] {path}:7:11: "
+        "invalid YAML: a value cannot start with '@' unless it is quoted"
+        in result.out
+    )
 
 
 def test_a_did_on_three_accounts_is_reported_on_the_second_and_third(tmp_path: Path) -> None:
@@ -273,7 +311,10 @@ def test_a_did_on_three_accounts_is_reported_on_the_second_and_third(tmp_path: P
     )
     result = run_cli("validate", "--offline", str(path), "--format", "json")
     assert [(p["code"], p["line"], p["message"]) for p in all_problems(result.json)] == [
-        ("did_duplicate", 7, "DID 15550001001 is given to both ph100x1 and ph100x2 (first at line 6)"),
-        ("did_duplicate", 9, "DID 15550001003 is given to both ph100x2 and ph100aa1 (first at line 7)"),
-        ("did_duplicate", 9, "DID 15550001001 is given to both ph100x1 and ph100aa1 (first at line 6)"),
+        ("did_duplicate", 7,
+         "DID 15550001001 is given to both ph100x1 and ph100x2 (first at line 6)"),
+        ("did_duplicate", 9,
+         "DID 15550001003 is given to both ph100x2 and ph100aa1 (first at line 7)"),
+        ("did_duplicate", 9,
+         "DID 15550001001 is given to both ph100x1 and ph100aa1 (first at line 6)"),
     ]

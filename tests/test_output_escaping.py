@@ -96,7 +96,8 @@ def assert_unforgeable(result: Result, *, annotations: int = 0) -> None:
         ("\r\t", "\\r\\t"),
         (f"{ESC}[31mred", "\\x1b[31mred"),
         ("a\x7fb\x85c\x9bd", "a\\x7fb\\x85c\\x9bd"),
-        ("\u202eevil\u202c \u2066x\u2069 \u200e\u200f\u061c", "\\u202eevil\\u202c \\u2066x\\u2069 \\u200e\\u200f\\u061c"),
+        ("\u202eevil\u202c \u2066x\u2069 \u200e\u200f\u061c",
+         "\\u202eevil\\u202c \\u2066x\\u2069 \\u200e\\u200f\\u061c"),
         ("line\u2028sep\u2029para", "line\\u2028sep\\u2029para"),
         ("::add-mask::secret", "\\::add-mask::secret"),
         ("  ::warning::x", "  \\::warning::x"),
@@ -160,7 +161,8 @@ def _plan_with(name: str, message: str) -> dict:
         "customers": [{
             "customer": 100, "name": name, "file": "specs/a.yaml", "fingerprint": "sha256:x",
             "changes": [{"op": "create_account", "account": "ph100x2", "kind": "extension",
-                         "name": name, "product": "Cloud PBX service", "addons": [], "blocked": False}],
+                         "name": name, "product": "Cloud PBX service", "addons": [],
+                         "blocked": False}],
             "errors": [{"code": "schema", "message": message, "file": "specs/a.yaml", "line": 1,
                         "column": 1}],
             "warnings": [], "usage": [],
@@ -182,7 +184,8 @@ def test_markdown_cannot_forge_a_part_marker_or_close_a_section() -> None:
 
 
 def test_markdown_cannot_inject_links_images_html_or_mentions() -> None:
-    name = "[click](https://evil.example) ![img](https://evil.example/i.png) <img src=x> @org/team www.evil.example"
+    name = ("[click](https://evil.example) ![img](https://evil.example/i.png) <img src=x> "
+            "@org/team www.evil.example")
     (part,) = render_markdown_parts(_plan_with(name, name))
     for forged in ("](", "<img", "@org", "https://", "www.evil"):
         assert forged not in part, forged
@@ -209,7 +212,8 @@ def test_plan_text_escapes_names_from_the_spec_and_from_billing(hostile: Billing
     assert_unforgeable(result)
     lines = result.out.split("\n")
     assert "Customer 100 Acme\\x1b[2J\\n::warning::billing-customer (hostile/acme.yaml)" in lines
-    assert ("  ~ ph100x1: name 'Al\\u202eice\\u2028::add-mask::sekrit #\\#[add-mask]x\\x85y' -> 'Alice'"
+    assert ("  ~ ph100x1: name 'Al\\u202eice\\u2028::add-mask::sekrit #\\#[add-mask]x\\x85y' "
+            "-> 'Alice'"
             in lines)
     assert ("  + create extension ph100x2 'Bob\\r\\n::error::spec-extension\\x1b]0;title\\x07 "
             "\\u2066rtl\\u2069' (Cloud PBX service)") in lines
@@ -220,7 +224,12 @@ def test_plan_json_keeps_the_names_exactly(hostile: Billing) -> None:
     assert result.code == 0, result
     assert_unforgeable(result)
     changes = result.json["customers"][0]["changes"]
-    assert {"op": "set_name", "account": "ph100x1", "from": BILLING_ACCOUNT, "to": "Alice"} in changes
+    assert {
+        "op": "set_name",
+        "account": "ph100x1",
+        "from": BILLING_ACCOUNT,
+        "to": "Alice",
+    } in changes
     assert any(change.get("name") == SPEC_EXTENSION for change in changes)
 
 
@@ -249,7 +258,10 @@ def test_apply_history_and_export_escape_billings_names(hostile: Billing) -> Non
     exported = hostile.cli("export", "--customer", "100")
     assert exported.code == 0, exported
     assert_unforgeable(exported)
-    assert "# Exported from billing: customer 100 (Acme\\x1b[2J\\n::warning::billing-customer)." in exported.out
+    assert (
+        "# Exported from billing: customer 100 (Acme\\x1b[2J\\n::warning::billing-customer)."
+        in exported.out
+    )
     document = yaml.safe_load(exported.out)
     assert document["customer"]["name"] == BILLING_CUSTOMER
     assert SPEC_EXTENSION in [e["name"] for e in document["extensions"]]
@@ -258,7 +270,8 @@ def test_apply_history_and_export_escape_billings_names(hostile: Billing) -> Non
 def test_a_key_cannot_write_a_workflow_command(hostile: Billing, workdir: Path) -> None:
     write(workdir / "hostile" / "acme.yaml", _spec('"k\\n::warning::x": 1\n"##[add-mask]k": 2\n'))
     hostile.env["GITHUB_ACTIONS"] = "true"
-    for command in (("validate", "hostile"), ("plan", "hostile"), ("validate", "--offline", "hostile")):
+    for command in (("validate", "hostile"), ("plan", "hostile"),
+                    ("validate", "--offline", "hostile")):
         result = hostile.cli(*command)
         assert result.code == 1, result
         assert_unforgeable(result, annotations=2)
@@ -266,14 +279,17 @@ def test_a_key_cannot_write_a_workflow_command(hostile: Billing, workdir: Path) 
         assert "title=schema::k%0A::warning::x: unknown key" in result.err
 
 
-def test_a_file_name_cannot_write_a_workflow_command(sqlite_billing: Billing, workdir: Path) -> None:
+def test_a_file_name_cannot_write_a_workflow_command(sqlite_billing: Billing,
+                                                     workdir: Path) -> None:
     sqlite_billing.load(_state(workdir / "hostile-state.yaml"))
     bad = "version: 1\ncustomer: {id: 100, name: x\n"  # a YAML syntax error: nothing formats it
     write(workdir / "::add-mask::y.yaml", bad)
     write(workdir / "names" / "x\n::warning::f ##[add-mask]z.yaml", bad)
     sqlite_billing.env["GITHUB_ACTIONS"] = "true"
-    for command in (("fmt", "::add-mask::y.yaml", "names"), ("validate", "--offline", "::add-mask::y.yaml", "names"),
-                    ("plan", "::add-mask::y.yaml", "names"), ("adopt", "::add-mask::y.yaml", "names")):
+    for command in (("fmt", "::add-mask::y.yaml", "names"),
+                    ("validate", "--offline", "::add-mask::y.yaml", "names"),
+                    ("plan", "::add-mask::y.yaml", "names"),
+                    ("adopt", "::add-mask::y.yaml", "names")):
         result = sqlite_billing.cli(*command)
         assert result.code == 1, result
         assert_unforgeable(result, annotations=2 if command[0] in ("validate", "plan") else 0)
@@ -319,6 +335,9 @@ def test_adopt_and_fmt_write_billings_names_with_escapes(hostile: Billing, workd
     assert names == [BILLING_ACCOUNT]  # extension 2 is not in billing: adopt removed it
     formatted = hostile.cli("fmt", "hostile")
     assert formatted.code == 0, formatted
-    assert not safe._UNSAFE.search(spec.read_text().replace("\n", "")) and "##[" not in spec.read_text()
+    assert (
+        not safe._UNSAFE.search(spec.read_text().replace("\n", ""))
+        and "##[" not in spec.read_text()
+    )
     assert [e["name"] for e in yaml.safe_load(spec.read_text())["extensions"]] == names
     assert hostile.cli("plan", "hostile", "--detailed-exitcode").code == 0  # nothing left to do

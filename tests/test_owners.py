@@ -37,7 +37,7 @@ customer:
 extensions:
   - {extension: "1", name: Alice, product: Cloud PBX service, addons: [Call recording], dids: ["15550000001"]}
   - {extension: "5", name: Eve, product: Cloud PBX service}
-"""
+"""  # noqa: E501 (the spec as a user writes it; problems point at its lines)
 
 # Acme's file, edited to speak for Beta, with a guessed name and prune on.
 HOSTILE = """\
@@ -164,21 +164,23 @@ def test_the_bound_customer_is_planned_as_before(owned: Billing) -> None:
 
 def test_a_file_the_map_does_not_list_is_not_owned(owned: Billing) -> None:
     write(owned.workdir / "own" / "acme.yaml", ACME)
-    write(owned.workdir / "own" / "new.yaml", ACME.replace("id: 100", "id: 200").replace("Acme", "Beta"))
+    write(owned.workdir / "own" / "new.yaml",
+          ACME.replace("id: 100", "id: 200").replace("Acme", "Beta"))
     result = owned.cli("plan", "own", "--format", "json")
     assert result.code == 1
     [problem] = result.json["errors"]
     assert problem["code"] == "customer_not_owned" and problem["file"] == "own/new.yaml"
-    assert problem["message"] == ("this file is not in the owners map owners.yaml, which binds each "
-                                  "spec file to its customer: nothing is planned for it until the "
-                                  "provider adds it there")
+    assert problem["message"] == ("this file is not in the owners map owners.yaml, which binds "
+                                  "each spec file to its customer: nothing is planned for it until "
+                                  "the provider adds it there")
     # Acme's own file is planned all the same: one bad file does not stop the others.
     assert [c["customer"] for c in result.json["customers"]] == [100]
     # A link to Acme's file under another name is another file: not listed, not owned.
     (owned.workdir / "own" / "new.yaml").unlink()
     (owned.workdir / "own" / "alias.yaml").symlink_to("acme.yaml")
     result = owned.cli("plan", "own", "--format", "json")
-    assert [(p["code"], p["file"]) for p in result.json["errors"]] == [("customer_not_owned", "own/alias.yaml")]
+    errors = [(p["code"], p["file"]) for p in result.json["errors"]]
+    assert errors == [("customer_not_owned", "own/alias.yaml")]
 
 
 def test_a_claim_does_not_block_the_real_owner(owned: Billing) -> None:
@@ -211,7 +213,9 @@ def test_a_saved_plan_is_held_to_the_map_of_the_run_that_applies_it(owned: Billi
     assert owned.dump() == before
 
 
-def test_a_spec_outside_the_maps_folders_is_judged_only_when_a_map_is_required(owned: Billing) -> None:
+def test_a_spec_outside_the_maps_folders_is_judged_only_when_a_map_is_required(
+    owned: Billing,
+) -> None:
     write(owned.workdir / "elsewhere" / "beta.yaml", HOSTILE)
     assert owned.cli("validate", "--offline", "elsewhere").code == 0
     result = owned.cli("--require-owners", "validate", "--offline", "elsewhere")
@@ -219,7 +223,7 @@ def test_a_spec_outside_the_maps_folders_is_judged_only_when_a_map_is_required(o
     assert "this file is outside the folders the owners map owners.yaml governs (own)" in result.out
 
 
-# ---- finding the map -------------------------------------------------------------------------------
+# ---- finding the map -----------------------------------------------------------------------------
 
 
 def test_require_owners_without_a_map_is_an_error(billing: Billing) -> None:
@@ -261,10 +265,14 @@ def test_an_owners_map_named_by_the_environment_judges_the_checkout(
     assert result.code == 1 and "customer_not_owned" in result.out
     missing = sqlite_billing.cli("plan", "own", "--owners", str(tmp_path / "nope.yaml"))
     assert missing.code == 1
-    assert f"the owners map {tmp_path / 'nope.yaml'} (--owners / RECONCILER_OWNERS) does not exist" in missing.err
+    assert (
+        f"the owners map {tmp_path / 'nope.yaml'} (--owners / RECONCILER_OWNERS) does not exist"
+        in missing.err
+    )
 
 
-def test_the_map_is_found_at_the_git_top_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_map_is_found_at_the_git_top_level(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
@@ -273,13 +281,15 @@ def test_the_map_is_found_at_the_git_top_level(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path / "own")
     result = run_cli("validate", "--offline", "acme.yaml")
     assert result.code == 1
-    assert "error[customer_not_owned] acme.yaml:3:7: this file speaks for customer 100" in result.out
+    assert (
+        "error[customer_not_owned] acme.yaml:3:7: this file speaks for customer 100" in result.out
+    )
     monkeypatch.chdir(tmp_path.parent)  # from outside the repository, by path
     result = run_cli("validate", "--offline", str(tmp_path / "own"))
     assert result.code == 1 and "customer_not_owned" in result.out
 
 
-# ---- a broken map ----------------------------------------------------------------------------------
+# ---- a broken map --------------------------------------------------------------------------------
 
 
 BROKEN_MAPS = {
@@ -289,12 +299,15 @@ BROKEN_MAPS = {
     "duplicate file": (
         MAP.replace("file: own/beta.yaml", "file: own/./acme.yaml"), 9,
         "own/acme.yaml is listed twice (first at line 5); a spec file speaks for one customer"),
-    "unknown key": (MAP.replace("    editors: [\"@acme", "    editor: [\"@acme"), 7, "unknown key 'editor'"),
+    "unknown key": (MAP.replace("    editors: [\"@acme", "    editor: [\"@acme"), 7,
+                    "unknown key 'editor'"),
     "not a spec file": (MAP.replace("own/beta.yaml", "own/beta.json"), 9, "'own/beta.json'"),
-    "leaves the repository": (MAP.replace("own/beta.yaml", "own/../../beta.yaml"), 9, "leaves the repository"),
+    "leaves the repository": (MAP.replace("own/beta.yaml", "own/../../beta.yaml"), 9,
+                              "leaves the repository"),
     "outside its folders": (MAP.replace("own/beta.yaml", "other/beta.yaml"), 9,
                             "other/beta.yaml is outside the folders this map governs (own)"),
-    "duplicate key": (MAP.replace("folders: [own]", "folders: [own]\nfolders: [own]"), 4, "appears twice"),
+    "duplicate key": (MAP.replace("folders: [own]", "folders: [own]\nfolders: [own]"), 4,
+                      "appears twice"),
     "syntax": (MAP.replace("  - id: 200", "  - id: 200\n   file: [x"), 9, "invalid YAML"),
     "bad editor": (MAP.replace("@beta/it", "beta it"), 10, "'beta it'"),
 }
@@ -315,7 +328,7 @@ def test_a_broken_map_is_one_clear_error_with_its_line(sqlite_billing: Billing, 
         assert words in result.err
 
 
-# ---- CODEOWNERS ------------------------------------------------------------------------------------
+# ---- CODEOWNERS ----------------------------------------------------------------------------------
 
 
 CODEOWNERS = """\
@@ -357,7 +370,11 @@ def test_codeowners_check_passes_fails_with_a_diff_and_names_a_missing_file(
     write(tmp_path / "owners.yaml", MAP)
     missing = run_cli("owners", "--codeowners", "--check")
     assert missing.code == 1
-    assert "CODEOWNERS does not exist; write it with: reconciler owners --codeowners > .github/CODEOWNERS" in missing.err
+    assert (
+        "CODEOWNERS does not exist; "
+        "write it with: reconciler owners --codeowners > .github/CODEOWNERS"
+        in missing.err
+    )
     write(tmp_path / ".github" / "CODEOWNERS", CODEOWNERS)
     passed = run_cli("owners", "--codeowners", "--check")
     assert passed.code == 0, passed
@@ -367,7 +384,9 @@ def test_codeowners_check_passes_fails_with_a_diff_and_names_a_missing_file(
         "/own/beta.yaml @beta/it", "/own/beta.yaml @acme/pbx-admins @beta/it"))
     failed = run_cli("owners", "--codeowners", "--check")
     assert failed.code == 1
-    assert "-/own/beta.yaml @acme/pbx-admins @beta/it @example-provider/pbx-operations\n" in failed.out
+    assert (
+        "-/own/beta.yaml @acme/pbx-admins @beta/it @example-provider/pbx-operations\n" in failed.out
+    )
     assert "+/own/beta.yaml @beta/it @example-provider/pbx-operations\n" in failed.out
     assert ".github/CODEOWNERS differs from what the owners map owners.yaml implies" in failed.err
     # Another file, given by name.
@@ -390,7 +409,9 @@ def test_owners_without_a_map_or_with_wrong_options_is_one_message(
     assert "100  own/acme.yaml  @acme/pbx-admins  (no such file yet)" in listing.out
 
 
-def test_this_repositorys_codeowners_is_the_one_its_map_implies(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_this_repositorys_codeowners_is_the_one_its_map_implies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.chdir(REPO)
     result = run_cli("owners", "--codeowners", "--check")
     assert result.code == 0, result
@@ -404,7 +425,8 @@ def test_the_owners_schema_ships_and_describes_this_repositorys_map() -> None:
 
 
 def test_fmt_leaves_a_file_alone_that_may_not_speak_for_its_customer(owned: Billing) -> None:
-    messy = HOSTILE.replace("customer:\n  id: 200\n  name: Guessed Name\n", "customer: {name: X, id: 200}\n")
+    messy = HOSTILE.replace("customer:\n  id: 200\n  name: Guessed Name\n",
+                            "customer: {name: X, id: 200}\n")
     spec = write(owned.workdir / "own" / "acme.yaml", messy)
     result = owned.cli("fmt", "own")
     assert result.code == 1, result

@@ -32,7 +32,9 @@ needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not i
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def _spec_repo(folder: Path) -> Path:
@@ -74,7 +76,8 @@ def _no_crash(result: Result, cwd: Path) -> None:
 
 @needs_git
 @pytest.mark.parametrize("spelling", ["absolute", "relative"])
-def test_changed_since_uses_the_specs_repository(elsewhere: Path, tmp_path: Path, spelling: str) -> None:
+def test_changed_since_uses_the_specs_repository(elsewhere: Path, tmp_path: Path,
+                                                 spelling: str) -> None:
     repo = _spec_repo(tmp_path / "repo")
     abc = repo / "specs" / "customers" / "abc.yaml"
     abc.write_text(abc.read_text().replace("name: John Doe", "name: John Q. Doe"))
@@ -88,7 +91,8 @@ def test_changed_since_uses_the_specs_repository(elsewhere: Path, tmp_path: Path
 
 
 @needs_git
-def test_changed_since_over_two_repositories_is_one_clear_error(elsewhere: Path, tmp_path: Path) -> None:
+def test_changed_since_over_two_repositories_is_one_clear_error(elsewhere: Path,
+                                                                tmp_path: Path) -> None:
     first, second = _spec_repo(tmp_path / "first"), _spec_repo(tmp_path / "second")
     result = cli("plan", "--changed-since", "main", str(first / "specs"), str(second / "specs"))
     assert result.code == 1, result
@@ -98,7 +102,8 @@ def test_changed_since_over_two_repositories_is_one_clear_error(elsewhere: Path,
 
 
 @needs_git
-def test_changed_since_outside_any_repository_names_the_folder(elsewhere: Path, tmp_path: Path) -> None:
+def test_changed_since_outside_any_repository_names_the_folder(elsewhere: Path,
+                                                               tmp_path: Path) -> None:
     loose = tmp_path / "loose"
     shutil.copytree(REPO / "specs" / "customers", loose)
     result = cli("plan", "--changed-since", "main", str(loose))
@@ -139,8 +144,8 @@ def test_portabilling_history_from_another_folder_says_there_is_no_log(
         applied_in = tmp_path / "ops"
         applied_in.mkdir()
         monkeypatch.chdir(applied_in)
-        applied = run_cli("--backend", server.url, "apply", str(REPO / "specs" / "customers"), "--auto-approve",
-                          env=env)
+        applied = run_cli("--backend", server.url, "apply", str(REPO / "specs" / "customers"),
+                          "--auto-approve", env=env)
         assert applied.code == 0, applied
         logs = list((applied_in / ".reconciler").glob("audit-*.jsonl"))
         assert len(logs) == 1  # the documented default: .reconciler/audit-HOST_PORT.jsonl
@@ -164,7 +169,7 @@ def test_portabilling_history_from_another_folder_says_there_is_no_log(
         server.stop()
 
 
-# ---- --out ------------------------------------------------------------------------------------------
+# ---- --out ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -172,13 +177,16 @@ def test_portabilling_history_from_another_folder_says_there_is_no_log(
     [
         ("README.md/p.json", "cannot write README.md/p.json: README.md is not a folder"),
         ("/proc/nope.json", "cannot write /proc/nope.json: "),
-        ("missing/dir/p.json", "cannot write missing/dir/p.json: the folder missing does not exist"),
+        ("missing/dir/p.json",
+         "cannot write missing/dir/p.json: the folder missing does not exist"),
     ],
 )
 @pytest.mark.parametrize("command", ["plan", "export"])
-def test_out_that_cannot_be_written_is_one_message(elsewhere: Path, command: str, out: str, message: str) -> None:
+def test_out_that_cannot_be_written_is_one_message(elsewhere: Path, command: str, out: str,
+                                                   message: str) -> None:
     (elsewhere / "README.md").write_text("a file, not a folder\n")
-    args = ("plan", str(REPO / "specs" / "customers")) if command == "plan" else ("export", "--customer", "46170")
+    plan_args = ("plan", str(REPO / "specs" / "customers"))
+    args = plan_args if command == "plan" else ("export", "--customer", "46170")
     result = cli(*args, "--out", out)
     assert result.code == 1, result
     assert f"error: {message}" in result.err, result
@@ -216,7 +224,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
 
 
-# ---- standard output that cannot be written ---------------------------------------------------------
+# ---- standard output that cannot be written ------------------------------------------------------
 
 
 @pytest.fixture
@@ -227,7 +235,10 @@ def big_billing(tmp_path: Path) -> Path:
     world = generate_world(seed=3, customers=20, extensions=30)
     world.write_state(folder / "state.yaml")
     db = folder / "billing.db"
-    assert run_cli("--backend", f"sqlite:///{db}", "state", "load", str(folder / "state.yaml")).code == 0
+    assert (
+        run_cli("--backend", f"sqlite:///{db}", "state", "load", str(folder / "state.yaml")).code
+        == 0
+    )
     return db
 
 
@@ -237,8 +248,10 @@ def dump(big_billing: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str, **popen: Any) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(reconciler_argv("--backend", f"sqlite:///{big_billing}", "state", "dump", *args),
-                                cwd=big_billing.parent, env=clean_env(), stderr=subprocess.PIPE, **popen)
+        proc = subprocess.Popen(reconciler_argv("--backend", f"sqlite:///{big_billing}", "state",
+                                                "dump", *args),
+                                cwd=big_billing.parent, env=clean_env(), stderr=subprocess.PIPE,
+                                **popen)
         started.append(proc)
         return proc
 
@@ -250,7 +263,8 @@ def dump(big_billing: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
-def test_state_dump_into_a_full_disk(dump: Callable[..., subprocess.Popen[bytes]], fmt: str) -> None:
+def test_state_dump_into_a_full_disk(dump: Callable[..., subprocess.Popen[bytes]],
+                                     fmt: str) -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
     with open("/dev/full", "wb") as full:
@@ -260,7 +274,9 @@ def test_state_dump_into_a_full_disk(dump: Callable[..., subprocess.Popen[bytes]
     assert err.decode() == "error: cannot write the output: No space left on device\n"
 
 
-def test_state_dump_with_standard_output_closed(dump: Callable[..., subprocess.Popen[bytes]]) -> None:
+def test_state_dump_with_standard_output_closed(
+    dump: Callable[..., subprocess.Popen[bytes]],
+) -> None:
     proc = dump(stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
@@ -268,7 +284,8 @@ def test_state_dump_with_standard_output_closed(dump: Callable[..., subprocess.P
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
-def test_state_dump_into_a_pipe_closed_early(dump: Callable[..., subprocess.Popen[bytes]], fmt: str) -> None:
+def test_state_dump_into_a_pipe_closed_early(dump: Callable[..., subprocess.Popen[bytes]],
+                                             fmt: str) -> None:
     """Like `reconciler state dump | head`: the reader leaves, and like other tools the dump says
     nothing of it; the exit code is the command's own (the dump itself went well: 0)."""
     proc = dump("--format", fmt, stdout=subprocess.PIPE)
@@ -291,14 +308,17 @@ def test_apply_workflow_carries_the_audit_log_from_run_to_run() -> None:
     prepare = [step.get("name", "") for step in jobs["prepare"]["steps"]]
     restore = jobs["prepare"]["steps"][prepare.index("Restore the audit log of earlier applies")]
     assert "gh run download" in restore["run"] and "reconciler-audit-log" in restore["run"]
-    for job, applying in (("apply", "Apply the saved plan"), ("apply-unsafe", "Apply the unsafe plan, as approved")):
+    for job, applying in (("apply", "Apply the saved plan"),
+                          ("apply-unsafe", "Apply the unsafe plan, as approved")):
         steps = jobs[job]["steps"]
         names = [step.get("name", "") for step in steps]
-        download = next(i for i, s in enumerate(steps) if s.get("with", {}).get("name") == "reconciler-audit-log")
+        download = next(i for i, s in enumerate(steps)
+                        if s.get("with", {}).get("name") == "reconciler-audit-log")
         keep = steps[names.index("Keep the audit log")]
         assert download < names.index(applying) < names.index("Keep the audit log")
         assert keep["with"]["name"] == "reconciler-audit-log"
-        assert ".reconciler/audit-*.jsonl" in keep["with"]["path"].split()  # the documented default location
+        # the documented default location
+        assert ".reconciler/audit-*.jsonl" in keep["with"]["path"].split()
         assert keep["with"]["include-hidden-files"] is True  # .reconciler/ is a hidden folder
         assert keep["if"].startswith("always()")  # a cancelled (SIGTERM) apply keeps its record too
 
@@ -314,11 +334,14 @@ def test_an_audit_log_that_cannot_be_written_stops_apply_before_any_change(elsew
     try:
         before = state_to_dict(server.dump_state())
         env = {**server.env(), "RECONCILER_AUDIT_LOG": "README.md/audit.jsonl"}
-        result = run_cli("--backend", server.url, "apply", str(REPO / "specs" / "customers"), "--auto-approve",
-                         env=env)
+        result = run_cli("--backend", server.url, "apply", str(REPO / "specs" / "customers"),
+                         "--auto-approve", env=env)
         assert result.code == 1, result
         _no_crash(result, elsewhere)
-        assert f"error: cannot write the audit log {elsewhere / 'README.md' / 'audit.jsonl'}" in result.err
+        assert (
+            f"error: cannot write the audit log {elsewhere / 'README.md' / 'audit.jsonl'}"
+            in result.err
+        )
         assert "RECONCILER_AUDIT_LOG" in result.err
         assert state_to_dict(server.dump_state()) == before
     finally:

@@ -12,9 +12,6 @@ from typing import Any
 import pytest
 
 from reconciler.backends.portabilling.backend import PortaBillingBackend
-from reconciler.emulator import EmulatorServer, FaultConfig
-from reconciler.errors import BackendError, LockTimeout, UsageError
-from reconciler.model import OPEN, Account, Customer, Product, change
 from reconciler.backends.portabilling.client import (
     ClientSettings,
     Credentials,
@@ -23,8 +20,12 @@ from reconciler.backends.portabilling.client import (
     PortaBillingClient,
     PortaBillingFault,
     TransportError,
-    parse_backend_url,
+    endpoint_of,
 )
+from reconciler.changes import AddAlias, Block, CreateAccount, SetName
+from reconciler.emulator import EmulatorServer, FaultConfig
+from reconciler.errors import BackendError, LockTimeout, UsageError
+from reconciler.model import OPEN, Account, Customer, Product
 from reconciler.statefile import BillingState
 
 FAST = ClientSettings(connect_timeout=1.0, read_timeout=0.3, backoff=0.001)
@@ -75,7 +76,7 @@ def client_for(
     server: EmulatorServer, credentials: Credentials | None = None, settings: ClientSettings = FAST
 ) -> PortaBillingClient:
     return PortaBillingClient(
-        parse_backend_url(server.url), credentials or Credentials("api", "pw"), settings
+        endpoint_of(server.url), credentials or Credentials("api", "pw"), settings
     )
 
 
@@ -84,7 +85,7 @@ def backend_for(server: EmulatorServer, **kwargs: Any) -> PortaBillingBackend:
     return PortaBillingBackend(server.url, env=server.env(), **kwargs)
 
 
-# ---- a scripted server: every request recorded, every answer chosen by the test -------------------------
+# ---- a scripted server: every request recorded, every answer chosen by the test ------------------
 
 
 class Scripted:
@@ -161,14 +162,14 @@ def login_then(answer: Callable[[str, dict[str, Any], int], tuple[int, dict[str,
     return respond
 
 
-# ---- login and the session -------------------------------------------------------------------------------
+# ---- login and the session -----------------------------------------------------------------------
 
 
 def test_login_with_password_then_calls_carry_the_bearer_token(
     scripted: Callable[..., Scripted],
 ) -> None:
     server = scripted(login_then(lambda m, p, n: (200, {"product_list": []})))
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), FAST)
     client.read("Product/get_product_list")
     client.read("Product/get_product_list")
     (login, login_headers, login_body), (call, headers, body), _ = server.requests
@@ -228,7 +229,7 @@ def test_a_second_auth_fault_after_a_fresh_login_is_a_clear_error(
             )
         )
     )
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), FAST)
     with pytest.raises(PortaBillingAuthError, match="again right after a fresh session") as caught:
         client.read("Customer/get_customer_info", {"i_customer": 1})
     assert caught.value.faultcode == "Server.Session.check_auth_failed"
@@ -245,7 +246,7 @@ def test_a_refused_login_names_the_environment_variables(emulator: EmulatorServe
     assert emulator.call_counts == {"Session/login": 1}
 
 
-# ---- faults, retries, paging ---------------------------------------------------------------------------------
+# ---- faults, retries, paging ---------------------------------------------------------------------
 
 
 def test_a_fault_is_a_backend_error_carrying_faultcode_and_faultstring(
@@ -264,7 +265,7 @@ def test_reads_are_retried_on_503_with_backoff(scripted: Callable[..., Scripted]
     server = scripted(
         login_then(lambda m, p, n: (503, {}) if n <= 3 else (200, {"product_list": []}))
     )
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), FAST)
     assert client.read("Product/get_product_list") == {"product_list": []}
     assert server.methods().count("Product/get_product_list") == 3
 
@@ -273,7 +274,7 @@ def test_reads_give_up_after_the_last_attempt_with_a_clear_error(
     scripted: Callable[..., Scripted],
 ) -> None:
     server = scripted(login_then(lambda m, p, n: None))  # every call: connection dropped
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), FAST)
     with pytest.raises(TransportError, match="no usable answer after 4 attempt"):
         client.read("Product/get_product_list")
     assert server.methods().count("Product/get_product_list") == 4
@@ -317,7 +318,7 @@ def test_paging_reads_everything_from_a_server_that_caps_pages() -> None:
 
 def test_plain_http_is_refused_for_hosts_that_are_not_loopback() -> None:
     with pytest.raises(UsageError, match="loopback"):
-        parse_backend_url("portabilling+http://billing.example.com:8443")
+        endpoint_of("portabilling+http://billing.example.com:8443")
     with pytest.raises(UsageError, match="loopback"):
         PortaBillingBackend(
             "portabilling+http://10.1.2.3",
@@ -328,16 +329,16 @@ def test_plain_http_is_refused_for_hosts_that_are_not_loopback() -> None:
         "portabilling+http://[::1]:80",
         "portabilling+http://localhost",
     ):
-        assert parse_backend_url(url).base.startswith("http://")
+        assert endpoint_of(url).base.startswith("http://")
     assert (
-        parse_backend_url("portabilling+https://billing.example.com").base
+        endpoint_of("portabilling+https://billing.example.com").base
         == "https://billing.example.com:443"
     )
 
 
 def test_a_url_with_credentials_is_refused_without_repeating_them() -> None:
     with pytest.raises(UsageError) as caught:
-        parse_backend_url("portabilling+https://api:hunter2@billing.example.com")
+        endpoint_of("portabilling+https://api:hunter2@billing.example.com")
     assert "hunter2" not in str(caught.value)
     assert "PORTABILLING_PASSWORD" in str(caught.value)
 
@@ -351,7 +352,7 @@ def test_the_client_side_rate_limit_spaces_requests() -> None:
         assert time.monotonic() - started >= 9 / 50 * 0.9  # 10 requests with the login
 
 
-# ---- the backend: reading ------------------------------------------------------------------------------------
+# ---- the backend: reading ------------------------------------------------------------------------
 
 
 def test_customers_are_read_concurrently_and_yielded_in_the_order_given() -> None:
@@ -374,7 +375,7 @@ def test_the_catalogue_is_read_once_per_backend(emulator: EmulatorServer) -> Non
     assert emulator.call_counts["Product/get_product_list"] == 1
 
 
-# ---- the backend: writing ------------------------------------------------------------------------------------
+# ---- the backend: writing ------------------------------------------------------------------------
 
 
 def _apply(backend: PortaBillingBackend, *changes: Any) -> list[Any]:
@@ -385,9 +386,7 @@ def _apply(backend: PortaBillingBackend, *changes: Any) -> list[Any]:
         return session.done
 
 
-NEW_EXTENSION = change(
-    "create_account",
-    "ph46170x466",
+NEW_EXTENSION = CreateAccount("ph46170x466",
     kind="extension",
     name="John Doe",
     product="Cloud PBX service",
@@ -401,7 +400,7 @@ def test_a_write_whose_connection_dropped_after_the_change_is_read_back_not_repe
 ) -> None:
     emulator.set_faults(FaultConfig(rate=1.0, kinds=("drop",), phases=("after",)))
     backend = backend_for(emulator)
-    alias = change("add_alias", "ph46170x466", did="12095550004")
+    alias = AddAlias("ph46170x466", did="12095550004")
     assert _apply(backend, NEW_EXTENSION, alias) == [NEW_EXTENSION, alias]
     counts = emulator.call_counts
     assert "Account/add_account" not in counts  # billing generates the extension's account
@@ -442,7 +441,7 @@ def test_a_write_whose_outcome_stays_unknown_stops_with_an_error_that_says_so(
     with backend.customer_session(46170, catalogue) as session:
         session.read()
         with pytest.raises(BackendError, match="outcome is unknown .* twice"):
-            session.execute([change("block", "ph46170x100"), NEW_EXTENSION])
+            session.execute([Block("ph46170x100"), NEW_EXTENSION])
         assert session.done == []
     assert emulator.call_counts["Account/update_account"] == 2
 
@@ -451,7 +450,7 @@ def test_a_timed_out_write_is_read_back() -> None:
     faults = FaultConfig(rate=1.0, kinds=("timeout",), phases=("after",), timeout_s=0.5)
     with EmulatorServer(pbx_state(), login="api", password="pw", faults=faults) as server:
         backend = backend_for(server, settings=ClientSettings(read_timeout=0.2, backoff=0.001))
-        assert _apply(backend, change("set_name", "ph46170x100", from_="User 0", to="Reception"))
+        assert _apply(backend, SetName("ph46170x100", from_="User 0", to="Reception"))
         assert server.call_counts["Customer/update_customer_extension"] == 1
         server.set_faults(FaultConfig())
         assert server.dump_state().accounts[0].name == "Reception"
@@ -520,7 +519,7 @@ def test_an_extension_account_without_a_customer_extension_reads_nameless_and_a_
     state = backend.read_customer(46170, backend.catalogue())
     assert state is not None
     assert [a.name for a in state.accounts if a.id == "ph46170x466"] == [""]
-    _apply(backend, change("set_name", "ph46170x466", from_="", to="John Doe"))
+    _apply(backend, SetName("ph46170x466", from_="", to="John Doe"))
     assert emulator.unlinked_extensions() == []
 
 
@@ -576,7 +575,7 @@ def test_applied_changes_go_to_a_local_audit_log(emulator: EmulatorServer, tmp_p
     assert json.loads((tmp_path / "audit.jsonl").read_text())["op"] == "block"
 
 
-# ---- TLS ---------------------------------------------------------------------------------------------------------
+# ---- TLS -----------------------------------------------------------------------------------------
 
 
 @pytest.fixture

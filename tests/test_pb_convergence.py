@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from reconciler.backends.sqlite import SqliteBackend
+from reconciler.changes import OP_ORDER
 from reconciler.emulator import EmulatorServer, FaultConfig
 from reconciler.emulator.faults import AFTER, BEFORE, KINDS
 from reconciler.emulator.testing import state_from_yaml, write_spec
-from reconciler.model import OP_ORDER
 from reconciler.statefile import BillingState
 from tests.cli_capture import CliResult, run_cli
 
@@ -53,17 +53,22 @@ customers:
 accounts:
   - {id: ph46170x100, customer: 46170, name: Reception, product: Cloud PBX service,
      addons: [Call recording], dids: ["12094555950"]}
-  - {id: ph46170x101, customer: 46170, name: Sales, product: Cloud PBX service, addons: [], dids: ["12094555951"]}
+  - {id: ph46170x101, customer: 46170, name: Sales, product: Cloud PBX service,
+     addons: [], dids: ["12094555951"]}
   - {id: ph46170x102, customer: 46170, name: Support, product: Basic extension,
      addons: [Voicemail to email], dids: [], blocked_by: customer}
-  - {id: ph46170x103, customer: 46170, name: Old, product: Cloud PBX service, addons: [], dids: ["12094555952"]}
+  - {id: ph46170x103, customer: 46170, name: Old, product: Cloud PBX service,
+     addons: [], dids: ["12094555952"]}
   - {id: ph46170x104, customer: 46170, name: Temp, product: Basic extension, addons: [], dids: []}
-  - {id: ph46170x105, customer: 46170, name: Admin, product: Cloud PBX service, addons: [], dids: [],
-     blocked_by: admin}
+  - {id: ph46170x105, customer: 46170, name: Admin, product: Cloud PBX service,
+     addons: [], dids: [], blocked_by: admin}
 %(steady)s
-  - {id: ph46170aa1, customer: 46170, name: Main menu, product: Auto attendant, addons: [], dids: ["12094555948"]}
-  - {id: trunk-1, customer: 46170, name: Trunk, product: Cloud PBX service, addons: [], dids: ["12094555959"]}
-  - {id: ph51234x201, customer: 51234, name: Dr. Ruiz, product: Basic extension, addons: [], dids: ["14155550101"]}
+  - {id: ph46170aa1, customer: 46170, name: Main menu, product: Auto attendant,
+     addons: [], dids: ["12094555948"]}
+  - {id: trunk-1, customer: 46170, name: Trunk, product: Cloud PBX service,
+     addons: [], dids: ["12094555959"]}
+  - {id: ph51234x201, customer: 51234, name: Dr. Ruiz, product: Basic extension,
+     addons: [], dids: ["14155550101"]}
 """
 
 STEADY = range(106, 118)  # accounts the spec keeps as they are (they keep the plan safe)
@@ -72,7 +77,8 @@ STEADY = range(106, 118)  # accounts the spec keeps as they are (they keep the p
 def billing_state(folder: str) -> BillingState:
     dids = ", ".join(f'"120945559{n:02d}"' for n in range(40, 60))
     steady = "\n".join(
-        f"  - {{id: ph46170x{n}, customer: 46170, name: Desk {n}, product: Cloud PBX service, addons: [], dids: []}}"
+        f"  - {{id: ph46170x{n}, customer: 46170, name: Desk {n}, product: Cloud PBX service,"
+        " addons: [], dids: []}"
         for n in STEADY
     )
     return state_from_yaml(STATE % {"abc_dids": dids, "steady": steady}, folder)

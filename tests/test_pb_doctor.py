@@ -103,7 +103,10 @@ def test_an_agreement_answer_without_agreement_info_fails_clearly(server: Emulat
     assert result.json["ok"] is False
     agreement = checks(result)["agreement"]
     assert agreement["status"] == "fail"
-    assert "answered without agreement_info, customer_agreement_info or a top-level " in agreement["detail"]
+    assert (
+        "answered without agreement_info, customer_agreement_info or a top-level "
+        in agreement["detail"]
+    )
     assert "(keys seen: i_customer)" in agreement["detail"]
     assert checks(result)["plan_reads"]["status"] == "fail"
     assert server.write_counts == {}

@@ -1,4 +1,5 @@
-"""PortaBilling credentials never leak: not to the screen, the saved plan, the audit log or a crash log."""
+"""PortaBilling credentials never leak: not to the screen, the saved plan, the audit log
+or a crash log."""
 
 from __future__ import annotations
 

@@ -16,13 +16,13 @@ from reconciler.backends.portabilling.client import (
     LoginRefused,
     MalformedAnswer,
     PortaBillingClient,
-    parse_backend_url,
+    endpoint_of,
 )
 from reconciler.backends.portabilling.config import blocking_roles_from_env
 from reconciler.backends.portabilling.fields import BLOCK_MARKER
 from reconciler.backends.portabilling.session import TokenSession
+from reconciler.changes import AddAddon, CreateAccount, TerminateAccount
 from reconciler.errors import UsageError
-from reconciler.model import change
 from tests.pb_stub import FAST, Stub, account, customer
 
 
@@ -33,7 +33,7 @@ def _in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def client_for(stub: Stub, password: str = "pw") -> PortaBillingClient:
-    return PortaBillingClient(parse_backend_url(stub.url), Credentials("api", password), FAST)
+    return PortaBillingClient(endpoint_of(stub.url), Credentials("api", password), FAST)
 
 
 def backend_for(stub: Stub, **env: str) -> PortaBillingBackend:
@@ -44,7 +44,7 @@ def fault(code: str, text: str = "refused") -> tuple[int, dict[str, str]]:
     return 500, {"faultcode": code, "faultstring": text}
 
 
-# ---- tokens ---------------------------------------------------------------------------------------
+# ---- tokens --------------------------------------------------------------------------------------
 
 
 def test_a_run_logs_in_once_and_refreshes_the_token_each_time_it_expires(
@@ -149,7 +149,7 @@ def test_when_refreshing_fails_the_client_logs_in_again(stubs: Callable[..., Stu
     ]
 
 
-# ---- failed logins ----------------------------------------------------------------------------------
+# ---- failed logins -------------------------------------------------------------------------------
 
 
 def test_a_wrong_password_makes_exactly_one_login_call_however_many_reads_follow(
@@ -214,7 +214,7 @@ def test_a_failed_login_exits_1_with_one_line_on_the_command_line(
     assert stub.methods() == ["Session/login"]
 
 
-# ---- reads: paging, aliases, bill_status, add-on dates ---------------------------------------------------
+# ---- reads: paging, aliases, bill_status, add-on dates -------------------------------------------
 
 
 def test_every_list_is_paged_with_limit_sent_alongside_every_offset(
@@ -307,7 +307,7 @@ def test_an_add_on_past_its_end_date_is_not_assigned_and_is_added_again(
     assert [a.addons for a in state.accounts] == [("Voicemail to email",), ("Call recording",)]
     with backend.customer_session(46170, backend.catalogue()) as session:
         session.read()
-        session.execute([change("add_addon", "ph46170x100", product="Call recording")])
+        session.execute([AddAddon("ph46170x100", product="Call recording")])
     backend.close()
     (update,) = stub.params_of("Account/update_account")
     assert update == {
@@ -321,7 +321,7 @@ def test_an_add_on_past_its_end_date_is_not_assigned_and_is_added_again(
     }
 
 
-# ---- blocking permission ----------------------------------------------------------------------------------
+# ---- blocking permission -------------------------------------------------------------------------
 
 
 def test_blocking_permission_comes_from_the_role_then_the_first_version_field() -> None:
@@ -353,12 +353,10 @@ def test_the_backend_reads_blocking_permission_from_the_role_setting(
     assert by_role == {46170: True, 51234: False}
 
 
-# ---- writes: v2 shapes --------------------------------------------------------------------------------------
+# ---- writes: v2 shapes ---------------------------------------------------------------------------
 
 
-NEW_EXTENSION = change(
-    "create_account",
-    "ph46170x466",
+NEW_EXTENSION = CreateAccount("ph46170x466",
     kind="extension",
     name="John Doe",
     product="Cloud PBX service",
@@ -433,9 +431,7 @@ def test_an_auto_attendant_is_created_with_add_account_in_the_v2_shape(
     abc["accounts"] = [account(1, "ph46170x100")]  # this server shows notes: a block is marked
     stub = stubs(abc)
     backend = backend_for(stub)
-    item = change(
-        "create_account",
-        "ph46170aa1",
+    item = CreateAccount("ph46170aa1",
         kind="auto_attendant",
         name="Main menu",
         product="Auto attendant",
@@ -463,7 +459,7 @@ def test_an_auto_attendant_is_created_with_add_account_in_the_v2_shape(
     }
 
 
-# ---- read-only sites ------------------------------------------------------------------------------------------
+# ---- read-only sites -----------------------------------------------------------------------------
 
 
 def test_a_read_only_site_gets_one_write_attempt_and_apply_stops_for_every_customer(
@@ -520,7 +516,7 @@ def test_after_a_read_only_fault_no_write_leaves_the_client(stubs: Callable[...,
     assert stub.methods().count("Account/terminate_account") == 1
 
 
-# ---- answers that are not PortaBilling's ---------------------------------------------------------------------
+# ---- answers that are not PortaBilling's ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -566,7 +562,7 @@ def test_a_write_answered_with_garbage_is_read_back_not_repeated(
     backend = backend_for(stub)
     with backend.customer_session(46170, backend.catalogue()) as session:
         session.read()
-        session.execute([change("terminate_account", "ph46170x100")])
+        session.execute([TerminateAccount("ph46170x100")])
         assert [c.op for c in session.done] == ["terminate_account"]
     backend.close()
     assert stub.methods().count("Account/terminate_account") == 1

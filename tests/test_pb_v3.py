@@ -25,11 +25,18 @@ from reconciler.backends.portabilling.client import (
     BillingReadOnly,
     Credentials,
     PortaBillingClient,
-    parse_backend_url,
+    endpoint_of,
 )
 from reconciler.backends.portabilling.fields import BLOCK_MARKER
 from reconciler.backends.portabilling.session import TokenSession
-from reconciler.model import change
+from reconciler.changes import (
+    AddAlias,
+    Block,
+    CreateAccount,
+    RemoveAlias,
+    TerminateAccount,
+    Unblock,
+)
 from tests.helpers import run_cli
 from tests.pb_stub import FAST, Stub, account, customer
 
@@ -75,7 +82,7 @@ def blocked_by(backend: PortaBillingBackend, account_id: str) -> str | None:
     return found.blocked_by
 
 
-# ---- 1. who blocked an account, without blocked_by ----------------------------------------------------
+# ---- 1. who blocked an account, without blocked_by -----------------------------------------------
 
 
 def test_a_block_the_reconciler_made_is_its_own_on_a_fresh_runner_and_it_can_undo_it(
@@ -85,7 +92,7 @@ def test_a_block_the_reconciler_made_is_its_own_on_a_fresh_runner_and_it_can_und
     abc["accounts"] = [account(1, "ph46170x100", note="VIP: call before changing")]
     stub = stubs(abc)
     stub.show_blocked_by = False  # like every real server
-    apply(backend_for(stub, str(tmp_path / "runner-1" / "audit.jsonl")), change("block", "ph46170x100"))
+    apply(backend_for(stub, str(tmp_path / "runner-1" / "audit.jsonl")), Block("ph46170x100"))
     (block,) = stub.params_of("Account/update_account")
     # The marker goes in the same call as the block, beside the administrator's note.
     assert block["account_info"]["blocked"] == "Y"
@@ -94,7 +101,7 @@ def test_a_block_the_reconciler_made_is_its_own_on_a_fresh_runner_and_it_can_und
     # A fresh runner: another audit log, another backend, nothing local carried over.
     fresh = backend_for(stub, str(tmp_path / "runner-2" / "audit.jsonl"))
     assert blocked_by(fresh, "ph46170x100") == "customer"
-    apply(backend_for(stub, str(tmp_path / "runner-2" / "audit.jsonl")), change("unblock", "ph46170x100"))
+    apply(backend_for(stub, str(tmp_path / "runner-2" / "audit.jsonl")), Unblock("ph46170x100"))
     row = abc["accounts"][0]
     assert row["blocked"] == "N"
     assert row["note"] == "VIP: call before changing"  # the marker went with the unblock
@@ -120,12 +127,15 @@ def test_block_then_unblock_from_two_fresh_runners_as_two_processes(
         runner.mkdir()
         (runner / "abc.yaml").write_text(
             "version: 1\ncustomer: {id: 46170, name: ABC}\nextensions:\n"
-            f"  - {{extension: '100', name: Reception, product: Cloud PBX service, blocked: {str(blocked).lower()}}}\n"
+            "  - {extension: '100', name: Reception, product: Cloud PBX service, "
+            f"blocked: {str(blocked).lower()}}}\n"
         )
-        env = {**os.environ, **stub.env, "PYTHONPATH": str(repo), "PORTABILLING_BLOCKING_ROLES": "2"}
+        env = {**os.environ, **stub.env, "PYTHONPATH": str(repo),
+               "PORTABILLING_BLOCKING_ROLES": "2"}
         env.pop("RECONCILER_AUDIT_LOG", None)
         return subprocess.run(
-            [sys.executable, "-m", "reconciler", "--backend", stub.url, "apply", "abc.yaml", "--auto-approve"],
+            [sys.executable, "-m", "reconciler", "--backend", stub.url, "apply", "abc.yaml",
+             "--auto-approve"],
             cwd=runner, env=env, capture_output=True, text=True, timeout=60,
         )
 
@@ -154,7 +164,8 @@ def test_a_block_nobody_marked_is_the_administrators_and_a_sent_blocked_by_wins(
     assert [a.blocked_by for a in state.accounts] == ["admin", "admin", None]
 
 
-def test_a_spec_cannot_claim_an_administrators_block(stubs: Callable[..., Stub], tmp_path: Path) -> None:
+def test_a_spec_cannot_claim_an_administrators_block(stubs: Callable[..., Stub],
+                                                     tmp_path: Path) -> None:
     abc = customer()
     abc["accounts"] = [account(1, "ph46170x100", blocked="Y", firstname="", note="")]
     abc["extensions"] = [{"i_c_ext": 500, "id": "100", "name": "Reception", "i_account": 1}]
@@ -163,7 +174,8 @@ def test_a_spec_cannot_claim_an_administrators_block(stubs: Callable[..., Stub],
     spec = tmp_path / "abc.yaml"
     spec.write_text(
         "version: 1\ncustomer: {id: 46170, name: ABC}\n"
-        "extensions:\n  - {extension: '100', name: Reception, product: Cloud PBX service, blocked: false}\n"
+        "extensions:\n  - {extension: '100', name: Reception, product: Cloud PBX service, "
+        "blocked: false}\n"
     )
     result = run_cli("--backend", stub.url, "apply", str(spec), "--auto-approve", env=stub.env)
     assert result.code == 1, result
@@ -172,7 +184,7 @@ def test_a_spec_cannot_claim_an_administrators_block(stubs: Callable[..., Stub],
     assert abc["accounts"][0]["blocked"] == "Y"
 
 
-# ---- 2. tokens ---------------------------------------------------------------------------------------------
+# ---- 2. tokens -----------------------------------------------------------------------------------
 
 
 def jwt(exp: float) -> str:
@@ -211,7 +223,7 @@ def test_every_way_of_telling_a_tokens_lifetime_renews_it_ahead_with_one_login(
         return 200, answer  # a refresh answer without refresh_token: the old one is kept
 
     stub.overrides.append(grant)
-    client = PortaBillingClient(parse_backend_url(stub.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(stub.url), Credentials("api", "pw"), FAST)
     client.session = TokenSession(
         client._login, client._refresh, clock=lambda: mono[0], wall=lambda: wall[0]
     )
@@ -232,7 +244,8 @@ def test_expires_at_is_read_in_the_servers_time_zone() -> None:
 
     wall = 1_800_000_000.0
     at = datetime.fromtimestamp(wall + 900, ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S")
-    tokyo = Grant.from_answer("Session/login", {"access_token": "t", "expires_at": at}, 0.0, wall=wall, zone=ZoneInfo("Asia/Tokyo"))
+    tokyo = Grant.from_answer("Session/login", {"access_token": "t", "expires_at": at}, 0.0,
+                              wall=wall, zone=ZoneInfo("Asia/Tokyo"))
     assert tokyo.lifetime == 900
     # Read as UTC the same text is 9 hours ahead: not believed, not trusted over the others.
     wrong = Grant.from_answer(
@@ -241,7 +254,7 @@ def test_expires_at_is_read_in_the_servers_time_zone() -> None:
     assert wrong.lifetime == 900
 
 
-# ---- 3. auth and read-only faults ---------------------------------------------------------------------------
+# ---- 3. auth and read-only faults ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -266,7 +279,7 @@ def test_each_v3_auth_fault_renews_the_session_once_and_never_logs_in_again(
         return False
 
     stub.overrides.append(refuse_once)
-    client = PortaBillingClient(parse_backend_url(stub.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(stub.url), Credentials("api", "pw"), FAST)
     assert client.read("Product/get_product_list", {"limit": 10, "offset": 0})["product_list"]
     assert stub.methods() == [
         "Session/login",
@@ -276,7 +289,8 @@ def test_each_v3_auth_fault_renews_the_session_once_and_never_logs_in_again(
     ]
 
 
-@pytest.mark.parametrize("code", ["standalone_mode", "Server.Generic.standalone_mode", "read_only_mode"])
+@pytest.mark.parametrize("code",
+                         ["standalone_mode", "Server.Generic.standalone_mode", "read_only_mode"])
 def test_read_only_faults_bare_or_namespaced_stop_writes(
     stubs: Callable[..., Stub], code: str
 ) -> None:
@@ -284,7 +298,7 @@ def test_read_only_faults_bare_or_namespaced_stop_writes(
     stub.overrides.append(
         lambda m, p, n: fault(code, "no writes") if m == "Account/update_account" else False
     )
-    client = PortaBillingClient(parse_backend_url(stub.url), Credentials("api", "pw"), FAST)
+    client = PortaBillingClient(endpoint_of(stub.url), Credentials("api", "pw"), FAST)
     with pytest.raises(BillingReadOnly):
         client.write("Account/update_account", {"account_info": {"i_account": 1}})
     with pytest.raises(BillingReadOnly):
@@ -292,7 +306,7 @@ def test_read_only_faults_bare_or_namespaced_stop_writes(
     assert stub.writes() == ["Account/update_account"]
 
 
-# ---- 4. the agreement's wrapper ------------------------------------------------------------------------------
+# ---- 4. the agreement's wrapper ------------------------------------------------------------------
 
 
 def _agreement_answer(shape: str, conditions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -345,7 +359,7 @@ def test_an_unknown_agreement_shape_is_one_error_naming_the_keys_in_plan_and_doc
     assert "keys seen: agreement, extra" in doctor.out
 
 
-# ---- 5. a created extension, whatever ID billing gives it ------------------------------------------------------
+# ---- 5. a created extension, whatever ID billing gives it ----------------------------------------
 
 
 def test_a_created_extension_is_found_by_i_c_ext_and_managed_under_the_id_billing_made(
@@ -358,8 +372,8 @@ def test_a_created_extension_is_found_by_i_c_ext_and_managed_under_the_id_billin
     spec.write_text(
         "version: 1\ncustomer: {id: 46170, name: ABC}\n"
         "extensions:\n"
-        "  - {extension: '466', name: John Doe, product: Cloud PBX service, addons: [Call recording],"
-        " dids: ['12095550001']}\n"
+        "  - {extension: '466', name: John Doe, product: Cloud PBX service, addons: [Call "
+        "recording], dids: ['12095550001']}\n"
     )
     applied = run_cli("--backend", stub.url, "apply", str(spec), "--auto-approve", env=stub.env)
     assert applied.code == 0, applied
@@ -384,7 +398,7 @@ def test_a_new_account_with_bill_status_i_is_open(stubs: Callable[..., Stub]) ->
     assert [a.status for a in state.accounts] == ["open"]
 
 
-# ---- 6. write answers without the expected key ---------------------------------------------------------------
+# ---- 6. write answers without the expected key ---------------------------------------------------
 
 
 def test_add_alias_answering_nothing_is_read_back_and_audited(
@@ -401,7 +415,7 @@ def test_add_alias_answering_nothing_is_read_back_and_audited(
 
     stub._Account_add_alias = empty  # type: ignore[method-assign]
     backend = backend_for(stub, str(tmp_path / "audit.jsonl"))
-    item = change("add_alias", "ph46170x100", did="12095550001")
+    item = AddAlias("ph46170x100", did="12095550001")
     assert apply(backend, item) == [item]
     assert "Account/get_alias_list" in stub.methods()
     assert [e.op for e in backend.audit.read()] == ["add_alias"]
@@ -416,8 +430,7 @@ def test_a_write_that_landed_is_audited_even_when_its_read_back_fails(
         lambda m, p, n: (200, b"<html>gone</html>") if m == "Account/get_account_info" else False
     )
     backend = backend_for(stub, str(tmp_path / "audit.jsonl"))
-    item = change(
-        "create_account", "ph46170x466", kind="extension", name="J", product="Cloud PBX service",
+    item = CreateAccount("ph46170x466", kind="extension", name="J", product="Cloud PBX service",
         addons=(), blocked=False,
     )
     with pytest.raises(Exception, match="was created in billing, but"):
@@ -425,10 +438,12 @@ def test_a_write_that_landed_is_audited_even_when_its_read_back_fails(
     assert [e.op for e in backend.audit.read()] == ["create_account"]
 
 
-# ---- 7. DIDs stay in the pool --------------------------------------------------------------------------------
+# ---- 7. DIDs stay in the pool --------------------------------------------------------------------
 
 
-def test_removing_a_did_and_terminating_send_release_assigned_did_0(stubs: Callable[..., Stub]) -> None:
+def test_removing_a_did_and_terminating_send_release_assigned_did_0(
+    stubs: Callable[..., Stub],
+) -> None:
     abc = customer()
     abc["accounts"] = [
         account(1, "ph46170x100", alias_list=[{"i_account": 77, "id": "12095550001"}]),
@@ -438,8 +453,8 @@ def test_removing_a_did_and_terminating_send_release_assigned_did_0(stubs: Calla
     stub._Account_delete_alias = lambda params: (200, {})  # type: ignore[attr-defined]
     apply(
         backend_for(stub),
-        change("remove_alias", "ph46170x100", did="12095550001"),
-        change("terminate_account", "ph46170x200"),
+        RemoveAlias("ph46170x100", did="12095550001"),
+        TerminateAccount("ph46170x200"),
     )
     assert stub.params_of("Account/delete_alias") == [
         {"alias_info": {"i_account": 77}, "release_assigned_did": 0}
@@ -449,7 +464,7 @@ def test_removing_a_did_and_terminating_send_release_assigned_did_0(stubs: Calla
     ]
 
 
-# ---- 8. add-on dates in the server's time zone ------------------------------------------------------------------
+# ---- 8. add-on dates in the server's time zone ---------------------------------------------------
 
 
 def _ended_an_hour_ago_in(zone: str) -> str:
@@ -481,7 +496,7 @@ def test_add_on_end_dates_are_read_in_the_servers_time_zone(
     assert stub.methods().count("Generic/get_session_data") == 1
 
 
-# ---- doctor: which way this server is read ---------------------------------------------------------------------
+# ---- doctor: which way this server is read -------------------------------------------------------
 
 
 def _doctor(stub: Stub, **env: str) -> dict[str, dict[str, str]]:
@@ -492,7 +507,9 @@ def _doctor(stub: Stub, **env: str) -> dict[str, dict[str, str]]:
     return {c["name"]: c for c in result.json["checks"]}
 
 
-def test_doctor_says_how_blocks_ids_time_zone_and_token_expiry_are_read(stubs: Callable[..., Stub]) -> None:
+def test_doctor_says_how_blocks_ids_time_zone_and_token_expiry_are_read(
+    stubs: Callable[..., Stub],
+) -> None:
     abc = customer()
     abc["accounts"] = [
         account(1, "46170-100", blocked="Y", note=BLOCK_MARKER),

@@ -122,7 +122,8 @@ def test_a_server_that_releases_dids_by_default_keeps_them_in_the_pool(
     text = text.replace('"442071234502"]', '"442071234502", "442071234503"]', 1)
     text = text.replace(
         "    name: Warehouse\n    product: Cloud PBX service\n    addons: []\n    dids: []",
-        '    name: Warehouse\n    product: Cloud PBX service\n    addons: []\n    dids: ["442071234503"]',
+        '    name: Warehouse\n    product: Cloud PBX service\n    addons: []\n    dids: '
+        '["442071234503"]',
     )
     (tmp_path / "state.yaml").write_text(text)
     state = load_state_file(str(tmp_path / "state.yaml"))
@@ -216,7 +217,8 @@ def test_an_auto_attendant_created_blocked_for_a_customer_with_no_accounts_is_ma
     def main_menu(blocked: bool) -> str:
         return (
             "version: 1\ncustomer: {id: 46170, name: ABC}\nauto_attendants:\n"
-            f"  - {{number: 1, name: Main menu, product: Auto attendant, blocked: {str(blocked).lower()}}}\n"
+            "  - {number: 1, name: Main menu, product: Auto attendant, "
+            f"blocked: {str(blocked).lower()}}}\n"
         )
 
     with EmulatorServer(state, wire="v3") as server:

@@ -17,7 +17,7 @@ from reconciler.backends.portabilling.client import (
     Credentials,
     PortaBillingClient,
     TransportError,
-    parse_backend_url,
+    endpoint_of,
 )
 from tests.helpers import run_cli
 from tests.pb_stub import Stub, customer
@@ -46,7 +46,8 @@ class Loopback:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self.url = f"portabilling+http://127.0.0.1:{self.port}"
 
@@ -99,13 +100,15 @@ def test_a_redirect_is_one_clear_error_and_nothing_reaches_the_other_host(
     assert PASSWORD not in result.out + result.err
 
 
-def test_tokens_echoed_in_a_fault_are_never_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tokens_echoed_in_a_fault_are_never_printed(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     access, refresh, session_id = "acc-7d1e5b0c9a", "ref-42c0ffee11", "sess-0b5e55ed77"
     stub = Stub(customer())
     stub.overrides.append(
         lambda m, p, n: (
-            (200, {"access_token": access, "refresh_token": refresh, "session_id": session_id, "expires_in": 900})
+            (200, {"access_token": access, "refresh_token": refresh, "session_id": session_id,
+                   "expires_in": 900})
             if m == "Session/login"
             else (
                 500,
@@ -164,7 +167,7 @@ def test_a_server_trickling_bytes_cannot_hold_a_request_past_its_deadline(where:
     settings = ClientSettings(
         connect_timeout=1.0, read_timeout=5.0, total_timeout=1.0, read_attempts=1, backoff=0.001
     )
-    client = PortaBillingClient(parse_backend_url(server.url), Credentials("api", "pw"), settings)
+    client = PortaBillingClient(endpoint_of(server.url), Credentials("api", "pw"), settings)
     started = time.monotonic()
     try:
         with pytest.raises(TransportError, match="deadline passed"):
@@ -195,6 +198,7 @@ def test_the_deadline_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "deadline passed" in result.err
     assert "not retried" in result.err  # a login is never sent twice
     assert time.monotonic() - started < 10.0
-    bad = run_cli("--backend", server.url, "plan", str(spec), env={**env, "PORTABILLING_TOTAL_TIMEOUT": "soon"})
+    bad = run_cli("--backend", server.url, "plan", str(spec),
+                  env={**env, "PORTABILLING_TOTAL_TIMEOUT": "soon"})
     assert bad.code != 0
     assert "PORTABILLING_TOTAL_TIMEOUT" in bad.err

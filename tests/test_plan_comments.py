@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import yaml
 
 from tests.helpers import REPO, run_cli
@@ -39,7 +38,10 @@ const existing = JSON.parse(process.argv[3]);
 const calls = [];
 const warnings = [];
 const github = {
-  paginate: async (method, params) => { calls.push(['list', params.issue_number]); return existing; },
+  paginate: async (method, params) => {
+    calls.push(['list', params.issue_number]);
+    return existing;
+  },
   rest: { issues: {
     listComments: {},
     createComment: async (p) => { calls.push(['create', p.body]); },
@@ -74,7 +76,8 @@ def _post(tmp_path: Path, markdown: str, *, existing: list[dict[str, Any]] | Non
 
 
 def _parts(count: int) -> str:
-    return "".join(f"<!-- reconciler:part {i}/{count} -->\n## part {i}\n\nbody {i}\n" for i in range(1, count + 1))
+    return "".join(f"<!-- reconciler:part {i}/{count} -->\n## part {i}\n\nbody {i}\n"
+                   for i in range(1, count + 1))
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +92,8 @@ def huge_plan(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     url = f"sqlite:///{tmp / 'billing.db'}"
     assert run_cli("--backend", url, "state", "load", str(state)).code == 0
-    entries = "".join(f'  - {{extension: "{n}", name: Extension number {n} of the very large customer, '
-                      "product: Cloud PBX service}\n" for n in range(1000, 7000))
+    entries = "".join(f'  - {{extension: "{n}", name: Extension number {n} of the very large '
+                      "customer, product: Cloud PBX service}\n" for n in range(1000, 7000))
     spec = tmp / "huge.yaml"
     spec.write_text(f"version: 1\ncustomer: {{id: 9, name: Huge}}\nextensions:\n{entries}")
     result = run_cli("--backend", url, "plan", str(spec), "--format", "markdown")
@@ -98,13 +101,15 @@ def huge_plan(tmp_path_factory: pytest.TempPathFactory) -> str:
     return result.out
 
 
-def test_a_huge_plan_posts_ten_comments_and_says_where_the_rest_is(tmp_path: Path, huge_plan: str) -> None:
+def test_a_huge_plan_posts_ten_comments_and_says_where_the_rest_is(tmp_path: Path,
+                                                                   huge_plan: str) -> None:
     total = huge_plan.count("<!-- reconciler:part ")
     assert total > 12
     posted = _post(tmp_path, huge_plan)
     creates = [call for call in posted["calls"] if call[0] == "create"]
     assert len(creates) == 10
-    assert all(body.startswith(f"<!-- reconciler:part {i}/{total} -->") for i, (_, body) in enumerate(creates, 1))
+    assert all(body.startswith(f"<!-- reconciler:part {i}/{total} -->")
+               for i, (_, body) in enumerate(creates, 1))
     last = creates[-1][1]
     assert f"This plan has {total} parts; only the first 10 are posted as comments." in last
     assert f"Parts 11-{total} are in the job summary and the artifact `reconciler-plan-abc`" in last
@@ -133,8 +138,10 @@ def test_the_limit_is_settable_and_checked(tmp_path: Path) -> None:
 
 def test_a_new_push_edits_the_comments_and_removes_those_past_the_limit(tmp_path: Path) -> None:
     bot = {"type": "Bot"}
-    existing = [{"id": 100 + i, "user": bot, "body": f"<!-- reconciler:part {i}/12 -->\nold"} for i in range(1, 13)]
-    existing.append({"id": 500, "user": {"type": "User"}, "body": "<!-- reconciler:part 1/1 -->\na person's"})
+    existing = [{"id": 100 + i, "user": bot, "body": f"<!-- reconciler:part {i}/12 -->\nold"}
+                for i in range(1, 13)]
+    existing.append({"id": 500, "user": {"type": "User"},
+                     "body": "<!-- reconciler:part 1/1 -->\na person's"})
     posted = _post(tmp_path, _parts(12), existing=existing)
     kinds = [call[0] for call in posted["calls"]]
     assert kinds.count("update") == 10 and kinds.count("create") == 0

@@ -19,7 +19,8 @@ from tests import release_support
 from tests.helpers import REPO
 
 WORKFLOW: dict[str, Any] = yaml.safe_load(release_support.RELEASE.read_text())
-PINNED = re.compile(r"^\s*(?:- )?uses: (?P<action>[\w./-]+)@(?P<ref>\S+)(?: # (?P<comment>\S+))?\s*$")
+PINNED = re.compile(r"^\s*(?:- )?uses: (?P<action>[\w./-]+)@(?P<ref>\S+)(?: # "
+                    r"(?P<comment>\S+))?\s*$")
 
 
 def _tag_step() -> dict[str, Any]:
@@ -31,12 +32,15 @@ def _check_tag(tmp_path: Path, tag: str, release_date: str | None) -> tuple[int,
     checkout = release_support.checkout(tmp_path / "checkout", release_date)
     temp = tmp_path / "temp"
     temp.mkdir()
-    runner = release_support.Runner(checkout, temp, release_support.runner_env(Path(sys.executable).parent, tag))
+    runner = release_support.Runner(checkout, temp,
+                                    release_support.runner_env(Path(sys.executable).parent, tag))
     result = runner.run(_tag_step())
     return result.returncode, result.stdout + result.stderr, checkout
 
 
-def test_a_tag_of_this_version_passes_and_its_changelog_section_becomes_the_notes(tmp_path: Path) -> None:
+def test_a_tag_of_this_version_passes_and_its_changelog_section_becomes_the_notes(
+    tmp_path: Path,
+) -> None:
     code, output, checkout = _check_tag(tmp_path, f"v{__version__}", "2026-12-04")
     assert code == 0, output
     notes = (checkout / "release-notes.md").read_text()
@@ -69,7 +73,8 @@ def test_publishing_uses_trusted_publishing_in_the_pypi_environment() -> None:
     assert publish["environment"]["name"] == "pypi"
     # Only the OIDC token: no password, no API token anywhere in the workflow.
     assert publish["permissions"] == {"id-token": "write"}
-    (upload,) = [s for s in publish["steps"] if s["uses"].startswith("pypa/gh-action-pypi-publish@")]
+    (upload,) = [s for s in publish["steps"]
+                 if s["uses"].startswith("pypa/gh-action-pypi-publish@")]
     assert "password" not in upload.get("with", {})
     assert "secrets." not in release_support.RELEASE.read_text()
 

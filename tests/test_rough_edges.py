@@ -33,9 +33,11 @@ HEAD = "version: 1\ncustomer:\n  id: 100\n  name: Acme\n"
 @pytest.mark.parametrize(
     ("broken", "said"),
     [
-        ("\tname: Tab\n", "a tab character is used to indent this line; YAML indents with spaces only "
+        ("\tname: Tab\n",
+         "a tab character is used to indent this line; YAML indents with spaces only "
                           "(replace the tab with spaces)"),
-        ("    name: Sales: 2nd floor\n", "a value that holds ': ' must be quoted (YAML reads the ':' "
+        ("    name: Sales: 2nd floor\n",
+         "a value that holds ': ' must be quoted (YAML reads the ':' "
                                          'as the start of another key): name: "Sales: 2nd floor"'),
     ],
 )
@@ -70,7 +72,9 @@ def test_several_syntax_errors_are_each_reported(tmp_path: Path) -> None:
     )
     result = run_cli("validate", "--offline", str(path), "--format", "json")
     got = [(p["code"], p["line"]) for p in all_problems(result.json)]
-    assert got == [("yaml_syntax", 7), ("yaml_syntax", 10), ("yaml_syntax", 13), ("schema", 15)], got
+    assert got == [("yaml_syntax", 7), ("yaml_syntax", 10), ("yaml_syntax", 13), ("schema", 15)], (
+        got
+    )
 
 
 # ---- the empty file ------------------------------------------------------------------------
@@ -85,7 +89,10 @@ def test_the_empty_file_message_matches_the_guide(tmp_path: Path) -> None:
         "(extensions and auto_attendants may be left out)"
     ) in result.out
     guide = (REPO / "docs" / "specs.md").read_text()
-    assert "`version` and `customer` are required; `extensions` and `auto_attendants` may be left out" in guide
+    assert (
+        "`version` and `customer` are required; `extensions` and `auto_attendants` may be left out"
+        in guide
+    )
 
 
 # ---- no import circle ------------------------------------------------------------------------
@@ -96,7 +103,11 @@ def _imports(module: str) -> set[str]:
     source = (REPO / (module.replace(".", "/") + ".py")).read_text()
     found = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("reconciler"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("reconciler")
+        ):
             found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("reconciler"))
@@ -124,7 +135,8 @@ def test_the_yaml_loader_does_not_import_the_messages_module() -> None:
 # ---- a bad extension hides nothing of its DIDs -------------------------------------------------
 
 
-def test_a_bad_extension_number_does_not_hide_the_did_checks_of_its_entry(backend: str, tmp_path: Path) -> None:
+def test_a_bad_extension_number_does_not_hide_the_did_checks_of_its_entry(backend: str,
+                                                                          tmp_path: Path) -> None:
     path = _write(
         tmp_path,
         HEAD + "extensions:\n"
@@ -136,7 +148,9 @@ def test_a_bad_extension_number_does_not_hide_the_did_checks_of_its_entry(backen
     got = [(p["code"], p["column"]) for p in all_problems(result.json)]
     # Not a DID; another customer's pool; written twice. 15550000001 is held by an account of the
     # customer, perhaps the very one the entry means: nothing is said of it.
-    assert got == [("schema", 16), ("schema", 12), ("did_not_owned", 19), ("did_duplicate", 53)], got
+    assert got == [("schema", 16), ("schema", 12), ("did_not_owned", 19), ("did_duplicate", 53)], (
+        got
+    )
     assert [w["code"] for w in result.json["customers"][0]["warnings"]] == ["did_normalised"]
 
 
@@ -158,7 +172,8 @@ def test_messages_count_entries_from_one(tmp_path: Path) -> None:
     assert "counting from one" in guide and "extensions[" not in guide
 
 
-def test_an_unknown_product_lists_the_products_billing_has_closest_first(backend: str, tmp_path: Path) -> None:
+def test_an_unknown_product_lists_the_products_billing_has_closest_first(backend: str,
+                                                                         tmp_path: Path) -> None:
     path = _write(
         tmp_path,
         HEAD + "extensions:\n"
@@ -169,20 +184,24 @@ def test_an_unknown_product_lists_the_products_billing_has_closest_first(backend
     result = run_cli("--backend", backend, "validate", str(path), "--format", "json")
     messages = [p["message"] for p in all_problems(result.json)]
     assert messages == [
-        "no product named 'Conference bridge' (add-on products in billing: Call recording, Fax to email)",
+        "no product named 'Conference bridge' "
+        "(add-on products in billing: Call recording, Fax to email)",
         "no product named 'Hotdsk'; did you mean 'Hotdesk'? "
         "(other main products in billing: Auto attendant, Cloud PBX service)",
-        "no product named 'Desk phone' (main products in billing: Hotdesk, Cloud PBX service, Auto attendant)",
+        "no product named 'Desk phone' "
+        "(main products in billing: Hotdesk, Cloud PBX service, Auto attendant)",
     ], messages
 
 
 def test_the_list_of_products_is_bounded() -> None:
-    from reconciler.model import Catalogue, Product
     from reconciler.diff import _products_like
+    from reconciler.model import Catalogue, Product
 
     catalogue = Catalogue(tuple(Product(i, f"Plan {i:02}", "main") for i in range(1, 41)))
     said = _products_like("Plan 7", catalogue, "main", but=[])
-    assert said.startswith(" (main products in billing: Plan 07, ") and said.endswith(" and 35 more)")
+    assert said.startswith(" (main products in billing: Plan 07, ") and said.endswith(
+        " and 35 more)"
+    )
 
 
 # ---- what the README's steps write is ignored by git ------------------------------------------
@@ -194,10 +213,12 @@ def test_the_files_the_readme_steps_write_are_ignored_by_git() -> None:
 
     readme = (REPO / "README.md").read_text()
     written = set(re.findall(r"--out (\S+)", readme.split("## The customer spec at a glance")[0]))
-    written |= {".reconciler/billing.db", ".reconciler/logs/crash.log", "applied-plan.json", "plan-1.json"}
+    written |= {".reconciler/billing.db", ".reconciler/logs/crash.log", "applied-plan.json",
+                "plan-1.json"}
     assert "plan.json" in written
     for name in sorted(written):
-        ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", name], check=False)
+        ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", name],
+                                 check=False)
         assert ignored.returncode == 0, f"{name} is not in .gitignore"
 
 
@@ -223,10 +244,17 @@ def test_doctor_with_a_mistyped_spec_path_is_an_error(tmp_path: Path) -> None:
 
 def test_an_exported_spec_passes_the_format_check(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'billing.db'}"
-    assert run_cli("--backend", url, "state", "load", str(REPO / "specs" / "demo-billing-state.yaml")).code == 0
+    assert (
+        run_cli(
+            "--backend", url, "state", "load", str(REPO / "specs" / "demo-billing-state.yaml")
+        ).code
+        == 0
+    )
     for customer in ("46170", "51234", "60001"):
         out = tmp_path / f"{customer}.yaml"
-        assert run_cli("--backend", url, "export", "--customer", customer, "--out", str(out)).code == 0
+        assert (
+            run_cli("--backend", url, "export", "--customer", customer, "--out", str(out)).code == 0
+        )
         check = run_cli("fmt", "--check", str(out))
         assert check.code == 0, check
         assert "dids: [" in out.read_text() or "dids" not in out.read_text()
@@ -248,16 +276,18 @@ def test_fmt_keeps_crlf_on_every_line_and_the_byte_order_mark(tmp_path: Path) ->
     assert written.startswith(b"\xef\xbb\xbf")
     body = written[3:].decode()
     assert body.count("\r\n") == body.count("\n") == 10, body
-    assert body == ("# written on Windows\r\nversion: 1\r\ncustomer:  # c\r\n  id: 100\r\n  name: Acme\r\n"
-                    'extensions:\r\n  # the first\r\n  - extension: "1"\r\n    name: A\r\n    product: P\r\n'), body
+    assert body == ("# written on Windows\r\nversion: 1\r\ncustomer:  # c\r\n"
+                    "  id: 100\r\n  name: Acme\r\n"
+                    'extensions:\r\n  # the first\r\n  - extension: "1"\r\n'
+                    "    name: A\r\n    product: P\r\n"), body
     assert run_cli("fmt", "--check", str(spec)).code == 0
 
 
 def test_a_comment_after_a_flow_entry_stays_close_to_its_line(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(HEAD + "extensions:\n"
-                    "  - {extension: '466', name: John Doe, product: Cloud PBX service, addons: [Call recording]}"
-                    "  # John\n")
+                    "  - {extension: '466', name: John Doe, product: Cloud PBX service, addons: "
+                    "[Call recording]}  # John\n")
     assert run_cli("fmt", str(spec)).code == 0
     assert "    addons: [Call recording]  # John\n" in spec.read_text()
 
@@ -265,7 +295,8 @@ def test_a_comment_after_a_flow_entry_stays_close_to_its_line(tmp_path: Path) ->
 def test_fmt_quotes_a_text_value_yaml_would_read_as_a_boolean_or_a_number(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("version: 1\ncustomer:\n  id: 100\n  name: No\nextensions:\n"
-                    "  - extension: '1'\n    name: yes\n    product: 1234\n    addons: [On, Call recording]\n")
+                    "  - extension: '1'\n    name: yes\n    product: 1234\n    addons: [On, Call "
+                    "recording]\n")
     assert run_cli("validate", "--offline", str(spec)).code == 1
     result = run_cli("fmt", str(spec))
     assert result.code == 0, result
@@ -284,7 +315,8 @@ def big_plan(backend: str, tmp_path: Path) -> tuple[str, Path]:
     """A spec creating 3,000 extensions: every format's plan is far larger than a pipe's buffer."""
     spec = tmp_path / "many.yaml"
     spec.write_text(HEAD + "extensions:\n" + "".join(
-        f"  - {{extension: '{n}', name: Person {n}, product: Cloud PBX service}}\n" for n in range(1000, 4000)))
+        f"  - {{extension: '{n}', name: Person {n}, product: Cloud PBX service}}\n"
+        for n in range(1000, 4000)))
     return backend, spec
 
 
@@ -345,7 +377,7 @@ def test_a_plan_with_errors_does_not_count_refused_changes_and_says_the_customer
     assert applied.code == 1 and "Nothing to apply." in applied.out
 
 
-# ---- apply --plan records the commit the plan was made from ---------------------------------------
+# ---- apply --plan records the commit the plan was made from --------------------------------------
 
 
 def test_apply_of_a_saved_plan_records_the_commit_the_specs_were_at_when_planned(
@@ -360,7 +392,8 @@ def test_apply_of_a_saved_plan_records_the_commit_the_specs_were_at_when_planned
     repo = tmp_path / "repo"
     (repo / "specs").mkdir(parents=True)
     spec = repo / "specs" / "acme.yaml"
-    spec.write_text(HEAD + "extensions:\n  - {extension: '11', name: A, product: Cloud PBX service}\n")
+    spec.write_text(HEAD
+                    + "extensions:\n  - {extension: '11', name: A, product: Cloud PBX service}\n")
     git("init", "-q")
     git("-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "specs")
@@ -368,14 +401,15 @@ def test_apply_of_a_saved_plan_records_the_commit_the_specs_were_at_when_planned
     saved = tmp_path / "plan.json"
     assert run_cli("--backend", backend, "plan", str(repo / "specs"), "--out", str(saved)).code == 0
     # The repository moves on before the saved plan is applied: the plan is still of the old commit.
-    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "later", "--allow-empty")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "later",
+        "--allow-empty")
     applied = run_cli("--backend", backend, "apply", "--plan", str(saved))
     assert applied.code == 0, applied
     history = run_cli("--backend", backend, "history", "--format", "json").json
     assert [entry["git_commit"] for entry in history] == [planned_at]
 
 
-# ---- the emulator in a script's background --------------------------------------------------------
+# ---- the emulator in a script's background -------------------------------------------------------
 
 
 def test_an_emulator_started_in_a_scripts_background_stops_on_sigint(tmp_path: Path) -> None:
@@ -385,15 +419,17 @@ def test_an_emulator_started_in_a_scripts_background_stops_on_sigint(tmp_path: P
     from tests.reliability_support import clean_env
 
     script = f"""
-{sys.executable} -m reconciler emulator --state {REPO / 'specs' / 'demo-billing-state.yaml'} --port 0 2>{tmp_path / 'err'} &
+{sys.executable} -m reconciler emulator --state {REPO / "specs" / "demo-billing-state.yaml"} \\
+  --port 0 2>{tmp_path / "err"} &
 pid=$!
-for _ in $(seq 200); do grep -q 'emulator serving' {tmp_path / 'err'} && break; sleep 0.05; done
+for _ in $(seq 200); do grep -q 'emulator serving' {tmp_path / "err"} && break; sleep 0.05; done
 kill -INT $pid
 for _ in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
 if kill -0 $pid 2>/dev/null; then kill -KILL $pid; echo still-running; fi
 wait $pid; echo "exit $?"
 """
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=clean_env())
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          env=clean_env())
     said = (tmp_path / "err").read_text()
     assert "emulator serving" in said, said
     assert "still-running" not in done.stdout and "exit 0" in done.stdout, done.stdout
@@ -419,16 +455,24 @@ def _every_command() -> list[tuple[str, object]]:
 def test_customer_is_one_type_on_every_command_and_zero_is_refused(backend: str) -> None:
     from reconciler.cli.common import CUSTOMER_ID
 
-    takers = [name for name, command in _every_command()
-              for param in command.params if param.name in ("customers", "customer_id")]  # type: ignore[attr-defined]
+    takers = [
+        name
+        for name, command in _every_command()
+        for param in command.params
+        if param.name in ("customers", "customer_id")
+    ]  # type: ignore[attr-defined]
     assert {"validate", "plan", "apply", "adopt", "export", "history", "doctor"} <= set(takers)
     for name, command in _every_command():
         for param in command.params:  # type: ignore[attr-defined]
             if "--customer" in getattr(param, "opts", ()):
                 assert param.type is CUSTOMER_ID, name
-    for args in (("history", "--customer", "0"), ("export", "--customer", "-3"), ("plan", "x", "--customer", "a")):
+    for args in (("history", "--customer", "0"), ("export", "--customer", "-3"),
+                 ("plan", "x", "--customer", "a")):
         result = run_cli("--backend", backend, *args)
-        assert result.code == 1 and "is not a customer id (i_customer: a whole number, 1 or more)" in result.err, result
+        assert (
+            result.code == 1
+            and "is not a customer id (i_customer: a whole number, 1 or more)" in result.err
+        ), result
 
 
 def test_every_option_has_help_and_no_command_summary_is_cut_short() -> None:
@@ -448,7 +492,10 @@ def test_every_option_has_help_and_no_command_summary_is_cut_short() -> None:
 
 def test_the_readme_lists_the_options_of_adopt() -> None:
     readme = (REPO / "README.md").read_text()
-    assert "| `adopt PATH… [--customer ID] [--shard I/N] [--format text\\|markdown\\|json]` |" in readme
+    assert (
+        "| `adopt PATH… [--customer ID] [--shard I/N] [--format text\\|markdown\\|json]` |"
+        in readme
+    )
 
 
 def test_an_export_of_awkward_names_is_canonical_and_reads_back_the_same(tmp_path: Path) -> None:
@@ -463,7 +510,8 @@ def test_an_export_of_awkward_names_is_canonical_and_reads_back_the_same(tmp_pat
                              ("Call recording",) if i % 2 else (), (f"1555{i:07}",))
                      for i, name in enumerate(names))
     state = CustomerState(Customer(1, "Ac: me", True, (), frozenset()), accounts,
-                          Catalogue((Product(1, "Cloud PBX service", "main"), Product(2, "Call recording", "addon"))))
+                          Catalogue((Product(1, "Cloud PBX service", "main"),
+                                     Product(2, "Call recording", "addon"))))
     text = export_spec(state)
     assert format_text(text, "x").text == text
     spec = tmp_path / "s.yaml"

@@ -29,11 +29,14 @@ def _fleet_state(workdir: Path, managed: int) -> Path:
 
 
 def _fleet_spec(workdir: Path, managed: int, terminated: int, blocked: int) -> Path:
-    """Keeps the first ``managed - terminated`` extensions (prune: true), blocking the first ``blocked``."""
+    """Keeps the first ``managed - terminated`` extensions (prune: true),
+    blocking the first ``blocked``."""
     lines = ["version: 1", "customer: {id: 100, name: Acme}", "prune: true", "extensions:"]
     for n in range(1, managed - terminated + 1):
         block = ", blocked: true" if n <= blocked else ""
-        lines.append(f"  - {{extension: '{10 + n}', name: User {n}, product: Cloud PBX service{block}}}")
+        lines.append(
+            f"  - {{extension: '{10 + n}', name: User {n}, product: Cloud PBX service{block}}}"
+        )
     return write(workdir / "fleet-spec.yaml", "\n".join(lines) + "\n")
 
 
@@ -70,7 +73,7 @@ def test_apply_refuses_an_unsafe_plan_only_over_the_boundary(
         assert billing.account("ph100x11")["blocked_by"] == "customer"  # type: ignore[index]
 
 
-# ---- self-care ------------------------------------------------------------------------------------
+# ---- self-care -----------------------------------------------------------------------------------
 
 
 def test_unblock_is_refused_when_the_self_care_role_does_not_allow_blocking(
@@ -81,7 +84,8 @@ def test_unblock_is_refused_when_the_self_care_role_does_not_allow_blocking(
     state = STATE.replace(
         "  - {id: ph200x1, customer: 200, name: Carol, product: Cloud PBX service}",
         "  - {id: ph200x1, customer: 200, name: Carol, product: Cloud PBX service}\n"
-        "  - {id: ph200x2, customer: 200, name: Dave, product: Cloud PBX service, blocked_by: customer}",
+        "  - {id: ph200x2, customer: 200, name: Dave, product: Cloud PBX service, "
+        "blocked_by: customer}",
     )
     billing.load(write(workdir / "beta-state.yaml", state))
     spec = write(workdir / "beta.yaml", """\
@@ -105,7 +109,7 @@ extensions:
     assert billing.account("ph200x2")["blocked_by"] == "customer"  # type: ignore[index]
 
 
-# ---- stale saved plans -----------------------------------------------------------------------------
+# ---- stale saved plans ---------------------------------------------------------------------------
 
 ALICE = ('{id: ph100x1, customer: 100, name: Alice, product: Cloud PBX service, '
          'addons: [Call recording], dids: ["15550000001"]}')
@@ -171,10 +175,12 @@ extensions:
      dids: ["15550000001"]}
 """)
     saved = billing.cli("plan", str(rename), "--out", "plan.json", "--format", "json")
-    assert saved.code == 0 and [c["op"] for c in saved.json["customers"][0]["changes"]] == ["set_name"]
+    assert saved.code == 0
+    assert [c["op"] for c in saved.json["customers"][0]["changes"]] == ["set_name"]
     # Meanwhile the customer blocks Alice through another change of the repository.
     block = write(workdir / "block.yaml", rename.read_text()
-                  .replace("Alicia", "Alice").replace('"15550000001"]}', '"15550000001"], blocked: true}'))
+                  .replace("Alicia", "Alice").replace('"15550000001"]}',
+                                                      '"15550000001"], blocked: true}'))
     assert billing.cli("apply", str(block), "--auto-approve").code == 0
     assert billing.account("ph100x1")["blocked_by"] == "customer"  # type: ignore[index]
     result = billing.cli("apply", "--plan", "plan.json")

@@ -1,4 +1,5 @@
-"""Secrets on the SQLite path: PortaBilling credentials in the environment are never printed or stored.
+"""Secrets on the SQLite path: PortaBilling credentials in the environment are never printed or
+stored.
 
 With PORTABILLING_LOGIN / _PASSWORD / _TOKEN set to sentinels, every command of a full session
 (load, validate, plan in every format with GitHub annotations and a job summary, a saved plan,
@@ -24,7 +25,8 @@ from tests.reliability_support import clean_env, reconciler_argv, record_figure,
 PASSWORD = "SENTINEL-pa55word-7f3a9c"
 TOKEN = "SENTINEL-t0ken-e41b07"
 LOGIN = "SENTINEL-login-c0ffee"
-SECRETS = {"PORTABILLING_PASSWORD": PASSWORD, "PORTABILLING_TOKEN": TOKEN, "PORTABILLING_LOGIN": LOGIN}
+SECRETS = {"PORTABILLING_PASSWORD": PASSWORD, "PORTABILLING_TOKEN": TOKEN,
+           "PORTABILLING_LOGIN": LOGIN}
 
 
 def _leaks(text: str | bytes) -> list[str]:
@@ -58,10 +60,12 @@ def test_credentials_in_the_environment_never_show_up(workdir: Path) -> None:
     env = dict(SECRETS, GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary))
     spec = workdir / "grace.yaml"
     spec.write_text("version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n"
-                    "  - {extension: '7', name: Grace, product: Cloud PBX service, dids: ['15550000004']}\n")
+                    "  - {extension: '7', name: Grace, product: Cloud PBX service, dids: "
+                    "['15550000004']}\n")
     bad = workdir / "bad.yaml"
     bad.write_text("version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n"
-                   "  - {extension: '8', name: Eve, product: Cloud PBX service, dids: ['15550000201']}\n")
+                   "  - {extension: '8', name: Eve, product: Cloud PBX service, dids: "
+                   "['15550000201']}\n")
     plan_file = workdir / "saved-plan.json"
     sessions = [
         ("state", "load", str(FIXTURES / "state.yaml")),
@@ -100,7 +104,8 @@ def test_credentials_in_the_environment_never_show_up(workdir: Path) -> None:
     finally:
         con.close()
     assert rows and _leaks(repr(rows)) == []
-    for log in _crash_logs_since(start, workdir / ".reconciler" / "logs", Path(tempfile.gettempdir())):
+    for log in _crash_logs_since(start, workdir / ".reconciler" / "logs",
+                                 Path(tempfile.gettempdir())):
         assert _leaks(log.read_bytes()) == [], f"{log} holds a credential"
 
 
@@ -115,7 +120,8 @@ def test_a_table_less_database_is_a_clear_error_that_names_no_credentials(workdi
     con.commit()
     con.close()
     result = run_measured(
-        reconciler_argv("--backend", f"sqlite:///{broken}", "plan", str(REPO / "specs" / "customers")),
+        reconciler_argv("--backend", f"sqlite:///{broken}", "plan",
+                        str(REPO / "specs" / "customers")),
         cwd=workdir, env=clean_env(SECRETS), timeout=30,
     )
     assert result.code == 1, str(result)
@@ -146,7 +152,8 @@ def test_an_internal_error_and_its_crash_log_do_not_carry_credentials(workdir: P
     url = f"sqlite:///{db}"
     assert run_cli("--backend", url, "state", "load", str(FIXTURES / "state.yaml")).code == 0
     result = run_measured(
-        [sys.executable, "-c", CRASHING_PLAN, "--backend", url, "plan", str(REPO / "specs" / "customers")],
+        [sys.executable, "-c", CRASHING_PLAN, "--backend", url, "plan",
+         str(REPO / "specs" / "customers")],
         cwd=workdir, env=clean_env(SECRETS), timeout=30,
     )
     assert result.code == 1, str(result)

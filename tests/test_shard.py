@@ -41,7 +41,8 @@ def test_shards_are_disjoint_and_cover_every_customer(fleet: Path) -> None:
     everyone = _offline_customers(str(fleet))
     assert len(everyone) == 60
     for count in (1, 3, 4):
-        shards = [_offline_customers(str(fleet), "--shard", f"{i}/{count}") for i in range(1, count + 1)]
+        shards = [_offline_customers(str(fleet), "--shard", f"{i}/{count}")
+                  for i in range(1, count + 1)]
         assert sorted(c for shard in shards for c in shard) == sorted(everyone)
         for left, right in combinations(shards, 2):
             assert not set(left) & set(right)
@@ -64,7 +65,8 @@ def test_sharded_plans_add_up_to_the_whole_plan(sqlite_billing: Billing) -> None
     generated.write_specs("fleet")
     sqlite_billing.load(generated.write_state_file("state.yaml"))
     whole = sqlite_billing.cli("plan", "fleet", "--format", "json").json
-    parts = [sqlite_billing.cli("plan", "fleet", "--format", "json", "--shard", f"{i}/3").json for i in (1, 2, 3)]
+    parts = [sqlite_billing.cli("plan", "fleet", "--format", "json", "--shard", f"{i}/3").json
+             for i in (1, 2, 3)]
     assert sum(p["summary"]["changes"] for p in parts) == whole["summary"]["changes"] > 0
     assert sorted(c["customer"] for p in parts for c in p["customers"]) == sorted(
         c["customer"] for c in whole["customers"]
@@ -73,7 +75,8 @@ def test_sharded_plans_add_up_to_the_whole_plan(sqlite_billing: Billing) -> None
 
 @pytest.mark.parametrize("command", ["validate", "plan", "apply", "adopt"])
 @pytest.mark.parametrize("shard", ["0/4", "5/4", "1/0", "a/b", "2", "-1/3"])
-def test_out_of_range_shard_is_a_usage_error(sqlite_billing: Billing, command: str, shard: str) -> None:
+def test_out_of_range_shard_is_a_usage_error(sqlite_billing: Billing, command: str,
+                                             shard: str) -> None:
     result = sqlite_billing.cli(command, "specs/", "--shard", shard)
     assert result.code == 1, result
     assert "--shard" in result.err and "Traceback" not in result.err + result.out
@@ -98,16 +101,19 @@ def test_a_file_whose_customer_cannot_be_read_is_reported_by_shard_one_only(flee
     write(fleet / "broken.yaml", "version: 1\ncustomer: [oops\n")
     reported = []
     for index in (1, 2, 3):
-        result = run_cli("validate", "--offline", "--format", "json", str(fleet), "--shard", f"{index}/3")
+        result = run_cli("validate", "--offline", "--format", "json", str(fleet), "--shard",
+                         f"{index}/3")
         reported.append([p for p in result.json["errors"] if p["file"].endswith("broken.yaml")])
     assert [bool(r) for r in reported] == [True, False, False]
 
 
 def test_a_broken_spec_is_reported_by_its_customers_shard(fleet: Path) -> None:
-    write(fleet / "late-error.yaml", "version: 1\ncustomer:\n  id: 46170\n  name: ABC\nextensions: [\n")
+    write(fleet / "late-error.yaml",
+          "version: 1\ncustomer:\n  id: 46170\n  name: ABC\nextensions: [\n")
     shard = shard_of(46170, 3)
     for index in (1, 2, 3):
-        result = run_cli("validate", "--offline", "--format", "json", str(fleet), "--shard", f"{index}/3")
+        result = run_cli("validate", "--offline", "--format", "json", str(fleet), "--shard",
+                         f"{index}/3")
         files = [p["file"] for p in result.json["errors"]] + [
             p["file"] for c in result.json["customers"] for p in c["errors"]
         ]
@@ -118,7 +124,8 @@ def test_shard_combines_with_changed_since(sqlite_billing: Billing) -> None:
     generated = generate(customers=12, extensions=2, seed=1)
     generated.write_specs("fleet")
     sqlite_billing.load(generated.write_state_file("state.yaml"))
-    for command in (["init", "-q"], ["add", "fleet"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+    for command in (["init", "-q"], ["add", "fleet"],
+                    ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
         subprocess.run(["git", *command], check=True)
     touched = generated.customers[:3]
     for customer in touched:
@@ -126,8 +133,8 @@ def test_shard_combines_with_changed_since(sqlite_billing: Billing) -> None:
         path.write_text(path.read_text() + "# edited\n")
     planned = []
     for index in (1, 2):
-        result = sqlite_billing.cli("plan", "fleet", "--changed-since", "HEAD", "--shard", f"{index}/2",
-                                    "--format", "json")
+        result = sqlite_billing.cli("plan", "fleet", "--changed-since", "HEAD", "--shard",
+                                    f"{index}/2", "--format", "json")
         assert result.code == 0, result
         planned += [c["customer"] for c in result.json["customers"]]
     assert sorted(planned) == sorted(c.id for c in touched)

@@ -18,7 +18,8 @@ def fleet(sqlite_billing: Billing) -> Billing:
     sqlite_billing.load(generated.write_state_file("state.yaml"))
     # One spec with a problem, so errors and warnings are rendered too.
     first = Path("fleet") / generated.customers[0].file_name
-    first.write_text(first.read_text().replace("product: Cloud PBX service", "product: Cloud PBX servise", 1))
+    first.write_text(first.read_text().replace("product: Cloud PBX service",
+                                               "product: Cloud PBX servise", 1))
     return sqlite_billing
 
 
@@ -52,8 +53,10 @@ DAMAGED = {
     "other-version": '{"format_version": 7, "backend": "x", "customers": [], "summary": {}}',
     "foreign": '{"format_version": 1, "name": "terraform plan", "resource_changes": []}',
     "bad-change": json.dumps({
-        "format_version": 1, "backend": "sqlite:///x.db", "summary": {"customers": 1, "changes": 1, "errors": 0},
-        "customers": [{"customer": 1, "file": "a.yaml", "fingerprint": None, "errors": [], "warnings": [],
+        "format_version": 1, "backend": "sqlite:///x.db",
+        "summary": {"customers": 1, "changes": 1, "errors": 0},
+        "customers": [{"customer": 1, "file": "a.yaml", "fingerprint": None, "errors": [],
+                       "warnings": [],
                        "unsafe": False, "changes": [{"op": "launch_rocket", "account": "ph1x1"}]}],
     }),
 }

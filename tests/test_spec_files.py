@@ -1,5 +1,6 @@
 """One set of spec files everywhere: discovery, --changed-since, fmt, adopt and the pre-commit
-hooks take the same files (suffixes in any case), and no link leaving its folder is read or written."""
+hooks take the same files (suffixes in any case), and no link leaving its folder is read or
+written."""
 
 from __future__ import annotations
 
@@ -103,7 +104,9 @@ def test_plan_changed_since_plans_a_new_upper_case_file(repo: Path) -> None:
                      "--format", "json", "--detailed-exitcode")
     assert result.code == 2, result
     plan = result.json
-    assert [(c["customer"], c["file"]) for c in plan["customers"]] == [(200, "specs/customers/contoso.YAML")]
+    assert [(c["customer"], c["file"]) for c in plan["customers"]] == [
+        (200, "specs/customers/contoso.YAML")
+    ]
     assert [c["account"] for c in plan["customers"][0]["changes"]] == ["ph200x2"]
 
 
@@ -123,13 +126,16 @@ def escape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
 
 @pytest.mark.parametrize("given", ["folder", "file"])
 @pytest.mark.parametrize("check", [False, True])
-def test_fmt_refuses_a_link_leaving_its_folder(escape: tuple[Path, Path], given: str, check: bool) -> None:
+def test_fmt_refuses_a_link_leaving_its_folder(escape: tuple[Path, Path], given: str,
+                                               check: bool) -> None:
     link, outside = escape
     before = _digest(outside)
     args = ["fmt", *(["--check"] if check else []), "own" if given == "folder" else "own/evil.yaml"]
     result = run_cli(*args)
     assert result.code == 1, result
-    assert f"own/evil.yaml: the spec is a symbolic link to {outside}, outside its folder" in result.out
+    assert (
+        f"own/evil.yaml: the spec is a symbolic link to {outside}, outside its folder" in result.out
+    )
     assert "not formatted (nothing was changed)" in result.out
     assert "reformatted own" not in result.out + result.err
     assert _digest(outside) == before
@@ -137,7 +143,8 @@ def test_fmt_refuses_a_link_leaving_its_folder(escape: tuple[Path, Path], given:
     assert sorted(p.name for p in link.parent.iterdir()) == ["evil.yaml"]  # no file left behind
 
 
-def test_fmt_writes_through_a_link_inside_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fmt_writes_through_a_link_inside_its_folder(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     real = write(tmp_path / "specs" / "beta.yaml", MESSY_BETA)
     link = tmp_path / "specs" / "beta-link.yaml"
@@ -148,14 +155,17 @@ def test_fmt_writes_through_a_link_inside_its_folder(tmp_path: Path, monkeypatch
     assert real.read_text() == "version: 1\ncustomer:\n  id: 200\n  name: Beta\nextensions: []\n"
 
 
-def test_adopt_refuses_a_link_leaving_its_folder(billing: Billing, escape: tuple[Path, Path]) -> None:
+def test_adopt_refuses_a_link_leaving_its_folder(billing: Billing,
+                                                 escape: tuple[Path, Path]) -> None:
     link, outside = escape
     billing.load(FIXTURES / "state.yaml")
     # Billing has Carol (ph200x1), the spec lists no one: adopt would write her in.
     before = _digest(outside)
     result = billing.cli("adopt", "own")
     assert result.code == 1, result
-    assert f"the spec is a symbolic link to {outside}, outside its folder" in result.out + result.err
+    assert (
+        f"the spec is a symbolic link to {outside}, outside its folder" in result.out + result.err
+    )
     assert "Carol" not in result.out + result.err
     assert _digest(outside) == before
     assert link.is_symlink() and os.readlink(link) == str(outside)

@@ -9,7 +9,8 @@ from tests.conftest import write
 
 
 def _load(tmp_path: Path, body: str):  # type: ignore[no-untyped-def]
-    return load_spec(str(write(tmp_path / "s.yaml", "version: 1\ncustomer: {id: 46170, name: ABC}\n" + body)))
+    return load_spec(str(write(tmp_path / "s.yaml",
+                               "version: 1\ncustomer: {id: 46170, name: ABC}\n" + body)))
 
 
 def test_extension_and_dids_keep_the_text_written(tmp_path: Path) -> None:
@@ -39,13 +40,18 @@ def test_did_normalisation_is_a_located_warning(tmp_path: Path) -> None:
 
 
 def test_short_did_is_a_schema_error_with_its_path(tmp_path: Path) -> None:
-    loaded = _load(tmp_path, "extensions:\n  - extension: '1'\n    name: J\n    product: P\n    dids: ['+1 209']\n")
+    loaded = _load(tmp_path, "extensions:\n  - extension: '1'\n    name: J\n    product: P\n    "
+                             "dids: ['+1 209']\n")
     assert [(e.code, e.line) for e in loaded.errors] == [("schema", 7)]
-    assert "1st extension, 1st DID" in loaded.errors[0].message and "7-15 digits" in loaded.errors[0].message
+    assert (
+        "1st extension, 1st DID" in loaded.errors[0].message
+        and "7-15 digits" in loaded.errors[0].message
+    )
 
 
 def test_unknown_key_points_at_the_key_and_lists_the_allowed_ones(tmp_path: Path) -> None:
-    loaded = _load(tmp_path, "extensions:\n  - extension: '1'\n    name: J\n    product: P\n    colour: red\n")
+    loaded = _load(tmp_path, "extensions:\n  - extension: '1'\n    name: J\n    product: P\n    "
+                             "colour: red\n")
     error = loaded.errors[0]
     assert (error.code, error.line, error.column) == ("schema", 7, 5)
     assert "1st extension, colour: unknown key 'colour'" in error.message

@@ -24,17 +24,12 @@ def edit(text: str, *steps: tuple[str, tuple[object, ...]]) -> str:
 
 
 def test_dashes_at_the_keys_column_and_no_final_line_break() -> None:
-    before = (
-        HEAD
-        + 'extensions:\n- extension: "1"\n  name: A\n'
-          '  product: P\n- extension: "2"\n  name: B\n  product: P'
+    before = HEAD + (
+        'extensions:\n- extension: "1"\n  name: A\n  product: P\n'
+        '- extension: "2"\n  name: B\n  product: P'
     )
-    after = edit(
-        before,
-        ("set_list", (("extensions", 0), "dids", [], ["7654321"], "did")),
-        ("remove_entry", ("extensions", 1)),
-        ("append_entry", ("extensions", EXT3)),
-    )
+    after = edit(before, ("set_list", (("extensions", 0), "dids", [], ["7654321"], "did")),
+                 ("remove_entry", ("extensions", 1)), ("append_entry", ("extensions", EXT3)))
     assert after == HEAD + (
         'extensions:\n- extension: "1"\n  name: A\n  product: P\n  dids: ["7654321"]\n'
         '- extension: "3"\n  name: C\n  product: P'
@@ -42,17 +37,13 @@ def test_dashes_at_the_keys_column_and_no_final_line_break() -> None:
 
 
 def test_flow_entries_in_a_block_list() -> None:
-    before = (
-        HEAD
-        + 'extensions:\n  - {extension: "1", name: A, product: P}\n'
-          '  - {extension: "2", name: B, product: P, dids: ["1234567"]}\n'
+    before = HEAD + (
+        'extensions:\n  - {extension: "1", name: A, product: P}\n'
+        '  - {extension: "2", name: B, product: P, dids: ["1234567"]}\n'
     )
-    after = edit(
-        before,
-        ("set_list", (("extensions", 0), "addons", [], ["Rec"], "addon")),
-        ("set_list", (("extensions", 1), "dids", [], [], "did")),
-        ("append_entry", ("extensions", EXT3)),
-    )
+    after = edit(before, ("set_list", (("extensions", 0), "addons", [], ["Rec"], "addon")),
+                 ("set_list", (("extensions", 1), "dids", [], [], "did")),
+                 ("append_entry", ("extensions", EXT3)))
     assert after == HEAD + (
         'extensions:\n  - {extension: "1", name: A, product: P, addons: [Rec]}\n'
         '  - {extension: "2", name: B, product: P, dids: []}\n'
@@ -61,14 +52,12 @@ def test_flow_entries_in_a_block_list() -> None:
 
 
 def test_a_flow_list_of_entries() -> None:
-    before = (
-        HEAD
-        + 'extensions: [{extension: "1", name: A, product: P}, '
-          '{extension: "2", name: B, product: P}]  # x\n'
+    before = HEAD + (
+        'extensions: [{extension: "1", name: A, product: P}, '
+        '{extension: "2", name: B, product: P}]  # x\n'
     )
-    after = edit(
-        before, ("remove_entry", ("extensions", 0)), ("append_entry", ("extensions", EXT3))
-    )
+    after = edit(before, ("remove_entry", ("extensions", 0)),
+                 ("append_entry", ("extensions", EXT3)))
     assert after == HEAD + (
         'extensions: [{extension: "2", name: B, product: P}, '
         '{extension: "3", name: C, product: P}]  # x\n'
@@ -77,51 +66,39 @@ def test_a_flow_list_of_entries() -> None:
 
 def test_removed_entries_take_their_own_comments_and_a_new_section_goes_last() -> None:
     before = HEAD + (
-        '# the extensions\nextensions:\n  # first\n'
-        '  - extension: "1"\n    name: A\n    product: P\n'
-        '    # inside the first\n  # second\n  - extension: "2"\n'
-        '    name: B\n    product: P\n# trailer\n'
+        "# the extensions\nextensions:\n  # first\n  - extension: \"1\"\n    name: A\n    product: "
+        "P\n    # inside the first\n  # second\n  - extension: \"2\"\n    name: B\n    product: "
+        "P\n# trailer\n"
     )
-    after = edit(
-        before,
-        ("remove_entry", ("extensions", 0)),
-        ("remove_entry", ("extensions", 1)),
-        (
-            "append_entry",
-            ("auto_attendants", NewEntry([("number", "1"), ("name", "M"), ("product", "AA")])),
-        ),
-    )
+    after = edit(before, ("remove_entry", ("extensions", 0)), ("remove_entry", ("extensions", 1)),
+                 ("append_entry", ("auto_attendants",
+                                   NewEntry([("number", "1"), ("name", "M"), ("product", "AA")]))))
     assert after == HEAD + (
-        "# the extensions\nextensions: []\n# trailer\n"
-        "auto_attendants:\n  - number: 1\n    name: M\n    product: AA\n"
+        "# the extensions\nextensions: []\n# trailer\nauto_attendants:\n  - number: 1\n    name: "
+        "M\n    product: AA\n"
     )
 
 
 def test_block_lists_keep_their_items_and_comments() -> None:
     before = HEAD + (
-        'extensions:\n  - extension: "1"\n    name: A\n'
-        '    product: P\n    addons:\n      - Rec   # recording\n'
+        'extensions:\n  - extension: "1"\n    name: A\n    product: P\n    addons:\n      - Rec   '
+        '# recording\n'
         "      - Fax\n    dids:\n      - '1234567'\n    blocked: false\n"
     )
-    after = edit(
-        before,
-        ("set_list", (("extensions", 0), "addons", [0], ["Voice mail"], "addon")),
-        ("set_list", (("extensions", 0), "dids", [0], ["7654321"], "did")),
-        ("set_scalar", (("extensions", 0, "name"), "O'Brien: boss")),
-    )
+    after = edit(before, ("set_list", (("extensions", 0), "addons", [0], ["Voice mail"], "addon")),
+                 ("set_list", (("extensions", 0), "dids", [0], ["7654321"], "did")),
+                 ("set_scalar", (("extensions", 0, "name"), "O'Brien: boss")))
     assert after == HEAD + (
         'extensions:\n  - extension: "1"\n    name: "O\'Brien: boss"\n    product: P\n    addons:\n'
-        "      - Rec   # recording\n      - Voice mail\n"
-        "    dids:\n      - '1234567'\n      - '7654321'\n"
-        "    blocked: false\n"
+        "      - Rec   # recording\n      - Voice mail\n    dids:\n      - '1234567'\n      - "
+        "'7654321'\n    blocked: false\n"
     )
 
 
 def test_an_emptied_block_list_becomes_brackets() -> None:
-    before = (
-        HEAD
-        + 'extensions:\n  - extension: "1"\n    name: A\n'
-          '    product: P\n    dids:   # numbers\n      - "1234567"\n'
+    before = HEAD + (
+        'extensions:\n  - extension: "1"\n    name: A\n    product: P\n'
+        '    dids:   # numbers\n      - "1234567"\n'
     )
     after = edit(before, ("set_list", (("extensions", 0), "dids", [], [], "did")))
     assert (

@@ -31,8 +31,8 @@ def test_abc_story_end_to_end(billing: Billing) -> None:
     jsonschema.validate(planned.json, PLAN_SCHEMA)
     changes = planned.json["customers"][0]["changes"]
     assert changes == [
-        {"op": "create_account", "account": "ph46170aa1", "kind": "auto_attendant", "name": "Main menu",
-         "product": "Auto attendant", "addons": [], "blocked": False},
+        {"op": "create_account", "account": "ph46170aa1", "kind": "auto_attendant",
+         "name": "Main menu", "product": "Auto attendant", "addons": [], "blocked": False},
         {"op": "create_account", "account": "ph46170x466", "kind": "extension", "name": "John Doe",
          "product": "Cloud PBX service", "addons": ["Call recording"], "blocked": False},
         {"op": "add_alias", "account": "ph46170aa1", "did": "12094555948"},
@@ -103,7 +103,8 @@ extensions:
 
 
 def _many_extensions(workdir: Path, keep: int, total: int = 10, prune: bool = True) -> Path:
-    lines = ["version: 1", "customer: {id: 100, name: Acme}", f"prune: {str(prune).lower()}", "extensions:"]
+    lines = ["version: 1", "customer: {id: 100, name: Acme}", f"prune: {str(prune).lower()}",
+             "extensions:"]
     for n in range(1, keep + 1):
         lines.append(f'  - {{extension: "{10 + n}", name: User {n}, product: Cloud PBX service}}')
     return write(workdir / f"keep-{keep}.yaml", "\n".join(lines) + "\n")
@@ -123,7 +124,8 @@ def _state_with_extensions(workdir: Path, total: int = 10) -> Path:
     return write(workdir / "state-10.yaml", state)
 
 
-def test_prune_under_the_threshold_terminates_without_force(billing: Billing, workdir: Path) -> None:
+def test_prune_under_the_threshold_terminates_without_force(billing: Billing,
+                                                            workdir: Path) -> None:
     billing.load(_state_with_extensions(workdir))
     spec = _many_extensions(workdir, keep=8)  # terminates 2 of 10 = 20%
     plan = billing.cli("plan", str(spec), "--format", "json").json
@@ -152,7 +154,8 @@ def test_prune_over_the_threshold_is_unsafe_until_forced(billing: Billing, workd
     assert billing.account("ph100x20")["status"] == "terminated"  # type: ignore[index]
 
 
-def test_without_prune_missing_accounts_are_reported_and_kept(billing: Billing, workdir: Path) -> None:
+def test_without_prune_missing_accounts_are_reported_and_kept(billing: Billing,
+                                                              workdir: Path) -> None:
     billing.load(_state_with_extensions(workdir))
     spec = _many_extensions(workdir, keep=5, prune=False)
     plan = billing.cli("plan", str(spec), "--format", "json")
@@ -180,7 +183,8 @@ def test_saved_plan_stale_customer_refused_while_fresh_customer_applies(
     assert billing.account("ph51234x0203") is not None
 
 
-def test_saved_plan_for_another_backend_is_refused(billing: Billing, workdir: Path, tmp_path: Path) -> None:
+def test_saved_plan_for_another_backend_is_refused(billing: Billing, workdir: Path,
+                                                   tmp_path: Path) -> None:
     billing.load(DEMO_STATE)
     assert billing.cli("plan", "specs/customers", "--out", "plan.json").code == 0
     data = json.loads(Path("plan.json").read_text())
@@ -191,7 +195,8 @@ def test_saved_plan_for_another_backend_is_refused(billing: Billing, workdir: Pa
     assert billing.account("ph46170x466") is None
 
 
-def test_admin_blocked_account_refuses_every_kind_of_change(billing: Billing, workdir: Path) -> None:
+def test_admin_blocked_account_refuses_every_kind_of_change(billing: Billing,
+                                                            workdir: Path) -> None:
     billing.load(FIXTURES / "state.yaml")
     bob = {"extension": "2", "name": "Bob", "product": "Cloud PBX service"}
     variants = {
@@ -211,11 +216,13 @@ def test_admin_blocked_account_refuses_every_kind_of_change(billing: Billing, wo
         assert result.code == 1
     terminate = write(workdir / "bob-prune.yaml", json.dumps(
         {"version": 1, "customer": {"id": 100, "name": "Acme"}, "prune": True, "extensions": []}))
-    codes = [p["code"] for p in all_problems(billing.cli("plan", str(terminate), "--format", "json").json)]
+    codes = [p["code"]
+             for p in all_problems(billing.cli("plan", str(terminate), "--format", "json").json)]
     assert "admin_blocked" in codes
     # Saying it is blocked, when it is, is no change.
     same = write(workdir / "bob-same.yaml", json.dumps(
-        {"version": 1, "customer": {"id": 100, "name": "Acme"}, "extensions": [{**bob, "blocked": True}]}))
+        {"version": 1, "customer": {"id": 100, "name": "Acme"},
+         "extensions": [{**bob, "blocked": True}]}))
     assert billing.cli("plan", str(same), "--detailed-exitcode").code == 0
     applied = billing.cli("apply", str(variants_file(workdir)), "--auto-approve")
     assert applied.code == 1
@@ -226,7 +233,8 @@ def variants_file(workdir: Path) -> Path:
     return workdir / "bob-name.yaml"
 
 
-def test_self_care_role_without_blocking_cannot_block_or_create_blocked(billing: Billing, workdir: Path) -> None:
+def test_self_care_role_without_blocking_cannot_block_or_create_blocked(billing: Billing,
+                                                                        workdir: Path) -> None:
     billing.load(FIXTURES / "state.yaml")
     spec = write(workdir / "beta.yaml", """\
 version: 1
@@ -237,17 +245,19 @@ extensions:
 """)
     result = billing.cli("apply", str(spec), "--auto-approve")
     assert result.code == 1
-    assert [p["code"] for p in all_problems(billing.cli("plan", str(spec), "--format", "json").json)] == [
-        "block_not_permitted"
-    ]
+    assert [
+        p["code"] for p in all_problems(billing.cli("plan", str(spec), "--format", "json").json)
+    ] == ["block_not_permitted"]
     assert billing.account("ph200x2") is None
 
 
 def test_block_and_unblock_when_permitted(billing: Billing, workdir: Path) -> None:
     billing.load(FIXTURES / "state.yaml")
-    base = "version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n" \
-           "  - {extension: '1', name: Alice, product: Cloud PBX service, addons: [Call recording], " \
-           "dids: ['15550000001'], blocked: %s}\n"
+    base = (
+        "version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n"
+        "  - {extension: '1', name: Alice, product: Cloud PBX service, addons: [Call recording], "
+        "dids: ['15550000001'], blocked: %s}\n"
+    )
     blocked = write(workdir / "block.yaml", base % "true")
     assert ops(billing.cli("plan", str(blocked), "--format", "json").json) == [("block", "ph100x1")]
     assert billing.cli("apply", str(blocked), "--auto-approve").code == 0
@@ -262,12 +272,14 @@ def test_export_then_plan_shows_no_changes(billing: Billing, workdir: Path) -> N
     assert billing.cli("apply", "specs/customers", "--auto-approve").code == 0
     Path("exported").mkdir()  # --out never creates folders
     for customer in ("46170", "51234", "60001"):
-        exported = billing.cli("export", "--customer", customer, "--out", f"exported/{customer}.yaml")
+        exported = billing.cli("export", "--customer", customer, "--out",
+                               f"exported/{customer}.yaml")
         assert exported.code == 0, exported
     text = Path("exported/60001.yaml").read_text()
     assert "#   sip-trunk-7" in text  # unmanaged accounts are listed in a comment
     assert "blocked: true" in text  # the blocked night shift
-    assert Path("exported/51234.yaml").read_text().count("blocked: true") == 1  # admin-blocked front desk
+    # admin-blocked front desk
+    assert Path("exported/51234.yaml").read_text().count("blocked: true") == 1
     result = billing.cli("plan", "exported", "--detailed-exitcode", "--format", "json")
     assert result.code == 0, result
     assert result.json["summary"]["changes"] == 0
@@ -305,7 +317,8 @@ def test_apply_without_a_terminal_refuses_and_changes_nothing(billing: Billing) 
     assert billing.account("ph46170x466") is None
 
 
-def test_apply_skips_a_customer_with_errors_and_applies_the_others(billing: Billing, workdir: Path) -> None:
+def test_apply_skips_a_customer_with_errors_and_applies_the_others(billing: Billing,
+                                                                   workdir: Path) -> None:
     billing.load(FIXTURES / "state.yaml")
     write(workdir / "mixed/acme.yaml", (workdir / "fixtures/quantity-exceeded.yaml").read_text())
     write(workdir / "mixed/beta.yaml", "version: 1\ncustomer: {id: 200, name: Beta}\nextensions:\n"

@@ -32,7 +32,8 @@ def _step(workflow: str, name: str) -> dict[str, Any]:
 def _unsafe_plan(tmp_path: Path) -> Path:
     """A saved plan in which prune drops 60 of a customer's 100 extensions."""
     accounts = "".join(
-        f"  - {{id: ph300x{n}, customer: 300, name: E{n}, product: Cloud PBX service}}\n" for n in range(100)
+        f"  - {{id: ph300x{n}, customer: 300, name: E{n}, product: Cloud PBX service}}\n"
+        for n in range(100)
     )
     state = tmp_path / "state.yaml"
     state.write_text(
@@ -48,14 +49,16 @@ def _unsafe_plan(tmp_path: Path) -> Path:
     )
     spec = tmp_path / "specs" / "customers" / "big.yaml"
     spec.parent.mkdir(parents=True)
-    spec.write_text(f"version: 1\ncustomer: {{id: 300, name: Big}}\nprune: true\nextensions:\n{entries}")
+    spec.write_text(f"version: 1\ncustomer: {{id: 300, name: Big}}\nprune: "
+                    f"true\nextensions:\n{entries}")
     plan_file = tmp_path / "plan.json"
     planned = run_cli("--backend", url, "plan", str(spec), "--out", str(plan_file))
     assert planned.code == 0, planned
     return plan_file
 
 
-def _run_step(step: dict[str, Any], workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_step(step: dict[str, Any], workdir: Path,
+              env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     summary = workdir / "summary.md"
     full = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary), **env}
     return subprocess.run(
@@ -64,11 +67,14 @@ def _run_step(step: dict[str, Any], workdir: Path, env: dict[str, str]) -> subpr
     )
 
 
-needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq (preinstalled on GitHub runners) is missing")
+needs_jq = pytest.mark.skipif(shutil.which("jq") is None,
+                              reason="jq (preinstalled on GitHub runners) is missing")
 
 
 @needs_jq
-def test_an_unsafe_plan_fails_the_pull_request_check_saying_why_and_how_to_proceed(tmp_path: Path) -> None:
+def test_an_unsafe_plan_fails_the_pull_request_check_saying_why_and_how_to_proceed(
+    tmp_path: Path,
+) -> None:
     _unsafe_plan(tmp_path)
     step = _step("plan.yml", "Refuse an unsafe plan")
     assert LABEL in step["env"]["ALLOW_UNSAFE"]
@@ -83,7 +89,8 @@ def test_an_unsafe_plan_fails_the_pull_request_check_saying_why_and_how_to_proce
 @needs_jq
 def test_the_label_lets_an_unsafe_plan_pass_the_check(tmp_path: Path) -> None:
     _unsafe_plan(tmp_path)
-    result = _run_step(_step("plan.yml", "Refuse an unsafe plan"), tmp_path, {"ALLOW_UNSAFE": "true"})
+    result = _run_step(_step("plan.yml", "Refuse an unsafe plan"), tmp_path,
+                       {"ALLOW_UNSAFE": "true"})
     assert result.returncode == 0, result.stderr
     assert "::warning title=pbx-reconciler unsafe plan allowed::customer 300" in result.stdout
 
@@ -93,7 +100,8 @@ def test_a_safe_plan_passes_the_check(tmp_path: Path) -> None:
     plan_file = _unsafe_plan(tmp_path)
     text = plan_file.read_text().replace('"unsafe": true', '"unsafe": false')
     plan_file.write_text(text)
-    result = _run_step(_step("plan.yml", "Refuse an unsafe plan"), tmp_path, {"ALLOW_UNSAFE": "false"})
+    result = _run_step(_step("plan.yml", "Refuse an unsafe plan"), tmp_path,
+                       {"ALLOW_UNSAFE": "false"})
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -109,10 +117,13 @@ def _gate_unsafe(tmp_path: Path, plan_file: Path) -> tuple[Path, Path, Any]:
     import subprocess as sp
 
     repo = tmp_path / "specs"
-    for args in (["init", "--quiet"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet",
+    for args in (["init", "--quiet"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet",
                                                         "-m", "spec"]):
         sp.run(["git", *args], cwd=repo, check=True, capture_output=True)
-    commit = sp.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    commit = sp.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
     # The plan names the spec as git does from the repository's top (here: the specs folder).
     data = json.loads(plan_file.read_text())
     for customer in data["customers"]:
@@ -160,7 +171,8 @@ def test_an_unsafe_plan_is_applied_only_by_the_job_behind_billing_unsafe(tmp_pat
 def test_apply_shows_each_saved_plan_before_applying_exactly_that_file() -> None:
     document = yaml.safe_load((WORKFLOWS / "apply.yml").read_text())
     for job, show, apply in (("apply", "Show the saved plan", "Apply the saved plan"),
-                             ("apply-unsafe", "Show the unsafe plan", "Apply the unsafe plan, as approved")):
+                             ("apply-unsafe", "Show the unsafe plan",
+                              "Apply the unsafe plan, as approved")):
         names = [s.get("name") for s in document["jobs"][job]["steps"]]
         assert names.index(show) < names.index(apply)
         shown = _step("apply.yml", show)["run"].split()[-1]

@@ -39,7 +39,9 @@ def test_every_code_of_the_contract_has_a_fixture() -> None:
     assert contract <= set(CODES)
 
 
-def test_duplicate_customer_is_reported_on_the_later_file_and_neither_is_planned(billing: Billing) -> None:
+def test_duplicate_customer_is_reported_on_the_later_file_and_neither_is_planned(
+    billing: Billing,
+) -> None:
     billing.load(FIXTURES / "state.yaml")
     result = billing.cli("plan", "dup-customer", "--format", "json")
     assert result.code == 1, result

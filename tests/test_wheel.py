@@ -1,4 +1,5 @@
-"""Installed as users install it: a wheel in a fresh virtual environment, run outside the repository.
+"""Installed as users install it: a wheel in a fresh virtual environment, run outside the
+repository.
 
 The wheel is built once per run, by the build job of .github/workflows/release.yml run on a copy
 of this checkout (tests/release_support.py): the tag check, `python -m build` with the hash-locked
@@ -39,11 +40,14 @@ _UNREACHABLE = re.compile(
 )
 
 
-def _run(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "PORTABILLING_", "GITHUB_"))}
+def _run(*args: str | os.PathLike[str], cwd: Path | None = None,
+         timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RECONCILER_", "PORTABILLING_", "GITHUB_"))}
     env.pop("PYTHONPATH", None)
     return subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        check=False
     )
 
 
@@ -115,12 +119,14 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     runner_venv = work / "runner-python"
     # The runner's Python: a virtual environment of its own for the build tools, with pip
     # borrowed from the Python running the tests (a pip of its own costs many seconds).
-    created = _run(sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", runner_venv)
+    created = _run(sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
+                   runner_venv)
     assert created.returncode == 0, created.stderr
     temp = work / "runner-temp"
     temp.mkdir()
     # The registry is reached only through the wheelhouse: offline, and the same on every run.
-    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels),
+               "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     runner = release_support.Runner(
         checkout, temp, release_support.runner_env(runner_venv / "bin", f"v{__version__}", offline)
     )
@@ -129,7 +135,8 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
         result = runner.run(step)
         logs[step["name"]] = result.stdout + result.stderr
         assert result.returncode == 0, f"{step['name']}:\n{result.stdout}\n{result.stderr}"
-    return Release(checkout / "dist", temp / "smoke-venv" / "bin" / "reconciler", temp / "smoke", logs)
+    return Release(checkout / "dist", temp / "smoke-venv" / "bin" / "reconciler", temp / "smoke",
+                   logs)
 
 
 @pytest.fixture(scope="module")
@@ -141,11 +148,14 @@ def installed(release: Release) -> Path:
 
 def test_the_release_builds_one_sdist_and_one_wheel_of_this_version(release: Release) -> None:
     names = sorted(path.name for path in release.dist.iterdir())
-    assert names == [f"pbx_reconciler-{__version__}-py3-none-any.whl", f"pbx_reconciler-{__version__}.tar.gz"]
+    assert names == [f"pbx_reconciler-{__version__}-py3-none-any.whl",
+                     f"pbx_reconciler-{__version__}.tar.gz"]
     with zipfile.ZipFile(release.dist / names[0]) as wheel:
         shipped = set(wheel.namelist())
-    for data in ("reconciler/examples/demo-billing-state.yaml", "reconciler/examples/customers/abc.yaml",
-                 "reconciler/github/workflows/plan.yml", "reconciler/project/.pre-commit-hooks.yaml",
+    for data in ("reconciler/examples/demo-billing-state.yaml",
+                 "reconciler/examples/customers/abc.yaml",
+                 "reconciler/github/workflows/plan.yml",
+                 "reconciler/project/.pre-commit-hooks.yaml",
                  "reconciler/schemas/customer-spec.schema.json", "reconciler/project/owners.yaml",
                  "reconciler/github/CODEOWNERS", "reconciler/project/requirements/ci.txt"):
         assert data in shipped
@@ -154,13 +164,15 @@ def test_the_release_builds_one_sdist_and_one_wheel_of_this_version(release: Rel
 def test_the_release_smoke_test_ran_the_init_quick_start_from_the_wheel(release: Release) -> None:
     log = release.logs["Install the wheel in a clean virtual environment and run the quick start"]
     assert "Created a specs repository" in log and "Traceback" not in log, log
-    assert re.search(r"Plan: [1-9]\d* change\(s\) for [1-9]\d* customer\(s\), 0 error\(s\)", log), log
+    assert re.search(r"Plan: [1-9]\d* change\(s\) for [1-9]\d* customer\(s\), 0 error\(s\)", log), (
+        log
+    )
     demo = release.smoke / "demo"
     assert (demo / ".reconciler" / "billing.db").is_file()
     assert (demo / ".github" / "workflows" / "apply.yml").is_file()
     # The wheel, not this checkout, answered: the smoke venv has no path back here.
-    site = _run(release.reconciler.parent / "python", "-c", "import reconciler; print(reconciler.__file__)",
-                cwd=release.smoke)
+    site = _run(release.reconciler.parent / "python", "-c",
+                "import reconciler; print(reconciler.__file__)", cwd=release.smoke)
     assert "site-packages" in site.stdout and str(REPO) not in site.stdout, site.stdout
 
 
@@ -173,7 +185,9 @@ def test_the_installed_wheel_loads_validates_plans_and_exports_outside_the_repos
 
     def reconciler(*args: str) -> subprocess.CompletedProcess[str]:
         result = _run(installed, *args, cwd=outside)
-        assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr, (
+            result.stderr
+        )
         return result
 
     loaded = reconciler("state", "load", "specs/demo-billing-state.yaml")
@@ -190,7 +204,9 @@ def test_the_installed_wheel_loads_validates_plans_and_exports_outside_the_repos
     plan = json.loads(as_json.stdout)
     assert plan["summary"]["changes"] > 0 and plan["summary"]["errors"] == 0
     markdown = reconciler("plan", "specs/customers/", "--format", "markdown")
-    assert markdown.returncode == 0 and markdown.stdout.startswith("<!-- reconciler:part 1/"), markdown.stdout
+    assert markdown.returncode == 0 and markdown.stdout.startswith("<!-- reconciler:part 1/"), (
+        markdown.stdout
+    )
 
     # The schemas came with the package: a saved plan is read back against plan.schema.json.
     applied = reconciler("apply", "--plan", "plan.json")

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTION = ROOT / ".github" / "actions" / "reconciler" / "action.yml"
 
-SUBCOMMANDS = {"validate", "plan", "apply", "export", "state", "history", "show", "adopt", "fmt", "init", "gate",
-               "owners"}
+SUBCOMMANDS = {"validate", "plan", "apply", "export", "state", "history", "show", "adopt", "fmt",
+               "init", "gate", "owners"}
 # Options of each subcommand that the workflows may use (SPEC "Command line").
 OPTIONS = {
     "validate": {"--offline"},
@@ -41,8 +41,10 @@ ALLOWED_ACTIONS = {
     "actions/github-script",
     "pypa/gh-action-pypi-publish",  # release.yml
 }
-PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s+(?P<action>[\w.-]+/[\w.-]+(?:/[\w./-]+)?)@(?P<sha>[0-9a-f]{40})"
-                    r"\s+#\s+v\d+\.\d+\.\d+\s*$")
+PINNED = re.compile(
+    r"^\s*(?:-\s+)?uses:\s+(?P<action>[\w.-]+/[\w.-]+(?:/[\w./-]+)?)@(?P<sha>[0-9a-f]{40})"
+    r"\s+#\s+v\d+\.\d+\.\d+\s*$"
+)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def _load(path: Path) -> dict[str, Any]:
 def _triggers(workflow: dict[str, Any]) -> dict[str, Any]:
     # YAML 1.1 (PyYAML) reads the key `on` as the boolean True.
     triggers = workflow.get("on", workflow.get(True))
-    return triggers if isinstance(triggers, dict) else {name: None for name in triggers}
+    return triggers if isinstance(triggers, dict) else dict.fromkeys(triggers)
 
 
 def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -130,7 +132,9 @@ def test_every_action_is_pinned_to_a_commit_sha_with_its_version(path: Path) -> 
     assert len(lines) == sum("uses" in step for step in _steps(_load(path))), "one uses: per line"
     for line in lines:
         match = PINNED.match(line)
-        assert match, f"{path.name}: not pinned to a 40-hex commit SHA with '# vX.Y.Z': {line.strip()}"
+        assert match, (
+            f"{path.name}: not pinned to a 40-hex commit SHA with '# vX.Y.Z': {line.strip()}"
+        )
         assert match["action"] in ALLOWED_ACTIONS, line
     # One SHA per action across the files, so an update cannot leave an old pin behind.
     shas: dict[str, set[str]] = {}
@@ -142,8 +146,9 @@ def test_every_action_is_pinned_to_a_commit_sha_with_its_version(path: Path) -> 
 
 def test_the_pin_check_catches_a_tag() -> None:
     assert not PINNED.match("      - uses: actions/checkout@v4")
-    assert not PINNED.match("      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683")
-    assert PINNED.match("      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2")
+    checkout = "      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"
+    assert not PINNED.match(checkout)
+    assert PINNED.match(checkout + " # v4.2.2")
 
 
 @pytest.mark.parametrize("path", [*WORKFLOW_FILES, ACTION], ids=lambda p: p.name)
@@ -181,9 +186,13 @@ def test_plan_runs_the_base_branch_code_on_the_pull_requests_files() -> None:
     assert job["env"]["RECONCILER_REQUIRE_OWNERS"] == "1"
     assert "head.repo.full_name == github.repository" in job["if"]  # no fork is planned
     base, pr = _steps(workflow)[:2]
-    assert base["uses"].startswith("actions/checkout@") and "ref" not in base["with"] and "path" not in base["with"]
-    assert pr["with"] == {"ref": "${{ github.event.pull_request.head.sha }}", "path": "pr", "fetch-depth": 0,
-                          "persist-credentials": False}
+    assert (
+        base["uses"].startswith("actions/checkout@")
+        and "ref" not in base["with"]
+        and "path" not in base["with"]
+    )
+    assert pr["with"] == {"ref": "${{ github.event.pull_request.head.sha }}", "path": "pr",
+                          "fetch-depth": 0, "persist-credentials": False}
     # Nothing of the pull request is installed or run: every command but the reconciler's runs
     # in the base checkout, and the reconciler runs in pr/ only as a reader of its files.
     for step in _steps(workflow):
@@ -191,14 +200,19 @@ def test_plan_runs_the_base_branch_code_on_the_pull_requests_files() -> None:
             assert "working-directory" not in step and "pr/" not in step["run"]
         if step.get("working-directory"):
             assert step["working-directory"] == "pr"
-    owners = next(s for s in _steps(workflow) if s.get("name") == "Use the base branch's owners map")
-    assert "cp owners.yaml pr/owners.yaml" in owners["run"] and "rm -rf pr/owners.yaml" in owners["run"]
+    owners = next(s for s in _steps(workflow)
+                  if s.get("name") == "Use the base branch's owners map")
+    assert (
+        "cp owners.yaml pr/owners.yaml" in owners["run"]
+        and "rm -rf pr/owners.yaml" in owners["run"]
+    )
     upload = next(s for s in _steps(workflow) if s.get("name") == "Keep the plan")
     assert upload["with"]["name"] == "reconciler-plan-${{ github.event.pull_request.head.sha }}"
     commands = _commands_of("plan.yml")
     assert "reconciler validate specs/customers/" in commands
     assert (
-        "reconciler plan --changed-since origin/$BASE_REF specs/customers/ --format markdown --out plan.json"
+        "reconciler plan --changed-since origin/$BASE_REF specs/customers/ "
+        "--format markdown --out plan.json"
         in commands
     )
 
@@ -214,18 +228,27 @@ def test_apply_runs_one_at_a_time_and_applies_only_the_gated_plans() -> None:
     # Credentials only in jobs with an environment: read-only to plan, write to apply, and
     # unsafe applies in an environment of their own (required reviewers: docs/ci.md).
     assert {name: job.get("environment") for name, job in jobs.items()} == {
-        "prepare": "billing-read", "apply": "billing", "apply-unsafe": "billing-unsafe", "report": None}
+        "prepare": "billing-read", "apply": "billing", "apply-unsafe": "billing-unsafe",
+        "report": None}
     for name, job in jobs.items():
         uses_secrets = "secrets." in yaml.safe_dump(job)
         assert uses_secrets == (job.get("environment") is not None), name
     commands = _commands_of("apply.yml")
-    assert "reconciler plan --changed-since $BASE specs/customers/ --out fresh-plan.json --format markdown" in commands
-    assert ("reconciler gate fresh-plan.json --merges merges.json --out apply-safe.json --out-unsafe "
-            "apply-unsafe.json --comments comments --verdicts verdicts.json") in commands
+    assert (
+        "reconciler plan --changed-since $BASE specs/customers/ "
+        "--out fresh-plan.json --format markdown"
+        in commands
+    )
+    assert (
+        "reconciler gate fresh-plan.json --merges merges.json --out apply-safe.json "
+        "--out-unsafe apply-unsafe.json --comments comments --verdicts verdicts.json"
+    ) in commands
     scripts = [step.get("run", "") for job in jobs.values() for step in job["steps"]]
-    assert sum("reconciler history --verify" in run for run in scripts) == 3  # after every restore of the log
+    # after every restore of the log
+    assert sum("reconciler history --verify" in run for run in scripts) == 3
     applies = [c for c in commands if c.startswith("reconciler apply")]
-    assert applies == ["reconciler apply --plan apply-safe.json", "reconciler apply --plan apply-unsafe.json --force"]
+    assert applies == ["reconciler apply --plan apply-safe.json",
+                       "reconciler apply --plan apply-unsafe.json --force"]
     assert [c for c in _commands_of("apply.yml") if "--force" in c] == applies[1:]
     unsafe = jobs["apply-unsafe"]
     assert "--force" in yaml.safe_dump(unsafe) and "--force" not in yaml.safe_dump(jobs["apply"])
@@ -241,7 +264,8 @@ def test_the_audit_log_moves_between_apply_jobs_and_runs_only_as_its_own_artifac
                and step["with"]["name"] == "reconciler-audit-log"]
     assert len(uploads) == 3
     for upload in uploads:
-        assert upload["with"]["path"].split() == [".reconciler/audit-*.jsonl", ".reconciler/last-applied-commit"]
+        assert upload["with"]["path"].split() == [".reconciler/audit-*.jsonl",
+                                                  ".reconciler/last-applied-commit"]
     assert [u["with"].get("overwrite", False) for u in uploads] == [False, True, True]
     restore = next(s for s in workflow["jobs"]["prepare"]["steps"]
                    if s.get("name") == "Restore the audit log of earlier applies")["run"]
@@ -260,7 +284,8 @@ def test_no_workflow_puts_an_input_straight_into_a_script() -> None:
 
 
 def _github_script(document: dict[str, Any]) -> str:
-    (step,) = [s for s in _steps(document) if s.get("uses", "").startswith("actions/github-script@")]
+    (step,) = [s for s in _steps(document)
+               if s.get("uses", "").startswith("actions/github-script@")]
     return step["with"]["script"]
 
 
@@ -294,7 +319,9 @@ def test_pre_commit_hook() -> None:
     for hook in hooks.values():
         assert hook["language"] == "python"
         pattern = re.compile(hook["files"])
-        assert pattern.search("specs/customers/abc.yaml") and pattern.search("specs/customers/x.yml")
+        assert pattern.search("specs/customers/abc.yaml") and pattern.search(
+            "specs/customers/x.yml"
+        )
         assert not pattern.search("README.md") and not pattern.search("other/abc.yaml")
         assert not pattern.search("specs/demo-billing-state.yaml")
 

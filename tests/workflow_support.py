@@ -50,7 +50,8 @@ def answer(data):
 def artifacts(name=None, run=None):
     found = [a for a in world["artifacts"] if (name is None or a["name"] == name)
              and (run is None or a["workflow_run"]["id"] == run)]
-    return {"total_count": len(found), "artifacts": [{k: v for k, v in a.items() if k != "dir"} for a in found]}
+    shown = [{k: v for k, v in a.items() if k != "dir"} for a in found]
+    return {"total_count": len(found), "artifacts": shown}
 
 if args[0] == "api":
     url = urlsplit(args[1])
@@ -74,11 +75,13 @@ if args[0] == "api":
         answer(world["pulls"].get(match[1], []))
 if args[:2] == ["run", "download"]:
     run, name, folder = int(args[2]), option("--name"), option("--dir")
-    (artifact,) = [a for a in world["artifacts"] if a["name"] == name and a["workflow_run"]["id"] == run]
+    (artifact,) = [a for a in world["artifacts"]
+                   if a["name"] == name and a["workflow_run"]["id"] == run]
     shutil.copytree(artifact["dir"], folder, dirs_exist_ok=True)
     sys.exit(0)
 if args[:2] == ["pr", "comment"]:
-    world["comments"].append({"pull_request": int(args[2]), "body": open(option("--body-file")).read()})
+    body = open(option("--body-file")).read()
+    world["comments"].append({"pull_request": int(args[2]), "body": body})
     json.dump(world, open(world_path, "w"))
     sys.exit(0)
 print("fake gh: unexpected call: " + " ".join(args), file=sys.stderr)
@@ -87,7 +90,9 @@ sys.exit(1)
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 class World:
@@ -107,12 +112,14 @@ class World:
     def save(self) -> None:
         self.path.write_text(json.dumps(self.data, indent=1))
 
-    def add_run(self, workflow: str, *, event: str, head_branch: str = "main", head_sha: str = "0" * 40,
+    def add_run(self, workflow: str, *, event: str, head_branch: str = "main",
+                head_sha: str = "0" * 40,
                 status: str = "completed", repository: str = REPOSITORY) -> int:
         self.load()
         run_id = 1000 + len(self.data["runs"])
         self.data["runs"].append({
-            "id": run_id, "run_number": len(self.data["runs"]) + 1, "path": f".github/workflows/{workflow}",
+            "id": run_id, "run_number": len(self.data["runs"]) + 1,
+            "path": f".github/workflows/{workflow}",
             "event": event, "head_branch": head_branch, "head_sha": head_sha, "status": status,
             "head_repository": {"full_name": repository}, "repository": {"full_name": REPOSITORY},
         })
@@ -128,7 +135,8 @@ class World:
             (folder / inside).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, folder / inside)
         self.data["artifacts"].insert(0, {
-            "name": name, "expired": False, "created_at": f"2026-12-04T{len(self.data['artifacts']):06d}",
+            "name": name, "expired": False,
+            "created_at": f"2026-12-04T{len(self.data['artifacts']):06d}",
             "workflow_run": {"id": run_id}, "dir": str(folder),
         })
         self.save()
@@ -153,7 +161,8 @@ def steps_of(workflow: str) -> dict[tuple[str, str], dict[str, Any]]:
     document = yaml.safe_load((WORKFLOWS / workflow).read_text())
     steps = {}
     for job_name, job in document["jobs"].items():
-        fixed = {name: str(value) for scope in (document, job) for name, value in (scope.get("env") or {}).items()
+        fixed = {name: str(value) for scope in (document, job)
+                 for name, value in (scope.get("env") or {}).items()
                  if "${{" not in str(value)}
         for step in job["steps"]:
             if "name" in step and "run" in step:
@@ -175,7 +184,8 @@ class StepRunner:
         self.summary = tmp / "summary.md"
         self.summary.write_text("")
         self.env = {
-            "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]),
+            "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
+                                     os.environ["PATH"]]),
             "HOME": str(tmp),
             "RECONCILER_BACKEND": backend,
             "GITHUB_ACTIONS": "true",
@@ -197,9 +207,11 @@ class StepRunner:
         workdir = cwd / step.get("working-directory", ".")
         result = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-            cwd=workdir, env={**self.env, **step["fixed_env"], "GITHUB_SHA": git(cwd, "rev-parse", "HEAD"),
+            cwd=workdir,
+            env={**self.env, **step["fixed_env"], "GITHUB_SHA": git(cwd, "rev-parse", "HEAD"),
                               **env, "GITHUB_OUTPUT": str(outputs)},
             capture_output=True, text=True, timeout=300, check=False,
         )
-        values = dict(line.split("=", 1) for line in outputs.read_text().splitlines() if "=" in line)
+        values = dict(line.split("=", 1) for line in outputs.read_text().splitlines()
+                      if "=" in line)
         return result.returncode, values, result.stdout + result.stderr

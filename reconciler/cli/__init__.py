@@ -217,12 +217,16 @@ def main(argv: list[str] | None = None) -> None:
     """The console entry point: runs the command and turns every outcome into an exit code.
 
     Ctrl-C (SIGINT) or SIGTERM stops a command that only reads with the one word "interrupted"
-    and exit 130 / 143; ``apply`` handles both itself while it writes (reconciler.apply.StopSignals).
+    and exit 130 / 143; ``apply`` handles both itself while it writes
+    (reconciler.apply.StopSignals).
     """
     if sys.stdout is None:
         sys.stdout = io.TextIOWrapper(_ClosedOutput(), encoding="utf-8")
     previous = None
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     original = sys.stdout
     stdout = sys.stdout = _QuietWhenReaderLeaves(original)  # type: ignore[assignment]

@@ -37,20 +37,22 @@ def _confirm(count: int) -> bool:
         raise UsageError(
             "refusing to apply: no terminal to confirm on; review the plan and pass --auto-approve"
         )
-    answer = click.prompt(f"Apply {count} change(s)? Only 'yes' is accepted", default="", show_default=False)
+    answer = click.prompt(f"Apply {count} change(s)? Only 'yes' is accepted", default="",
+                          show_default=False)
     return bool(answer.strip() == "yes")
 
 
 @click.command(short_help="Apply the plan of specs, or a saved plan.")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="Apply this saved plan exactly.")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False),
+              help="Apply this saved plan exactly.")
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
 @click.option("--force", is_flag=True, help="Apply plans marked unsafe.")
 @safety_options
 @selection_options
 @pass_context
-def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, force: bool,
-          unsafe_share: float, unsafe_min_accounts: int, selection: Selection) -> None:
+def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_approve: bool,
+          force: bool, unsafe_share: float, unsafe_min_accounts: int, selection: Selection) -> None:
     """Plan, then apply the changes (or apply a saved plan with --plan).
 
     Ctrl-C (SIGINT) or SIGTERM while writing: the write in flight finishes and is recorded in
@@ -71,14 +73,16 @@ def apply(obj: Context, paths: tuple[str, ...], plan_file: str | None, auto_appr
         with obj.backend() as backend:
             try:
                 result, commit = _plan_and_confirm(obj, backend, paths, plan_file, auto_approve,
-                                                   unsafe_share, unsafe_min_accounts, selection, owners)
+                                                   unsafe_share, unsafe_min_accounts, selection,
+                                                   owners)
             except KeyboardInterrupt as exc:
                 signals.install(already=interrupt_exit_code(exc) - 128)
                 signals.settle()
                 err("interrupted; nothing was changed")
             else:
                 signals.install()
-                outcomes = apply_plan(result, backend, force=force, commit=commit, stop=signals.requested)
+                outcomes = apply_plan(result, backend, force=force, commit=commit,
+                                      stop=signals.requested)
                 failed = _report(outcomes, interrupted=signals.requested()) or bool(result.errors)
                 signals.settle()  # everything is written: a signal from here on stops nothing
                 if any(o.done for o in outcomes):
@@ -149,7 +153,7 @@ def _report(outcomes: list[ApplyOutcome], *, interrupted: bool = False) -> bool:
     is one account of what happened, and all of it goes to standard output, in order.
     """
     from reconciler.apply import APPLIED, INTERRUPTED, NOT_STARTED, NOTHING
-    from reconciler.render.text import describe
+    from reconciler.render.text import describe_change
 
     failed = False
     for outcome in outcomes:
@@ -164,17 +168,19 @@ def _report(outcomes: list[ApplyOutcome], *, interrupted: bool = False) -> bool:
             failed = True
             line += f": {outcome.message}"
             if outcome.done:
-                line += f"; {len(outcome.done)} of {outcome.planned} change(s) were made before it stopped:"
+                line += (f"; {len(outcome.done)} of {outcome.planned} change(s) were made "
+                         "before it stopped:")
         to_err = not outcome.ok and not interrupted
         (err if to_err else out)(line)
         if not outcome.ok:
             for change in outcome.done:
-                (err if to_err else out)(f"    done: {describe(change.to_dict())}")
+                (err if to_err else out)(f"    done: {describe_change(change)}")
     return failed
 
 
 def _report_head(backend: Backend) -> None:
-    """The audit log's head after this run, for CI to keep and pin (`history --verify --expect-head`)."""
+    """The audit log's head after this run, for CI to keep and pin
+    (`history --verify --expect-head`)."""
     from reconciler.errors import ReconcilerError
 
     try:
@@ -209,7 +215,8 @@ def _report_interrupt(outcomes: list[ApplyOutcome], signals: StopSignals, audit_
     cut = [o for o in outcomes if o.status == INTERRUPTED]
     waiting = sum(1 for o in outcomes if o.status == NOT_STARTED)
     parts = [f"{applied} customer(s) applied in full"]
-    parts += [f"customer {o.customer} stopped after {len(o.done)} of {o.planned} change(s)" for o in cut]
+    parts += [f"customer {o.customer} stopped after {len(o.done)} of {o.planned} change(s)"
+              for o in cut]
     parts.append(f"{waiting} customer(s) not started")
     if plan_file:
         # The saved plan is out of date for every customer it changed: applied again, those are

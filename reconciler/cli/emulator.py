@@ -1,4 +1,4 @@
-"""`reconciler emulator`: a PortaBilling-compatible server on loopback, for development and tests."""
+"""`reconciler emulator`: a PortaBilling-compatible loopback server for development and tests."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from reconciler.cli.common import err
               help="Loopback address to listen on (127.0.0.0/8, ::1, localhost); nothing else.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8899, show_default=True,
               help="Port to listen on; 0 picks a free one (the URL to use is printed).")
-@click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Added latency per call.")
+@click.option("--latency-ms", type=float, default=0.0, show_default=True,
+              help="Added latency per call.")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of calls that fail (fault, 502/503, timeout, dropped connection).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault injection.")
@@ -34,7 +35,8 @@ from reconciler.cli.common import err
               help="Act as a read-only (disaster-recovery) site: every write answers "
                    "Server.Generic.read_only_mode.")
 @click.option("--no-extension-blocking", "no_extension_blocking", is_flag=True, default=False,
-              help="Leave the first contract's extension_blocking out of customer_info (i_role only).")
+              help="Leave the first contract's extension_blocking out of customer_info "
+                   "(i_role only).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="SQLite file behind the emulator (default: a temporary one).")
 @click.option("--wire", type=click.Choice(["v2", "v3"]), default=None,
@@ -80,7 +82,10 @@ def emulator(state_file: str, host: str, port: int, latency_ms: float, fault_rat
 
     from reconciler.emulator import run_emulator
 
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    ):
         # A script's `reconciler emulator … &` starts with SIGINT ignored (bash does that for
         # background jobs); the emulator runs until stopped, so `kill -INT` must still stop it.
         signal.signal(signal.SIGINT, signal.default_int_handler)

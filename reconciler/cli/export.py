@@ -11,8 +11,10 @@ from reconciler.errors import UsageError
 
 
 @click.command(short_help="Print a customer's spec as billing holds it.")
-@click.option("--customer", "customer_id", type=CUSTOMER_ID, required=True, help="The customer to export (i_customer).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the spec to FILE instead of stdout.")
+@click.option("--customer", "customer_id", type=CUSTOMER_ID, required=True,
+              help="The customer to export (i_customer).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the spec to FILE instead of stdout.")
 @pass_context
 def export(obj: Context, customer_id: int, out: str | None) -> None:
     """Write the spec that describes a customer's current managed accounts (adoption)."""

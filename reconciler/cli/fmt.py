@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 @click.command("fmt", short_help="Rewrite specs in the canonical layout.")
 @paths_argument
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 listing the files fmt would change.")
+@click.option("--check", is_flag=True,
+              help="Change nothing; exit 1 listing the files fmt would change.")
 @pass_context
 def fmt(obj: Context, paths: tuple[str, ...], check: bool) -> None:
     """Rewrite specs in the canonical layout: key order, 2-space indentation, quoted extensions

@@ -24,11 +24,15 @@ def _plain(text: object) -> str:
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Save the customers to apply (as reviewed, safe) as a plan for `apply --plan`.")
 @click.option("--out-unsafe", required=True, type=click.Path(dir_okay=False),
-              help="Save the unsafe customers (as reviewed) as a plan, for an approved `apply --force`.")
+              help="Save the unsafe customers (as reviewed) as a plan, "
+                   "for an approved `apply --force`.")
 @click.option("--comments", "comments_dir", type=click.Path(file_okay=False),
-              help="Write a comment (NUMBER.md) for each merged pull request with refused customers.")
-@click.option("--verdicts", type=click.Path(dir_okay=False), help="Save every customer's verdict (JSON).")
-@click.option("--commit", default=lambda: os.environ.get("GITHUB_SHA", "HEAD"), show_default="GITHUB_SHA",
+              help="Write a comment (NUMBER.md) for each merged pull request "
+                   "with refused customers.")
+@click.option("--verdicts", type=click.Path(dir_okay=False),
+              help="Save every customer's verdict (JSON).")
+@click.option("--commit", default=lambda: os.environ.get("GITHUB_SHA", "HEAD"),
+              show_default="GITHUB_SHA",
               help="The merged commit the fresh plan was made at (for the report).")
 def gate(fresh: str, manifest: str, out: str, out_unsafe: str, comments_dir: str | None,
          verdicts: str | None, commit: str) -> None:
@@ -44,7 +48,8 @@ def gate(fresh: str, manifest: str, out: str, out_unsafe: str, comments_dir: str
     fresh_plan = read_plan_file(fresh).to_dict(with_state=True)
     result = run_gate(fresh_plan, read_manifest(manifest))
     write_atomically(out, lambda stream: dump_json(plan_with(fresh_plan, result.safe), stream))
-    write_atomically(out_unsafe, lambda stream: dump_json(plan_with(fresh_plan, result.unsafe), stream))
+    write_atomically(out_unsafe,
+                     lambda stream: dump_json(plan_with(fresh_plan, result.unsafe), stream))
     if verdicts:
         write_atomically(verdicts, json.dumps(result.verdicts_as_dicts(), indent=2) + "\n")
     if comments_dir:

@@ -35,7 +35,7 @@ def init(directory: str) -> None:
     click.echo(f"  reconciler plan {CUSTOMERS}")
     click.echo(
         "\nThen replace the examples with your customers' specs in specs/customers/, bind each to "
-        "its\ncustomer id and editors in owners.yaml, regenerate CODEOWNERS with `reconciler owners "
-        "--codeowners\n> .github/CODEOWNERS`, and set RECONCILER_BACKEND and the PortaBilling "
-        "secrets in GitHub\n(pbx-reconciler's docs/ci.md)."
+        "its\ncustomer id and editors in owners.yaml, regenerate CODEOWNERS with `reconciler "
+        "owners --codeowners\n> .github/CODEOWNERS`, and set RECONCILER_BACKEND and the "
+        "PortaBilling secrets in GitHub\n(pbx-reconciler's docs/ci.md)."
     )

@@ -19,7 +19,8 @@ DEFAULT_CODEOWNERS = os.path.join(".github", "CODEOWNERS")
 
 
 @click.command("owners", short_help="Check the owners map; print CODEOWNERS.")
-@click.option("--codeowners", is_flag=True, help="Print the CODEOWNERS lines the owners map implies.")
+@click.option("--codeowners", is_flag=True,
+              help="Print the CODEOWNERS lines the owners map implies.")
 @click.option(
     "--check",
     is_flag=True,
@@ -37,7 +38,8 @@ def owners(obj: Context, codeowners: bool, check: bool, file: str | None) -> Non
     if check and not codeowners:
         raise UsageError("--check compares CODEOWNERS: give it with --codeowners")
     if file is not None and not check:
-        raise UsageError(f"FILE ({file}) is the CODEOWNERS file to compare: give it with --codeowners --check")
+        raise UsageError(f"FILE ({file}) is the CODEOWNERS file to compare: give it with "
+                         "--codeowners --check")
     root = top_folder(".") or os.path.realpath(os.getcwd())
     found = find_owners([], given=obj.owners_file)
     if found is None:

@@ -48,8 +48,8 @@ def _compute_plan(obj: Context, backend: Backend, paths: tuple[str, ...], change
         changes = changed_spec_files(changed_since, list(paths))
     except GitChangesError as exc:
         raise UsageError(str(exc)) from exc
-    plan = build_plan(None, backend, options=options, files=sorted(changes.changed), selection=selection,
-                      owners=owners)
+    plan = build_plan(None, backend, options=options, files=sorted(changes.changed),
+                      selection=selection, owners=owners)
     for deleted in changes.deleted:
         plan.notes.append(
             f"{deleted} was deleted since {changed_since}: its accounts are left as they are "
@@ -63,9 +63,12 @@ def _compute_plan(obj: Context, backend: Backend, paths: tuple[str, ...], change
 @click.command()
 @paths_argument
 @format_option
-@click.option("--out", type=click.Path(dir_okay=False), help="Save the plan (JSON) to FILE for `apply --plan`.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 2 changes present, 1 error.")
-@click.option("--changed-since", metavar="REF", help="Only customers whose spec files changed since git REF.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Save the plan (JSON) to FILE for `apply --plan`.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 no changes, 2 changes present, 1 error.")
+@click.option("--changed-since", metavar="REF",
+              help="Only customers whose spec files changed since git REF.")
 @safety_options
 @selection_options
 @pass_context
@@ -75,8 +78,8 @@ def plan(obj: Context, paths: tuple[str, ...], fmt: str, out: str | None, detail
     """Show what apply would change."""
     owners = obj.owners(paths)  # before the backend: a map missing in CI stops the run at once
     with obj.backend() as backend:
-        result = _compute_plan(obj, backend, paths, changed_since, unsafe_share, unsafe_min_accounts,
-                               selection, snapshot=bool(out), owners=owners)
+        result = _compute_plan(obj, backend, paths, changed_since, unsafe_share,
+                               unsafe_min_accounts, selection, snapshot=bool(out), owners=owners)
     if out:
         from reconciler.apply import git_commit
 

@@ -8,7 +8,8 @@ from reconciler.cli.common import Context, emit_plan, format_option, pass_contex
 
 
 @click.command(short_help="Render saved plans as `plan` printed them.")
-@click.argument("plan_files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="PLANFILE...")
+@click.argument("plan_files", nargs=-1, required=True, type=click.Path(dir_okay=False),
+                metavar="PLANFILE...")
 @format_option
 @pass_context
 def show(obj: Context, plan_files: tuple[str, ...], fmt: str) -> None:

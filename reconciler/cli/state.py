@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from reconciler.backends import Backend, parse_backend_url
 from reconciler.cli.common import Context, dump_json, err, pass_context
 from reconciler.errors import UsageError
 
@@ -15,8 +16,10 @@ def state() -> None:
     """Embedded backend: load or dump the whole billing state."""
 
 
-def _embedded(obj: Context, *, create: bool = False):  # type: ignore[no-untyped-def]
-    if not obj.backend_url.startswith("sqlite:///"):
+def _embedded(obj: Context, *, create: bool = False) -> Backend:
+    # Asked of the backend's kind before it opens: `state load` on a server must not get as far
+    # as asking for its credentials.
+    if not parse_backend_url(obj.backend_url).capabilities.state_files:
         raise UsageError("`state` works on the embedded sqlite backend only")
     return obj.backend(create=create)
 
@@ -38,8 +41,10 @@ def state_load(obj: Context, file: str) -> None:
 
 
 @state.command("dump", short_help="Print the billing state as a state file.")
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
-              help="yaml: the state file format (state load reads it back); json: the same, as JSON.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
+    help="yaml: the state file format (state load reads it back); json: the same, as JSON.",
+)
 @pass_context
 def state_dump(obj: Context, fmt: str) -> None:
     """Print the billing state in the state file format (sorted, deterministic)."""
@@ -56,5 +61,7 @@ def state_dump(obj: Context, fmt: str) -> None:
         # without an error, while the next small write fails and is reported.
         from reconciler.render.safe import SafeTextDumper
 
-        yaml.dump(data, sys.stdout, Dumper=SafeTextDumper, sort_keys=False, allow_unicode=True, width=100)
+        yaml.dump(
+            data, sys.stdout, Dumper=SafeTextDumper, sort_keys=False, allow_unicode=True, width=100
+        )
         sys.stdout.flush()

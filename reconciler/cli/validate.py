@@ -23,11 +23,13 @@ from reconciler.selection import Selection
 @click.command(short_help="Check specs: schema, duplicates, agreement.")
 @paths_argument
 @click.option("--offline", is_flag=True, help="Schema and duplicate checks only; no billing state.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True,
               help="text for people; json for tools (standard output holds the document alone).")
 @selection_options
 @pass_context
-def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str, selection: Selection) -> None:
+def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str,
+             selection: Selection) -> None:
     """Check spec files: schema, duplicates and (unless --offline) the customer's agreement."""
     from reconciler.runner import build_plan, validate_offline
 
@@ -51,7 +53,8 @@ def validate(obj: Context, paths: tuple[str, ...], offline: bool, fmt: str, sele
         problems = [("error", p) for p in data["errors"]]
         problems += [("error", p) for c in data["customers"] for p in c["errors"]]
         problems += [("warning", p) for c in data["customers"] for p in c["warnings"]]
-        problems.sort(key=lambda item: (item[1]["file"] or "", item[1]["line"] or 0, item[1]["column"] or 0))
+        problems.sort(key=lambda item: (item[1]["file"] or "", item[1]["line"] or 0,
+                                        item[1]["column"] or 0))
         for level, problem in problems:
             out(f"{level}[{problem['code']}] {where(problem)}: {problem['message']}")
         errors = sum(1 for level, _ in problems if level == "error")

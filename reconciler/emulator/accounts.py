@@ -41,7 +41,8 @@ def account_infos(
         ids,
     )
     aliases = (
-        store.grouped("SELECT i_master_account, i_account, id FROM accounts", "i_master_account", ids)
+        store.grouped("SELECT i_master_account, i_account, id FROM accounts", "i_master_account",
+                      ids)
         if with_aliases
         else {}
     )

@@ -45,12 +45,13 @@ def run_emulator(
     """Serve ``state_file`` until interrupted (or for ``stop_after`` seconds).
 
     Credentials: PORTABILLING_LOGIN and PORTABILLING_PASSWORD / PORTABILLING_TOKEN from the
-    environment when set, else login ``emulator`` with password ``emulator``. Options the command
-    line lacks (page_cap, token_ttl_calls, token_ttl_seconds, fault_scope, fault_kinds,
-    timeout_s, db_path) come as keywords or RECONCILER_EMULATOR_* variables; so do
-    ``read_only`` and ``legacy_blocking_field``. ``wire`` ("v2" or "v3") and the wire variants
-    (profile.VARIANTS: blocked_by, tokens, …) choose how answers look; None keeps the profile's.
-    ``host`` must be a loopback address.
+    environment when set, else login ``emulator`` with password ``emulator``. The settings of
+    ENV_SETTINGS (page_cap, token_ttl_calls, token_ttl_seconds, fault_scope, fault_kinds,
+    timeout_s, db_path) come as keywords, or from their RECONCILER_EMULATOR_* variables when a
+    keyword is left out or None; the command line has an option for each but timeout_s.
+    ``read_only`` and ``legacy_blocking_field`` come as keywords. ``wire`` ("v2" or "v3") and
+    the wire variants (profile.VARIANTS: blocked_by, tokens, …) choose how answers look; None
+    keeps the profile's. ``host`` must be a loopback address.
     """
     from reconciler.statefile import load_state_file
 
@@ -129,7 +130,8 @@ def _announce(
     if from_env:
         # Never echo a secret the user set: say where it is taken from.
         announce(
-            "  credentials: PORTABILLING_LOGIN with PORTABILLING_PASSWORD or PORTABILLING_TOKEN, as set here"
+            "  credentials: PORTABILLING_LOGIN with PORTABILLING_PASSWORD or PORTABILLING_TOKEN, "
+            "as set here"
         )
     else:
         announce(
@@ -138,9 +140,9 @@ def _announce(
     if faults.rate > 0:
         scope = {"both": "read and write", "reads": "read", "writes": "write"}[faults.scope]
         announce(
-            f"  injecting failures into {faults.rate:.0%} of the {scope} calls ({', '.join(faults.kinds)}; "
-            f"seed {faults.seed}); a timeout holds the answer {faults.timeout_s:g} s, so set "
-            "PORTABILLING_READ_TIMEOUT below that"
+            f"  injecting failures into {faults.rate:.0%} of the {scope} calls "
+            f"({', '.join(faults.kinds)}; seed {faults.seed}); a timeout holds the answer "
+            f"{faults.timeout_s:g} s, so set PORTABILLING_READ_TIMEOUT below that"
         )
     faultcode = server.mode.faultcode(server.profile.read_only_faults)
     if faultcode is not None:

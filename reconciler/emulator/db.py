@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS agreement (
   PRIMARY KEY (i_customer, i_product)
 );
 CREATE TABLE IF NOT EXISTS numbers (
-  i_did_number INTEGER PRIMARY KEY AUTOINCREMENT, number TEXT NOT NULL UNIQUE, i_customer INTEGER NOT NULL
+  i_did_number INTEGER PRIMARY KEY AUTOINCREMENT, number TEXT NOT NULL UNIQUE,
+  i_customer INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS numbers_by_customer ON numbers (i_customer, i_did_number);
 -- Accounts and aliases share one ID space: an ID (or DID) is held by one row at most.

@@ -34,7 +34,8 @@ def check_account_id_format(template: str) -> None:
     """A template with ``{id}`` (else every extension would get one ID) and only the fields
     ``{i_customer}`` and ``{id}``."""
     try:
-        fields = {f for _text, f, _spec, _conv in string.Formatter().parse(template) if f is not None}
+        fields = {f for _text, f, _spec, _conv in string.Formatter().parse(template)
+                  if f is not None}
     except ValueError as exc:
         raise ValueError(f"account_id_format {template!r}: {exc}") from None
     if not fields <= ACCOUNT_ID_FIELDS or "id" not in fields:
@@ -51,7 +52,9 @@ def zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"time_zone {name!r} is not a time zone name (e.g. Europe/Prague)") from None
+        raise ValueError(
+            f"time_zone {name!r} is not a time zone name (e.g. Europe/Prague)"
+        ) from None
 
 
 @dataclass(frozen=True)

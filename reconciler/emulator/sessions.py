@@ -158,8 +158,7 @@ class Sessions:
                     "Server.Session.refresh_failed",
                     "the refresh token is unknown, used or expired; log in",
                 )
-            answer = self._issue(refresh=not keep)
-            return answer
+            return self._issue(refresh=not keep)
 
     def _issue(self, *, refresh: bool = True) -> dict[str, Any]:
         now = time.time()

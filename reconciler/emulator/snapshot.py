@@ -94,7 +94,8 @@ def _load_account(store: Database, account: Account, ids: dict[str, int], start:
         [(i_account, ids[name], start) for name in account.addons],
     )
     store.db.executemany(
-        "INSERT INTO accounts (id, i_customer, billing_model, i_master_account) VALUES (?, ?, 2, ?)",
+        "INSERT INTO accounts (id, i_customer, billing_model, i_master_account)"
+        " VALUES (?, ?, 2, ?)",
         [(did, account.customer, i_account) for did in account.dids],
     )
     if extension:
@@ -110,7 +111,8 @@ def dump_state(store: Database) -> BillingState:
     db = store.db
     products = tuple(
         Product(r[0], r[1], "main" if r[2] == 0 else "addon")
-        for r in db.execute("SELECT i_product, name, addon_priority FROM products ORDER BY i_product")
+        for r in db.execute("SELECT i_product, name, addon_priority FROM products "
+                            "ORDER BY i_product")
     )
     names = {p.id: p.name for p in products}
     customers = []
@@ -242,7 +244,8 @@ def unlinked_extensions(store: Database) -> list[str]:
     add_account and add_customer_extension; the next apply links them)."""
     found = []
     for account_id, i_customer in store.db.execute(
-        "SELECT a.id, a.i_customer FROM accounts a LEFT JOIN extensions e ON e.i_account = a.i_account "
+        "SELECT a.id, a.i_customer FROM accounts a "
+        "LEFT JOIN extensions e ON e.i_account = a.i_account "
         "WHERE a.i_master_account IS NULL AND a.bill_status != 'C' AND e.i_c_ext IS NULL"
     ):
         if managed_kind(account_id, i_customer) == "extension":

@@ -3,9 +3,10 @@
 Validators are compiled once. As for spec files (reconciler/fastschema.py), a yes/no check
 compiled from the same schema answers "valid" for a well-formed call (a few microseconds: the
 benchmark pushes thousands of calls a second through here), and jsonschema, the authority,
-describes the problem when the answer is "invalid". A malformed call becomes a ``Client.Validation.*`` fault whose message names the parameter path, e.g.
-``account_info.i_acount is not a parameter of Account/update_account``: never a silent coercion
-of ``"46170"`` to 46170, never a crashed handler.
+describes the problem when the answer is "invalid". A malformed call becomes a
+``Client.Validation.*`` fault whose message names the parameter path, e.g. ``account_info.i_acount
+is not a parameter of Account/update_account``: never a silent coercion of ``"46170"`` to 46170,
+never a crashed handler.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def _describe(method: str, error: ValidationError) -> tuple[int, int, str, str]:
         names = ", ".join(_path([*where, name]) for name in missing)
         return len(where), 1, MISSING, f"{names} is required by {method}"
     if kind == "type":
-        wanted_text = " or ".join(_WANTED.get(w, w) for w in ([wanted] if isinstance(wanted, str) else wanted))
+        wanted_text = " or ".join(_WANTED.get(w, w)
+                                  for w in ([wanted] if isinstance(wanted, str) else wanted))
         return (
             len(where),
             2,

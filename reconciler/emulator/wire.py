@@ -237,7 +237,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(
                 415,
                 _client_fault(
-                    "unsupported_media_type", "the body must be JSON (Content-Type: application/json)"
+                    "unsupported_media_type",
+                    "the body must be JSON (Content-Type: application/json)"
                 ),
             )
             return

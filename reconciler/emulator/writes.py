@@ -100,7 +100,9 @@ def add_customer_extension(store: Database, params: dict[str, Any]) -> dict[str,
                 "Server.Customer.account_of_other_customer",
                 "the account belongs to another customer",
             )
-        if store.db.execute("SELECT 1 FROM extensions WHERE i_account = ?", (i_account,)).fetchone():
+        if store.db.execute(
+            "SELECT 1 FROM extensions WHERE i_account = ?", (i_account,)
+        ).fetchone():
             raise Fault(
                 "Server.Customer.account_has_extension", "the account already has an extension"
             )
@@ -212,7 +214,8 @@ def add_alias(store: Database, params: dict[str, Any]) -> dict[str, Any]:
     ).fetchone():
         raise Fault("Server.DID.number_not_owned", f"{did} is not in the customer's DID pool")
     cursor = store.db.execute(
-        "INSERT INTO accounts (id, i_customer, billing_model, i_master_account) VALUES (?, ?, 2, ?)",
+        "INSERT INTO accounts (id, i_customer, billing_model, i_master_account)"
+        " VALUES (?, ?, 2, ?)",
         (did, i_customer, master),
     )
     if store.profile.add_alias_answer == "empty":
@@ -239,7 +242,8 @@ def terminate_account(store: Database, params: dict[str, Any]) -> dict[str, Any]
     # name is still known), as the embedded backend keeps a terminated account's name.
     dids = [
         r[0]
-        for r in store.db.execute("SELECT id FROM accounts WHERE i_master_account = ?", (i_account,))
+        for r in store.db.execute("SELECT id FROM accounts WHERE i_master_account = ?",
+                                  (i_account,))
     ]
     store.db.execute("DELETE FROM accounts WHERE i_master_account = ?", (i_account,))
     _release(store, params, dids)

@@ -16,25 +16,35 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from reconciler.backends.base import AuditEntry, Backend, CustomerSession
+from reconciler.backends import BackendSettings, BackendURL
+from reconciler.backends.base import AuditEntry, Backend, Capabilities, CustomerSession
 from reconciler.backends.portabilling.audit import ENV_AUDIT_LOG, LOCK_DIR, AuditLog, exclusive_lock
-from reconciler.backends.portabilling.config import blocking_roles_from_env
-from reconciler.backends.portabilling.ops import OPS
-from reconciler.backends.portabilling.reads import RawCustomer, catalogue_from, fetch_customer, read_catalogue
-from reconciler.backends.portabilling.writes import PortaBillingSession
-from reconciler.errors import UsageError
-from reconciler.model import Catalogue, CustomerState
 from reconciler.backends.portabilling.client import (
     ClientSettings,
     Credentials,
     Endpoint,
     PortaBillingClient,
-    parse_backend_url,
+    endpoint_of,
 )
+from reconciler.backends.portabilling.config import blocking_roles_from_env
+from reconciler.backends.portabilling.ops import perform
+from reconciler.backends.portabilling.reads import (
+    RawCustomer,
+    catalogue_from,
+    fetch_customer,
+    read_catalogue,
+)
+from reconciler.backends.portabilling.writes import PortaBillingSession
+from reconciler.errors import UsageError
+from reconciler.model import Catalogue, CustomerState
+
+if TYPE_CHECKING:
+    from reconciler.doctor_report import DoctorReport
 
 __all__ = [
     "ENV_AUDIT_LOG",
@@ -69,7 +79,10 @@ class _EnvCredentials:
 
 
 class PortaBillingBackend(Backend):
-    transactional = False
+    # Change by change (no transaction spans a customer's calls); customers read concurrently;
+    # `reconciler doctor` checks the server.
+    capabilities = Capabilities(concurrent_reads=True, diagnostics=True)
+    description = "a PortaBilling server"
     audit: AuditLog  # the local JSON-lines file, which also holds the lock helpers
 
     def __init__(
@@ -86,7 +99,7 @@ class PortaBillingBackend(Backend):
     ) -> None:
         env = os.environ if env is None else env
         self.url = url
-        self.endpoint: Endpoint = parse_backend_url(url)
+        self.endpoint: Endpoint = endpoint_of(url)
         self.client = PortaBillingClient(
             self.endpoint,
             credentials or _EnvCredentials(env),  # type: ignore[arg-type]
@@ -101,6 +114,23 @@ class PortaBillingBackend(Backend):
         self._catalogue: Catalogue | None = None
         self._catalogue_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def open(cls, where: BackendURL, settings: BackendSettings, *, create: bool = False) -> Backend:
+        return cls(where.url, parallelism=settings.parallelism, lock_timeout=settings.lock_timeout)
+
+    @classmethod
+    def diagnose(
+        cls,
+        url: str,
+        *,
+        customer_id: int | None,
+        spec_customer: Callable[[], int | None],
+        env: Mapping[str, str],
+    ) -> DoctorReport:
+        from reconciler.backends.portabilling.doctor import run_doctor
+
+        return run_doctor(url, customer_id=customer_id, spec_customer=spec_customer, env=env)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -142,7 +172,7 @@ class PortaBillingBackend(Backend):
             for future in futures:
                 future.cancel()
 
-    # ---- apply ------------------------------------------------------------------------------------
+    # ---- apply -----------------------------------------------------------------------------------
 
     @contextmanager
     def customer_session(self, customer_id: int, catalogue: Catalogue) -> Iterator[CustomerSession]:
@@ -155,7 +185,7 @@ class PortaBillingBackend(Backend):
             path, self.lock_timeout, f"customer {customer_id} on {self.endpoint.base}"
         ):
             yield PortaBillingSession(
-                self.client, customer_id, catalogue, self.audit, OPS, self.blocking_roles
+                self.client, customer_id, catalogue, self.audit, perform, self.blocking_roles
             )
 
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:

@@ -4,8 +4,9 @@ Every call is ``POST {base}/rest/{Service}/{method}`` with the body ``{"params":
 Reads are retried with exponential backoff when the server cannot be reached or a gateway
 answers 502/503/504. Writes are sent once: when their outcome is unknown (no answer, or an answer
 that cannot be read) the client raises ``OutcomeUnknown`` and the caller reads billing back to
-decide (see ``reconciler.backends.portabilling.writes``). The session (login once, refresh after) lives in
-``reconciler.backends.portabilling.session``; URL, credentials and settings in ``config``.
+decide (see ``reconciler.backends.portabilling.writes``). The session (login once, refresh
+after) lives in ``reconciler.backends.portabilling.session``; the endpoint, credentials and
+settings in ``config``.
 
 Credentials come from the environment only, and never appear in a message, an exception or a
 log line: errors name the method, never the parameters, and fault strings are scrubbed of the
@@ -21,27 +22,32 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
-
 from datetime import UTC, tzinfo
+from typing import Any
 
 import requests
 import requests.auth
 
 from reconciler.backends.portabilling import fields as wire
-from reconciler.backends.portabilling.answers import NOT_JSON, object_in, objects_in, shape, total_of
+from reconciler.backends.portabilling.answers import (
+    NOT_JSON,
+    object_in,
+    objects_in,
+    shape,
+    total_of,
+)
 from reconciler.backends.portabilling.config import (
     ENV_CA_BUNDLE,
     ENV_LOGIN,
     ENV_PASSWORD,
+    ENV_TIMEZONE,
     ENV_TOKEN,
     ClientSettings,
     Credentials,
     Endpoint,
-    ENV_TIMEZONE,
     RateLimiter,
+    endpoint_of,
     is_loopback,
-    parse_backend_url,
     scrub,
     zone_named,
 )
@@ -77,7 +83,7 @@ __all__ = [
     "TransportError",
     "object_in",
     "objects_in",
-    "parse_backend_url",
+    "endpoint_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -272,7 +278,9 @@ class PortaBillingClient:
                     raise
                 refused = fault
             log.info(
-                "PortaBilling refused the session on %s (%s); renewing it", method, refused.faultcode
+                "PortaBilling refused the session on %s (%s); renewing it",
+                method,
+                refused.faultcode,
             )
             # An auth fault means the call was refused before anything happened: resending is
             # safe. A renewed token refused again is usually a missing permission; but another
@@ -309,9 +317,10 @@ class PortaBillingClient:
                 LOGIN_METHOD,
                 fault.faultcode,
                 fault.faultstring,
-                f"PortaBilling refused the login: login failed for user {self.credentials.login} at "
-                f"{self.endpoint.host} [{fault.faultcode}] (check {ENV_LOGIN} and "
-                f"{ENV_PASSWORD}/{ENV_TOKEN}); not retried, so the server does not lock it out",
+                "PortaBilling refused the login: login failed for user "
+                f"{self.credentials.login} at {self.endpoint.host} [{fault.faultcode}] "
+                f"(check {ENV_LOGIN} and {ENV_PASSWORD}/{ENV_TOKEN}); not retried, so the server "
+                "does not lock it out",
             ) from None
         except OutcomeUnknown as lost:
             raise TransportError(
@@ -376,8 +385,8 @@ class PortaBillingClient:
             else "TLS handshake failed"
         )
         return BackendError(
-            f"PortaBilling at {self.endpoint.base}: {reason}. If the server's certificate comes from a "
-            f"private CA, set {ENV_CA_BUNDLE} to a file holding that CA's certificate"
+            f"PortaBilling at {self.endpoint.base}: {reason}. If the server's certificate comes "
+            f"from a private CA, set {ENV_CA_BUNDLE} to a file holding that CA's certificate"
         )
 
     def _back_off(self, attempt: int) -> None:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, tzinfo
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from reconciler.backends import PORTABILLING, parse_backend_url
 from reconciler.errors import UsageError
 
 ENV_LOGIN = "PORTABILLING_LOGIN"
@@ -31,7 +31,7 @@ ENV_TOTAL_TIMEOUT = "PORTABILLING_TOTAL_TIMEOUT"
 ENV_TIMEZONE = "PORTABILLING_TIMEZONE"
 
 
-# ---- where and who ----------------------------------------------------------------------------------
+# ---- where and who -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def parse_backend_url(url: str) -> Endpoint:
+def endpoint_of(url: str) -> Endpoint:
     """``portabilling+https://HOST[:PORT][/PREFIX]`` -> the API's base URL.
 
-    Plain ``portabilling+http://`` is accepted for loopback hosts only: anywhere else the
-    password would cross the network in clear text.
+    The URL is parsed where every backend URL is (``reconciler.backends``); here its parts are
+    checked against what a PortaBilling server needs. Plain ``portabilling+http://`` is accepted
+    for loopback hosts only: anywhere else the password would cross the network in clear text.
     """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("portabilling+https", "portabilling+http"):
+    where = parse_backend_url(url)
+    if where.kind is not PORTABILLING:
         raise UsageError("a PortaBilling backend URL starts with portabilling+https://")
+    parts = where.parts
     if "@" in parts.netloc:
         # The URL is not repeated here: it carries what looks like credentials.
         raise UsageError(
@@ -82,7 +83,7 @@ def parse_backend_url(url: str) -> Endpoint:
         port = parts.port
     except ValueError as exc:
         raise UsageError(f"{url}: not a valid port ({exc})") from None
-    http = scheme == "portabilling+http"
+    http = parts.scheme == "portabilling+http"
     if http and not is_loopback(host):
         raise UsageError(
             f"{url}: plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost); "
@@ -131,7 +132,7 @@ def scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-# ---- settings -----------------------------------------------------------------------------------------
+# ---- settings ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
