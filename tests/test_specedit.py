@@ -429,3 +429,10 @@ def test_a_key_added_to_an_entry_of_one_key_lines_up_with_it() -> None:
     before = HEAD + 'extensions:\n  - extension: "1"\n'
     after = edit(before, ("set_list", (("extensions", 0), "dids", [], ["1234567"], "did")))
     assert after == before + '    dids: ["1234567"]\n'
+
+
+@pytest.mark.parametrize("name", ["|\n      Suite X\n", "Suite\n      X\n"], ids=["block", "plain"])
+def test_an_entry_whose_last_value_spans_lines_is_removed_whole(name: str) -> None:
+    second = '  - extension: "2"\n    name: B\n    product: P\n'
+    before = HEAD + 'extensions:\n  - extension: "1"\n    product: P\n    name: ' + name + second
+    assert edit(before, ("remove_entry", ("extensions", 0))) == HEAD + "extensions:\n" + second
