@@ -25,10 +25,12 @@ from typing import Any, Self
 
 from reconciler.auditchain import AuditChainBroken
 from reconciler.backends.base import AuditEntry, Backend, CustomerSession
+from reconciler.changes import Change, CreateAccount
 from reconciler.diff import fingerprint
 from reconciler.errors import BackendError, ReconcilerError
-from reconciler.model import Catalogue, Change, CustomerState, managed_kind
+from reconciler.model import Catalogue, CustomerState, managed_kind
 from reconciler.plan import CustomerPlan, Plan
+from reconciler.rules import block_refused, product_fault, product_usage, quantity_uses
 
 APPLIED, NOTHING, SKIPPED, STALE, UNSAFE, FAILED, REFUSED = (
     "applied", "no changes", "skipped", "stale", "unsafe", "failed", "refused",
@@ -345,8 +347,8 @@ def out_of_bounds(changes: list[Change], state: CustomerState) -> list[str]:
 
     A plan made by ``plan`` never holds them; a saved plan is a file anyone could edit, so apply
     checks, against the state read under the lock, that every change stays on this customer's
-    managed accounts and DID pool, off administrator-blocked accounts, and within its self-care
-    role.
+    managed accounts and DID pool, off administrator-blocked accounts, within its self-care
+    role and within its agreement (the rules of reconciler/rules.py, which the plan keeps too).
     """
     customer = state.customer
     accounts = {a.id: a for a in state.accounts}
@@ -359,70 +361,42 @@ def out_of_bounds(changes: list[Change], state: CustomerState) -> list[str]:
         if kind is None or item.account in state.foreign_ids:
             found.append(f"{where}: not a managed account of customer {customer.id}")
             continue
-        if item.op == "create_account":
-            if existing is not None or item.get("kind") != kind:
+        if isinstance(item, CreateAccount):
+            if existing is not None or item.kind != kind:
                 found.append(f"{where}: the account exists already or its kind is not {kind}")
             created.add(item.account)
         elif existing is None and item.account not in created:
             found.append(f"{where}: no such account of customer {customer.id}")
         elif existing is not None and existing.blocked_by == "admin":
             found.append(f"{where}: blocked by the administrator")
-        if item.op == "add_alias" and item.get("did") not in customer.dids:
-            found.append(f"{where}: DID {item.get('did')} is not in the customer's pool")
-        blocks = item.op in ("block", "unblock") or (item.op == "create_account" and item.get("blocked"))
-        if blocks and not customer.block_extensions:
+        did = item.assigns_did
+        if did is not None and did not in customer.dids:
+            found.append(f"{where}: DID {did} is not in the customer's pool")
+        if block_refused(customer, item):
             found.append(f"{where}: the self-care role does not allow blocking")
-        for product, wanted in _assigned_products(item):
-            known = state.catalogue.by_name(product)
-            if known is None or known.type != wanted or customer.quantity_for(product) is None:
-                found.append(f"{where}: {product!r} is not a {wanted} product of the agreement")
-    found.extend(_over_quantity(changes, state))
+        for use in item.assigns:
+            if product_fault(use.product, use.type, state.catalogue, customer) is not None:
+                found.append(
+                    f"{where}: {use.product!r} is not a {use.type} product of the agreement"
+                )
+    found.extend(over_quantity(changes, state))
     return found
 
 
-def _assigned_products(item: Change) -> list[tuple[str, str]]:
-    """(product, "main" | "addon") that a change newly assigns."""
-    if item.op == "create_account":
-        return [(item.get("product"), "main")] + [(a, "addon") for a in item.get("addons")]
-    if item.op == "set_product":
-        return [(item.get("to"), "main")]
-    if item.op == "add_addon":
-        return [(item.get("product"), "addon")]
-    return []
-
-
-def _over_quantity(changes: list[Change], state: CustomerState) -> list[str]:
+def over_quantity(changes: list[Change], state: CustomerState) -> list[str]:
     """Products whose use after the changes exceeds the agreement and grows (the plan's rule)."""
-    products = {a.id: ({a.product} if a.product else set()) | set(a.addons) for a in state.accounts if a.is_open}
-    before: dict[str, int] = {}
-    for used in products.values():
-        for product in used:
-            before[product] = before.get(product, 0) + 1
-    for item in changes:
-        used = products.setdefault(item.account, set())
-        if item.op == "terminate_account":
-            products.pop(item.account, None)
-        elif item.op == "create_account":
-            used |= {item.get("product"), *item.get("addons")}
-        elif item.op == "set_product":
-            used.discard(item.get("from"))
-            used.add(item.get("to"))
-        elif item.op == "add_addon":
-            used.add(item.get("product"))
-        elif item.op == "remove_addon":
-            used.discard(item.get("product"))
-    after: dict[str, int] = {}
-    for used in products.values():
-        for product in used:
-            after[product] = after.get(product, 0) + 1
+    usage = product_usage(state, changes)
     return [
-        f"{product!r} would be used by {after.get(product, 0)} accounts; the agreement allows {quantity}"
-        for product, quantity in state.customer.agreement
-        if quantity and after.get(product, 0) > quantity and after.get(product, 0) > before.get(product, 0)
+        f"{use.product!r} would be used by {use.after} accounts; "
+        f"the agreement allows {use.quantity}"
+        for use in quantity_uses(state.customer, usage)
+        if use.over
     ]
 
 
-def _record(session, changes: list[Change], cid: int, fp: str | None, now: str, commit: str | None) -> None:  # type: ignore[no-untyped-def]
+def _record(  # type: ignore[no-untyped-def]
+    session, changes: list[Change], cid: int, fp: str | None, now: str, commit: str | None
+) -> None:
     if not changes:
         return
     session.record(

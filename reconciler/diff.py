@@ -11,38 +11,47 @@ import hashlib
 import json
 from typing import Any
 
+from reconciler.changes import (
+    AddAddon,
+    AddAlias,
+    Block,
+    Change,
+    CreateAccount,
+    RemoveAddon,
+    RemoveAlias,
+    SetName,
+    SetProduct,
+    TerminateAccount,
+    Unblock,
+    sort_key,
+)
 from reconciler.model import (
     Account,
     Catalogue,
-    Change,
     CustomerSpec,
     CustomerState,
     DesiredAccount,
     Problem,
-    change,
+    ProductType,
     managed_kind,
 )
 from reconciler.plan import CustomerPlan, PlanOptions, unsafe_reason
+from reconciler.rules import (
+    ProductFault,
+    block_refused,
+    canonical_state,
+    product_fault,
+    product_usage,
+    quantity_uses,
+)
 from reconciler.spec import LoadedSpec, customer_mismatch, unknown_customer
 
-# ---- fingerprint ----------------------------------------------------------------------------------
+# ---- fingerprint ---------------------------------------------------------------------------------
 
 
 def fingerprint(state: CustomerState) -> str:
-    """Digest of everything a customer's plan is computed from."""
-    customer = state.customer
-    document = {
-        "customer": [customer.id, customer.name, customer.block_extensions],
-        "agreement": sorted(customer.agreement),
-        "pool": sorted(customer.dids),
-        "accounts": [
-            [a.id, a.name, a.product, sorted(a.addons), sorted(a.dids), a.blocked_by, a.status]
-            for a in sorted(state.accounts, key=lambda a: a.id)
-        ],
-        "catalogue": sorted((p.id, p.name, p.type) for p in state.catalogue.products),
-        "foreign": [sorted(state.foreign_ids), sorted(state.foreign_dids)],
-    }
-    text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    """Digest of everything a customer's plan is computed from (its canonical form)."""
+    text = json.dumps(canonical_state(state), separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -85,7 +94,7 @@ def plan_customer(
     _Planner(loaded, spec, state, result, options or PlanOptions(), partial=partial).run()
     if partial:
         result.changes.clear()
-    result.changes.sort(key=Change.sort_key)
+    result.changes.sort(key=sort_key)
     result.errors.sort(key=Problem.sort_key)
     result.warnings.sort(key=Problem.sort_key)
     return result
@@ -115,11 +124,10 @@ class _Planner:
         self.holder = {did: a.id for a in state.accounts for did in a.dids}
         self.pruned: set[str] = set()
         self.planned: list[DesiredAccount] = []  # desired accounts that end up open
-        # (entry path, product) assignments refused as the wrong type: one mistake, one problem,
-        # so they do not count against the quantity too.
-        self.refused: set[tuple[tuple[Any, ...], str]] = set()
 
-    def problem(self, code: str, message: str, path: tuple[Any, ...], *, assigned: bool = True) -> None:
+    def problem(
+        self, code: str, message: str, path: tuple[Any, ...], *, assigned: bool = True
+    ) -> None:
         found = self.doc.problem(code, message, path)
         (self.result.errors if assigned else self.result.warnings).append(found)
 
@@ -167,8 +175,8 @@ class _Planner:
                 continue
             self.pruned.add(account.id)
             for did in account.dids:
-                self.emit(change("remove_alias", account.id, did=did))
-            self.emit(change("terminate_account", account.id))
+                self.emit(RemoveAlias(account.id, did=did))
+            self.emit(TerminateAccount(account.id))
 
     def desired_account(self, desired: DesiredAccount) -> None:
         key_path = desired.path + ("extension" if desired.kind == "extension" else "number",)
@@ -214,19 +222,16 @@ class _Planner:
         for addon in addons:
             index = desired.addons.index(addon)
             self.check_product(addon, "addon", desired.addon_path(index), assigned=True)
-        self.emit(
-            change(
-                "create_account",
-                desired.id,
-                kind=desired.kind,
-                name=desired.name,
-                product=desired.product,
-                addons=tuple(addons),
-                blocked=bool(desired.blocked),
-            )
+        created = CreateAccount(
+            desired.id,
+            kind=desired.kind,
+            name=desired.name,
+            product=desired.product,
+            addons=tuple(addons),
+            blocked=bool(desired.blocked),
         )
-        if desired.blocked:
-            self.check_block_permission(desired, "block")
+        self.emit(created)
+        self.check_block_permission(desired, created)
         for index, did in enumerate(desired.dids):
             self.add_did(desired, index, did)
 
@@ -235,25 +240,25 @@ class _Planner:
         new_product = desired.product is not None and existing.product != desired.product
         if desired.product is not None:
             self.check_product(desired.product, "main", path + ("product",), assigned=new_product)
-        if new_product:
-            self.emit(change("set_product", desired.id, from_=existing.product, to=desired.product))
+        if new_product and desired.product is not None:
+            self.emit(SetProduct(desired.id, from_=existing.product, to=desired.product))
         if existing.name != desired.name and "name" not in desired.unreadable:
-            self.emit(change("set_name", desired.id, from_=existing.name, to=desired.name))
+            self.emit(SetName(desired.id, from_=existing.name, to=desired.name))
         wanted_addons = _unique(desired.addons)
         keep_addons = "addons" in desired.unreadable
         for addon in existing.addons:
             if addon not in wanted_addons and not keep_addons:
-                self.emit(change("remove_addon", desired.id, product=addon))
+                self.emit(RemoveAddon(desired.id, product=addon))
         for addon in wanted_addons:
             index = desired.addons.index(addon)
             added = addon not in existing.addons
             self.check_product(addon, "addon", desired.addon_path(index), assigned=added)
             if added:
-                self.emit(change("add_addon", desired.id, product=addon))
+                self.emit(AddAddon(desired.id, product=addon))
         keep_dids = "dids" in desired.unreadable
         for did in existing.dids:
             if did not in desired.dids and not keep_dids:
-                self.emit(change("remove_alias", desired.id, did=did))
+                self.emit(RemoveAlias(desired.id, did=did))
         for index, did in enumerate(desired.dids):
             if did in existing.dids:
                 if did not in self.customer.dids:
@@ -267,12 +272,14 @@ class _Planner:
                 continue
             self.add_did(desired, index, did)
         if desired.blocked is True and existing.blocked_by is None:
-            self.emit(change("block", desired.id))
-            self.check_block_permission(desired, "block")
+            block = Block(desired.id)
+            self.emit(block)
+            self.check_block_permission(desired, block)
         elif desired.blocked is False and existing.blocked_by is not None:
-            self.emit(change("unblock", desired.id))
+            unblock = Unblock(desired.id)
+            self.emit(unblock)
             if existing.blocked_by != "admin":
-                self.check_block_permission(desired, "unblock")
+                self.check_block_permission(desired, unblock)
 
     def add_did(self, desired: DesiredAccount, index: int, did: str) -> None:
         path = desired.did_path(index)
@@ -295,7 +302,7 @@ class _Planner:
                     "did_in_use", f"DID {did} is held by {holder} ({held.name}), {why}", path
                 )
                 return
-        self.emit(change("add_alias", desired.id, did=did))
+        self.emit(AddAlias(desired.id, did=did))
 
     def unplaced_dids(self, desired: DesiredAccount) -> None:
         """The DIDs of an entry whose account cannot be known (its extension is broken): a DID
@@ -309,84 +316,77 @@ class _Planner:
             elif did not in self.customer.dids:
                 self.problem("did_not_owned", f"DID {did} is not in the customer's DID pool", path)
 
-    def check_block_permission(self, desired: DesiredAccount, what: str) -> None:
-        if not self.customer.block_extensions:
+    def check_block_permission(self, desired: DesiredAccount, item: Change) -> None:
+        if block_refused(self.customer, item):
+            what = "block" if item.sets_block else "unblock"
             self.problem(
                 "block_not_permitted",
-                f"the customer's self-care role does not allow it to {what} extensions ({desired.id})"
+                f"the customer's self-care role does not allow it to {what} extensions "
+                f"({desired.id})"
                 + (f"; {self.customer.block_note}" if self.customer.block_note else ""),
                 desired.path + ("blocked",),
             )
 
-    def check_product(self, name: str, wanted: str, path: tuple[Any, ...], *, assigned: bool) -> None:
-        product = self.catalogue.by_name(name)
-        if product is None:
+    def check_product(
+        self, name: str, wanted: ProductType, path: tuple[Any, ...], *, assigned: bool
+    ) -> None:
+        fault = product_fault(name, wanted, self.catalogue, self.customer)
+        if fault is not None:
+            message = self.product_message(fault, name, wanted)
+            self.problem(fault, message, path, assigned=assigned)
+
+    def product_message(self, fault: ProductFault, name: str, wanted: ProductType) -> str:
+        if fault == "unknown_product":
             close = difflib.get_close_matches(name, self.catalogue.names(), n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             hint += _products_like(name, self.catalogue, wanted, but=close)
-            self.problem("unknown_product", f"no product named {name!r}{hint}", path, assigned=assigned)
-        elif product.type != wanted:
-            message = (
+            return f"no product named {name!r}{hint}"
+        if fault == "wrong_product_type":
+            return (
                 f"{name!r} is an add-on product; `product` needs a main product"
                 if wanted == "main"
                 else f"{name!r} is a main product; `addons` takes add-on products only"
             )
-            self.problem("wrong_product_type", message, path, assigned=assigned)
-            if assigned and len(path) > 2:
-                self.refused.add((path[:2], name))
-        elif self.customer.quantity_for(name) is None:
-            allowed = sorted(
-                n for n, _ in self.customer.agreement
-                if (p := self.catalogue.by_name(n)) is not None and p.type == wanted
-            )
-            self.problem(
-                "product_not_in_agreement",
-                f"{name!r} is not in the customer's agreement"
-                + (f" (allowed: {', '.join(allowed)})" if allowed else ""),
-                path,
-                assigned=assigned,
-            )
+        allowed = sorted(
+            n for n, _ in self.customer.agreement
+            if (p := self.catalogue.by_name(n)) is not None and p.type == wanted
+        )
+        return f"{name!r} is not in the customer's agreement" + (
+            f" (allowed: {', '.join(allowed)})" if allowed else ""
+        )
 
     def quantities(self) -> None:
-        in_use: dict[str, int] = {}
-        planned: dict[str, int] = {}
-        for account in self.state.accounts:
-            if not account.is_open:
-                continue
-            for product in account.products_used:
-                in_use[product] = in_use.get(product, 0) + 1
-            if account.id not in self.desired_ids and account.id not in self.pruned:
-                for product in account.products_used:
-                    planned[product] = planned.get(product, 0) + 1
-        newly: dict[str, tuple[Any, ...]] = {}
-        for desired in self.planned:
-            existing = self.current.get(desired.id)
-            before = existing.products_used if existing is not None else set()
-            used = {*desired.addons} | ({desired.product} if desired.product is not None else set())
-            for product in used:
-                if self.refused and (desired.path, product) in self.refused:
-                    continue
-                planned[product] = planned.get(product, 0) + 1
-                if product not in before and product not in newly:
-                    newly[product] = (
-                        desired.path + ("product",) if product == desired.product
-                        else desired.addon_path(desired.addons.index(product))
-                    )
-        usage = []
-        for product, quantity in sorted(self.customer.agreement):
-            now, then = in_use.get(product, 0), planned.get(product, 0)
-            usage.append({"product": product, "in_use": now, "planned": then, "quantity": quantity})
-            if quantity == 0 or then <= quantity:
+        """The agreement's products used before and after the changes; a use over the agreement
+        that the plan grows is an error on the first entry that newly uses it."""
+        usage = product_usage(self.state, self.result.changes)
+        planned = {d.id: d for d in self.planned}
+        self.result.usage = []
+        for use in quantity_uses(self.customer, usage):
+            product, now, then, quantity = use.product, use.before, use.after, use.quantity
+            self.result.usage.append(
+                {"product": product, "in_use": now, "planned": then, "quantity": quantity}
+            )
+            if not use.exceeded:
                 continue
             message = (
                 f"{product!r}: the spec wants {then} accounts to use it, the agreement allows "
                 f"{quantity}, {now} use it now"
             )
-            if then > now and product in newly:
-                self.problem("quantity_exceeded", message, newly[product])
+            desired = planned.get(usage.newly.get(product, ""))
+            if use.over and desired is not None:
+                self.problem("quantity_exceeded", message, _use_path(desired, product))
             else:
-                self.problem("quantity_exceeded", message + " (no new use is planned)", ("customer", "id"), assigned=False)
-        self.result.usage = usage
+                self.problem(
+                    "quantity_exceeded", message + " (no new use is planned)", ("customer", "id"),
+                    assigned=False,
+                )
+
+
+def _use_path(desired: DesiredAccount, product: str) -> tuple[Any, ...]:
+    """Where ``desired`` asks for ``product``: its main product, or an add-on."""
+    if product == desired.product or product not in desired.addons:
+        return desired.path + ("product",)
+    return desired.addon_path(desired.addons.index(product))
 
 
 _LISTED_PRODUCTS = 5

@@ -1,4 +1,6 @@
-"""The domain: products, agreements, accounts, the desired state of a spec, problems and changes.
+"""The domain: products, agreements, accounts, the desired state of a spec and problems.
+
+The changes of a plan are reconciler/changes.py.
 
 Everything here is immutable; the plan is computed from these values without side effects.
 """
@@ -89,7 +91,7 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class CustomerState:
-    """What billing holds for one customer: all the plan needs to know, and what is fingerprinted."""
+    """What billing holds for one customer: all the plan needs to know; what is fingerprinted."""
 
     customer: Customer
     accounts: tuple[Account, ...]
@@ -115,7 +117,7 @@ def auto_attendant_account_id(customer_id: int, number: int) -> str:
 
 
 def managed_kind(account_id: str, customer_id: int) -> Kind | None:
-    """The kind of a managed account of ``customer_id``, or None when the ID is not managed by it."""
+    """The kind of a managed account of ``customer_id``; None when the ID is not managed by it."""
     match = _MANAGED.fullmatch(account_id)
     if match is None or match.group(1) != str(customer_id):
         return None
@@ -196,7 +198,8 @@ class Problem:
         # A message quotes the offending value; a 1 MB value must not make a 1 MB message.
         if len(self.message) > MAX_MESSAGE:
             cut = len(self.message) - MAX_MESSAGE
-            object.__setattr__(self, "message", f"{self.message[:MAX_MESSAGE]}… ({cut} more characters)")
+            cut_message = f"{self.message[:MAX_MESSAGE]}… ({cut} more characters)"
+            object.__setattr__(self, "message", cut_message)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -227,79 +230,3 @@ class Problem:
         if self.line is None:
             return self.file
         return f"{self.file}:{self.line}:{self.column or 1}"
-
-
-# ---- changes ------------------------------------------------------------------------------------
-
-OP_ORDER: tuple[str, ...] = (
-    "remove_alias",
-    "remove_addon",
-    "terminate_account",
-    "set_product",
-    "set_name",
-    "unblock",
-    "block",
-    "create_account",
-    "add_addon",
-    "add_alias",
-)
-_OP_RANK = {op: rank for rank, op in enumerate(OP_ORDER)}
-
-# The fields each op carries besides "op" and "account", in JSON order.
-OP_FIELDS: dict[str, tuple[str, ...]] = {
-    "create_account": ("kind", "name", "product", "addons", "blocked"),
-    "set_product": ("from", "to"),
-    "set_name": ("from", "to"),
-    "add_addon": ("product",),
-    "remove_addon": ("product",),
-    "add_alias": ("did",),
-    "remove_alias": ("did",),
-    "block": (),
-    "unblock": (),
-    "terminate_account": (),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One step of a plan. ``fields`` holds the op's own fields (see OP_FIELDS)."""
-
-    op: str
-    account: str
-    fields: tuple[tuple[str, Any], ...] = field(default=())
-
-    def get(self, name: str) -> Any:
-        for key, value in self.fields:
-            if key == name:
-                return value
-        raise KeyError(name)
-
-    def sort_key(self) -> tuple[int, str, str]:
-        detail = ""
-        if self.op in ("add_alias", "remove_alias"):
-            detail = self.get("did")
-        elif self.op in ("add_addon", "remove_addon"):
-            detail = self.get("product")
-        return (_OP_RANK[self.op], self.account, detail)
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"op": self.op, "account": self.account}
-        for key, value in self.fields:
-            data[key] = list(value) if isinstance(value, tuple) else value
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Change:
-        op = data["op"]
-        fields = tuple(
-            (key, tuple(data[key]) if isinstance(data[key], list) else data[key])
-            for key in OP_FIELDS[op]
-        )
-        return cls(op=op, account=data["account"], fields=fields)
-
-
-def change(op: str, account: str, **fields: Any) -> Change:
-    names = OP_FIELDS[op]
-    # "from" is a keyword in Python; callers pass it as from_.
-    values = {("from" if k == "from_" else k): v for k, v in fields.items()}
-    return Change(op=op, account=account, fields=tuple((n, values[n]) for n in names))

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from reconciler.backends import resolve_backend_url
+from reconciler.changes import Change, change_from_dict
 from reconciler.errors import UsageError
-from reconciler.model import Change, CustomerState, Problem, managed_kind
-from reconciler.spec import load_schema
+from reconciler.model import CustomerState, Problem, managed_kind
+from reconciler.schemacheck import load_schema
 
 if TYPE_CHECKING:
     from reconciler.backends.base import Backend
@@ -83,7 +84,7 @@ class CustomerPlan:
             file=data["file"],
             name=data.get("name"),
             fingerprint=data.get("fingerprint"),
-            changes=[Change.from_dict(c) for c in data["changes"]],
+            changes=[change_from_dict(c) for c in data["changes"]],
             errors=[Problem.from_dict(p) for p in data["errors"]],
             warnings=[Problem.from_dict(p) for p in data.get("warnings", [])],
             unsafe=bool(data.get("unsafe", False)),
@@ -93,7 +94,7 @@ class CustomerPlan:
         )
 
 
-# ---- the unsafe verdict ---------------------------------------------------------------------------
+# ---- the unsafe verdict --------------------------------------------------------------------------
 
 
 def unsafe_reason(state: CustomerState, changes: list[Change], options: PlanOptions) -> str | None:
@@ -103,7 +104,7 @@ def unsafe_reason(state: CustomerState, changes: list[Change], options: PlanOpti
     managed_open = sum(
         1 for a in state.accounts if a.is_open and managed_kind(a.id, customer_id) is not None
     )
-    drastic = sum(1 for c in changes if c.op in ("terminate_account", "block"))
+    drastic = sum(1 for c in changes if c.drastic)
     if managed_open < options.unsafe_min_accounts or not drastic:
         return None
     share = drastic / managed_open
@@ -115,7 +116,7 @@ def unsafe_reason(state: CustomerState, changes: list[Change], options: PlanOpti
     )
 
 
-# ---- a run's plan ---------------------------------------------------------------------------------
+# ---- a run's plan --------------------------------------------------------------------------------
 
 FORMAT_VERSION = 1
 
@@ -247,7 +248,8 @@ def merge_plans(plans: list[tuple[str, Plan]]) -> Plan:
         for customer in plan.customers:
             if customer.customer in owner:
                 raise UsageError(
-                    f"customer {customer.customer} is in both {owner[customer.customer]} and {name}: "
+                    f"customer {customer.customer} is in both {owner[customer.customer]} and "
+                    f"{name}: "
                     "was one plan given twice?"
                 )
             owner[customer.customer] = name

@@ -2,71 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, Any
 
 from reconciler.desired import desired_state, normalise_did, valid_did
-from reconciler.fastschema import Check, compile_schema
-from reconciler.messages import schema_problems
 from reconciler.model import CustomerSpec, CustomerState, Path, Problem
+from reconciler.schemacheck import SCHEMA_DIR, load_schema, schema_check
+from reconciler.schemacheck import fast_check as _fast_check
+from reconciler.schemacheck import located_problems as _schema_problems
 from reconciler.specfiles import SPEC_SUFFIXES, discover, escape_message, is_symlink_escape
 from reconciler.yamlload import Limits, LoadedYaml, load_yaml
 
-if TYPE_CHECKING:
-    import jsonschema
-
-
-
-def _schema_dir() -> FsPath:
-    """Where the JSON Schemas are: inside the installed package (a wheel ships them as
-    reconciler/schemas), or the repository's schemas/ folder in a source checkout."""
-    here = FsPath(__file__).resolve().parent
-    packaged = here / "schemas"
-    return packaged if packaged.is_dir() else here.parent / "schemas"
-
-
-SCHEMA_DIR = _schema_dir()
-
-# normalise_did and valid_did have always been imported from here, and discovery lived here
-# before it moved to specfiles: re-exported.
+# normalise_did and valid_did have always been imported from here, discovery lived here before
+# it moved to specfiles, and the schema checks before they moved to schemacheck: re-exported.
 __all__ = [
     "SCHEMA_DIR", "SPEC_SUFFIXES", "LoadedSpec", "customer_mismatch", "discover",
     "is_symlink_escape", "load_schema", "load_spec", "normalise_did", "schema_check",
     "unknown_customer", "valid_did",
 ]
-
-
-@cache
-def load_schema(name: str) -> dict[str, Any]:
-    with open(SCHEMA_DIR / name, encoding="utf-8") as handle:
-        schema: dict[str, Any] = json.load(handle)
-    return schema
-
-
-@cache
-def _fast_check(name: str) -> Check:
-    return compile_schema(load_schema(name))
-
-
-@cache
-def _validator(name: str) -> jsonschema.protocols.Validator:
-    # Imported here: jsonschema is needed only for a spec that fails the fast check, and
-    # importing it costs a third of the start-up of a one-file plan.
-    import jsonschema
-
-    schema = load_schema(name)
-    base = jsonschema.validators.validator_for(schema)
-    strict = jsonschema.validators.extend(
-        base,
-        type_checker=base.TYPE_CHECKER.redefine(
-            "integer",
-            lambda _checker, value: isinstance(value, int) and not isinstance(value, bool),
-        ),
-    )
-    return strict(schema)  # type: ignore[no-any-return]
 
 
 # ---- loading -------------------------------------------------------------------------------------
@@ -156,18 +108,6 @@ def load_spec(path: str, limits: Limits | None = None) -> LoadedSpec:
     if not result.errors:
         result.spec = checkable
     return result
-
-
-def _schema_problems(loaded: LoadedYaml, schema_name: str) -> tuple[list[Problem], set[Path]]:
-    return schema_problems(loaded, _validator(schema_name).iter_errors(loaded.data))
-
-
-def schema_check(loaded: LoadedYaml, schema_name: str) -> list[Problem]:
-    """Schema problems of a loaded document, each at the offending key or value, in line order."""
-    if _fast_check(schema_name)(loaded.data):
-        return []
-    problems, _ = _schema_problems(loaded, schema_name)
-    return sorted(problems, key=Problem.sort_key)
 
 
 # ---- the spec's customer in billing -------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.model import CustomerState
+from reconciler.rules import ACCOUNT_FIELDS, canonical_state
 
 # Lists longer than this are said as what was added and removed, not old -> new.
 _SHORT_LIST = 5
@@ -18,28 +19,23 @@ _MAX_LINES = 20
 
 
 def state_snapshot(state: CustomerState) -> dict[str, Any]:
-    """The customer's state as plain JSON data: everything its plan's fingerprint covers."""
-    customer = state.customer
+    """The customer's state as plain JSON data: its canonical form (which the plan's fingerprint
+    digests, reconciler/rules.py) keyed by name, so that a difference reads as a field."""
+    canonical = canonical_state(state)
+    _id, name, block_extensions = canonical["customer"]
+    foreign_ids, foreign_dids = canonical["foreign"]
     return {
-        "customer": {"name": customer.name, "block_extensions": customer.block_extensions},
-        "agreement": {product: quantity for product, quantity in sorted(customer.agreement)},
-        "did_pool": sorted(customer.dids),
+        "customer": {"name": name, "block_extensions": block_extensions},
+        "agreement": dict(canonical["agreement"]),
+        "did_pool": canonical["pool"],
         "accounts": {
-            account.id: {
-                "name": account.name,
-                "product": account.product,
-                "addons": sorted(account.addons),
-                "dids": sorted(account.dids),
-                "blocked_by": account.blocked_by,
-                "status": account.status,
-            }
-            for account in sorted(state.accounts, key=lambda a: a.id)
+            row[0]: dict(zip(ACCOUNT_FIELDS, row[1:], strict=True)) for row in canonical["accounts"]
         },
-        "products": {p.name: p.type for p in sorted(state.catalogue.products, key=lambda p: p.name)},
-        "other_customers": {
-            "account_ids": sorted(state.foreign_ids),
-            "dids": sorted(state.foreign_dids),
+        "products": {
+            product: kind
+            for _pid, product, kind in sorted(canonical["catalogue"], key=lambda p: p[1])
         },
+        "other_customers": {"account_ids": foreign_ids, "dids": foreign_dids},
     }
 
 
@@ -64,7 +60,8 @@ def explain_stale(before: dict[str, Any] | None, state: CustomerState | None) ->
             path = finding.path(output_format="list")
             depth = {"accounts": 3, "did_pool": 1}.get(path[0] if path else "", 2)
             fields.add(tuple(path[:depth]))
-    lines = [_say(field, before, after) for field in sorted(fields, key=lambda f: [str(p) for p in f])]
+    ordered = sorted(fields, key=lambda f: [str(p) for p in f])
+    lines = [_say(field, before, after) for field in ordered]
     if len(lines) > _MAX_LINES:
         lines = lines[:_MAX_LINES] + [f"... and {len(lines) - _MAX_LINES} more"]
     return lines
@@ -106,9 +103,8 @@ def _say(field: tuple[Any, ...], before: dict[str, Any], after: dict[str, Any]) 
         if new is _MISSING:
             return f"product {field[1]!r} removed from the catalogue"
         return f"product {field[1]!r} type: {_change(old, new)}"
-    what = {"did_pool": "DID pool", "customer": "customer", "other_customers": "other customers'"}.get(
-        field[0], str(field[0])
-    )
+    names = {"did_pool": "DID pool", "customer": "customer", "other_customers": "other customers'"}
+    what = names.get(field[0], str(field[0]))
     name = " ".join([what, *(str(step).replace("_", " ") for step in field[1:])])
     return f"{name}: {_change(old, new)}"
 

@@ -45,9 +45,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "blocks no longer counted as drastic",
-        "reconciler/plan.py",
-        'c.op in ("terminate_account", "block")',
-        'c.op in ("terminate_account",)',
+        "reconciler/changes.py",
+        'rank: ClassVar[int] = 6\n    symbol: ClassVar[Literal["+", "-", "~"]] = "~"\n'
+        "    drastic: ClassVar[bool] = True",
+        'rank: ClassVar[int] = 6\n    symbol: ClassVar[Literal["+", "-", "~"]] = "~"\n'
+        "    drastic: ClassVar[bool] = False",
         (f"{CORE}::test_unsafe_means_more_than_a_quarter_of_at_least_eight_managed_accounts",
          f"{CORE}::test_unsafe_reason_names_the_counts_the_share_and_the_limit",
          f"{STORIES}::test_apply_refuses_an_unsafe_plan_only_over_the_boundary"),
@@ -64,14 +66,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "self-care check on unblock removed",
         "reconciler/diff.py",
-        'self.check_block_permission(desired, "unblock")',
+        "self.check_block_permission(desired, unblock)",
         "pass",
         (f"{CORE}::test_unblock_needs_the_self_care_role",
          f"{STORIES}::test_unblock_is_refused_when_the_self_care_role_does_not_allow_blocking"),
     ),
     Mutation(
         "fingerprint without blocked_by",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         "sorted(a.dids), a.blocked_by, a.status]",
         "sorted(a.dids), a.status]",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -81,7 +83,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # Every other field the fingerprint must cover, one at a time.
     Mutation(
         "fingerprint without the account status",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         "a.blocked_by, a.status]",
         "a.blocked_by]",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -89,7 +91,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the add-ons",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         "a.product, sorted(a.addons), sorted(a.dids)",
         "a.product, sorted(a.dids)",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -97,7 +99,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the account DIDs",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         "sorted(a.addons), sorted(a.dids), a.blocked_by",
         "sorted(a.addons), a.blocked_by",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -105,7 +107,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the account name",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         "[a.id, a.name, a.product,",
         "[a.id, a.product,",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -113,7 +115,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the account product",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         "[a.id, a.name, a.product,",
         "[a.id, a.name,",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -121,7 +123,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the agreement",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         '"agreement": sorted(customer.agreement),',
         "",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -129,7 +131,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the DID pool",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         '"pool": sorted(customer.dids),',
         "",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -137,7 +139,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the self-care permission",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         "[customer.id, customer.name, customer.block_extensions]",
         "[customer.id, customer.name]",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -145,7 +147,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fingerprint without the product catalogue",
-        "reconciler/diff.py",
+        "reconciler/rules.py",
         '"catalogue": sorted((p.id, p.name, p.type) for p in state.catalogue.products),',
         "",
         (f"{CORE}::test_fingerprint_changes_when_billing_changes",
@@ -190,7 +192,8 @@ def check(mutation: Mutation) -> tuple[bool, str]:
         target = root / mutation.file
         source = target.read_text(encoding="utf-8")
         if source.count(mutation.old) != 1:
-            return False, f"does not apply: {mutation.old!r} occurs {source.count(mutation.old)} times"
+            found = source.count(mutation.old)
+            return False, f"does not apply: {mutation.old!r} occurs {found} times"
         target.write_text(source.replace(mutation.old, mutation.new), encoding="utf-8")
         survivors = []
         for test in mutation.tests:

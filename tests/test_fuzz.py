@@ -632,13 +632,13 @@ def test_mutated_billing_state_files(fresh_db: FreshDb, doc: Any, as_text: bool)
 
 
 def authority(schema_name: str) -> jsonschema.protocols.Validator:
-    """The jsonschema validator the product pairs with its fast check (spec.schema_check runs it
+    """The jsonschema validator the product pairs with its fast check (schema_check runs it
     when the fast check says "invalid" and takes its messages). The product configures it, e.g.
     an integer is an int, not 1.0 as plain JSON Schema has it; the fast check must agree with
     that validator, whatever the configuration."""
-    from reconciler import spec
+    from reconciler import schemacheck
 
-    return spec._validator(schema_name)
+    return schemacheck.validator(schema_name)
 
 
 def _from_schema(schema: dict[str, Any] | bool, root: dict[str, Any],

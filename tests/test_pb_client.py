@@ -22,9 +22,10 @@ from reconciler.backends.portabilling.client import (
     TransportError,
     endpoint_of,
 )
+from reconciler.changes import AddAlias, Block, CreateAccount, SetName
 from reconciler.emulator import EmulatorServer, FaultConfig
 from reconciler.errors import BackendError, LockTimeout, UsageError
-from reconciler.model import OPEN, Account, Customer, Product, change
+from reconciler.model import OPEN, Account, Customer, Product
 from reconciler.statefile import BillingState
 
 FAST = ClientSettings(connect_timeout=1.0, read_timeout=0.3, backoff=0.001)
@@ -385,9 +386,7 @@ def _apply(backend: PortaBillingBackend, *changes: Any) -> list[Any]:
         return session.done
 
 
-NEW_EXTENSION = change(
-    "create_account",
-    "ph46170x466",
+NEW_EXTENSION = CreateAccount("ph46170x466",
     kind="extension",
     name="John Doe",
     product="Cloud PBX service",
@@ -401,7 +400,7 @@ def test_a_write_whose_connection_dropped_after_the_change_is_read_back_not_repe
 ) -> None:
     emulator.set_faults(FaultConfig(rate=1.0, kinds=("drop",), phases=("after",)))
     backend = backend_for(emulator)
-    alias = change("add_alias", "ph46170x466", did="12095550004")
+    alias = AddAlias("ph46170x466", did="12095550004")
     assert _apply(backend, NEW_EXTENSION, alias) == [NEW_EXTENSION, alias]
     counts = emulator.call_counts
     assert "Account/add_account" not in counts  # billing generates the extension's account
@@ -442,7 +441,7 @@ def test_a_write_whose_outcome_stays_unknown_stops_with_an_error_that_says_so(
     with backend.customer_session(46170, catalogue) as session:
         session.read()
         with pytest.raises(BackendError, match="outcome is unknown .* twice"):
-            session.execute([change("block", "ph46170x100"), NEW_EXTENSION])
+            session.execute([Block("ph46170x100"), NEW_EXTENSION])
         assert session.done == []
     assert emulator.call_counts["Account/update_account"] == 2
 
@@ -451,7 +450,7 @@ def test_a_timed_out_write_is_read_back() -> None:
     faults = FaultConfig(rate=1.0, kinds=("timeout",), phases=("after",), timeout_s=0.5)
     with EmulatorServer(pbx_state(), login="api", password="pw", faults=faults) as server:
         backend = backend_for(server, settings=ClientSettings(read_timeout=0.2, backoff=0.001))
-        assert _apply(backend, change("set_name", "ph46170x100", from_="User 0", to="Reception"))
+        assert _apply(backend, SetName("ph46170x100", from_="User 0", to="Reception"))
         assert server.call_counts["Customer/update_customer_extension"] == 1
         server.set_faults(FaultConfig())
         assert server.dump_state().accounts[0].name == "Reception"
@@ -520,7 +519,7 @@ def test_an_extension_account_without_a_customer_extension_reads_nameless_and_a_
     state = backend.read_customer(46170, backend.catalogue())
     assert state is not None
     assert [a.name for a in state.accounts if a.id == "ph46170x466"] == [""]
-    _apply(backend, change("set_name", "ph46170x466", from_="", to="John Doe"))
+    _apply(backend, SetName("ph46170x466", from_="", to="John Doe"))
     assert emulator.unlinked_extensions() == []
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from reconciler.backends.sqlite import SqliteBackend
+from reconciler.changes import OP_ORDER
 from reconciler.emulator import EmulatorServer, FaultConfig
 from reconciler.emulator.faults import AFTER, BEFORE, KINDS
 from reconciler.emulator.testing import state_from_yaml, write_spec
-from reconciler.model import OP_ORDER
 from reconciler.statefile import BillingState
 from tests.cli_capture import CliResult, run_cli
 

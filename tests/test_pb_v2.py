@@ -21,8 +21,8 @@ from reconciler.backends.portabilling.client import (
 from reconciler.backends.portabilling.config import blocking_roles_from_env
 from reconciler.backends.portabilling.fields import BLOCK_MARKER
 from reconciler.backends.portabilling.session import TokenSession
+from reconciler.changes import AddAddon, CreateAccount, TerminateAccount
 from reconciler.errors import UsageError
-from reconciler.model import change
 from tests.pb_stub import FAST, Stub, account, customer
 
 
@@ -307,7 +307,7 @@ def test_an_add_on_past_its_end_date_is_not_assigned_and_is_added_again(
     assert [a.addons for a in state.accounts] == [("Voicemail to email",), ("Call recording",)]
     with backend.customer_session(46170, backend.catalogue()) as session:
         session.read()
-        session.execute([change("add_addon", "ph46170x100", product="Call recording")])
+        session.execute([AddAddon("ph46170x100", product="Call recording")])
     backend.close()
     (update,) = stub.params_of("Account/update_account")
     assert update == {
@@ -356,9 +356,7 @@ def test_the_backend_reads_blocking_permission_from_the_role_setting(
 # ---- writes: v2 shapes ---------------------------------------------------------------------------
 
 
-NEW_EXTENSION = change(
-    "create_account",
-    "ph46170x466",
+NEW_EXTENSION = CreateAccount("ph46170x466",
     kind="extension",
     name="John Doe",
     product="Cloud PBX service",
@@ -433,9 +431,7 @@ def test_an_auto_attendant_is_created_with_add_account_in_the_v2_shape(
     abc["accounts"] = [account(1, "ph46170x100")]  # this server shows notes: a block is marked
     stub = stubs(abc)
     backend = backend_for(stub)
-    item = change(
-        "create_account",
-        "ph46170aa1",
+    item = CreateAccount("ph46170aa1",
         kind="auto_attendant",
         name="Main menu",
         product="Auto attendant",
@@ -566,7 +562,7 @@ def test_a_write_answered_with_garbage_is_read_back_not_repeated(
     backend = backend_for(stub)
     with backend.customer_session(46170, backend.catalogue()) as session:
         session.read()
-        session.execute([change("terminate_account", "ph46170x100")])
+        session.execute([TerminateAccount("ph46170x100")])
         assert [c.op for c in session.done] == ["terminate_account"]
     backend.close()
     assert stub.methods().count("Account/terminate_account") == 1

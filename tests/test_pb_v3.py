@@ -29,7 +29,14 @@ from reconciler.backends.portabilling.client import (
 )
 from reconciler.backends.portabilling.fields import BLOCK_MARKER
 from reconciler.backends.portabilling.session import TokenSession
-from reconciler.model import change
+from reconciler.changes import (
+    AddAlias,
+    Block,
+    CreateAccount,
+    RemoveAlias,
+    TerminateAccount,
+    Unblock,
+)
 from tests.helpers import run_cli
 from tests.pb_stub import FAST, Stub, account, customer
 
@@ -85,8 +92,7 @@ def test_a_block_the_reconciler_made_is_its_own_on_a_fresh_runner_and_it_can_und
     abc["accounts"] = [account(1, "ph46170x100", note="VIP: call before changing")]
     stub = stubs(abc)
     stub.show_blocked_by = False  # like every real server
-    apply(backend_for(stub, str(tmp_path / "runner-1" / "audit.jsonl")),
-          change("block", "ph46170x100"))
+    apply(backend_for(stub, str(tmp_path / "runner-1" / "audit.jsonl")), Block("ph46170x100"))
     (block,) = stub.params_of("Account/update_account")
     # The marker goes in the same call as the block, beside the administrator's note.
     assert block["account_info"]["blocked"] == "Y"
@@ -95,8 +101,7 @@ def test_a_block_the_reconciler_made_is_its_own_on_a_fresh_runner_and_it_can_und
     # A fresh runner: another audit log, another backend, nothing local carried over.
     fresh = backend_for(stub, str(tmp_path / "runner-2" / "audit.jsonl"))
     assert blocked_by(fresh, "ph46170x100") == "customer"
-    apply(backend_for(stub, str(tmp_path / "runner-2" / "audit.jsonl")),
-          change("unblock", "ph46170x100"))
+    apply(backend_for(stub, str(tmp_path / "runner-2" / "audit.jsonl")), Unblock("ph46170x100"))
     row = abc["accounts"][0]
     assert row["blocked"] == "N"
     assert row["note"] == "VIP: call before changing"  # the marker went with the unblock
@@ -410,7 +415,7 @@ def test_add_alias_answering_nothing_is_read_back_and_audited(
 
     stub._Account_add_alias = empty  # type: ignore[method-assign]
     backend = backend_for(stub, str(tmp_path / "audit.jsonl"))
-    item = change("add_alias", "ph46170x100", did="12095550001")
+    item = AddAlias("ph46170x100", did="12095550001")
     assert apply(backend, item) == [item]
     assert "Account/get_alias_list" in stub.methods()
     assert [e.op for e in backend.audit.read()] == ["add_alias"]
@@ -425,8 +430,7 @@ def test_a_write_that_landed_is_audited_even_when_its_read_back_fails(
         lambda m, p, n: (200, b"<html>gone</html>") if m == "Account/get_account_info" else False
     )
     backend = backend_for(stub, str(tmp_path / "audit.jsonl"))
-    item = change(
-        "create_account", "ph46170x466", kind="extension", name="J", product="Cloud PBX service",
+    item = CreateAccount("ph46170x466", kind="extension", name="J", product="Cloud PBX service",
         addons=(), blocked=False,
     )
     with pytest.raises(Exception, match="was created in billing, but"):
@@ -449,8 +453,8 @@ def test_removing_a_did_and_terminating_send_release_assigned_did_0(
     stub._Account_delete_alias = lambda params: (200, {})  # type: ignore[attr-defined]
     apply(
         backend_for(stub),
-        change("remove_alias", "ph46170x100", did="12095550001"),
-        change("terminate_account", "ph46170x200"),
+        RemoveAlias("ph46170x100", did="12095550001"),
+        TerminateAccount("ph46170x200"),
     )
     assert stub.params_of("Account/delete_alias") == [
         {"alias_info": {"i_account": 77}, "release_assigned_did": 0}

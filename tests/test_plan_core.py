@@ -218,7 +218,7 @@ def test_block_and_create_blocked_need_the_self_care_role(tmp_path: Path, permit
     plan = plan_text(tmp_path, text, state_of(ext(1, name="Alice"),
                                               customer=acme(block_extensions=permitted)))
     assert ops(plan) == [("block", "ph100x1"), ("create_account", "ph100x2")]
-    assert plan.changes[1].get("blocked") is True
+    assert plan.changes[1].blocked is True
     if permitted:
         assert plan.errors == []
     else:
@@ -234,7 +234,7 @@ def test_creating_an_unblocked_account_needs_no_self_care_role(tmp_path: Path) -
     text = spec_of(["{extension: '2', name: Bob, product: Cloud PBX service, blocked: false}",
                     "{extension: '3', name: Carol, product: Cloud PBX service}"])
     plan = plan_text(tmp_path, text, state_of(customer=acme(block_extensions=False)))
-    assert [c.get("blocked") for c in plan.changes] == [False, False]
+    assert [c.blocked for c in plan.changes] == [False, False]
     assert plan.errors == []
 
 

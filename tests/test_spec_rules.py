@@ -10,11 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.changes import (
+    AddAddon,
+    AddAlias,
+    Block,
+    CreateAccount,
+    RemoveAddon,
+    RemoveAlias,
+    SetName,
+    change_from_dict,
+    sort_key,
+)
 from reconciler.errors import UsageError
 from reconciler.model import (
-    Change,
     Problem,
-    change,
     managed_key,
     managed_kind,
 )
@@ -331,40 +340,40 @@ def test_a_problem_says_where_it_is() -> None:
 
 def test_changes_sort_by_op_then_account_then_did_or_product() -> None:
     made = [
-        change("add_alias", "ph1x2", did="15550000002"),
-        change("add_alias", "ph1x2", did="15550000001"),
-        change("add_addon", "ph1x1", product="Zeta"),
-        change("add_addon", "ph1x1", product="Alpha"),
-        change("remove_addon", "ph1x1", product="Zeta"),
-        change("remove_addon", "ph1x1", product="Alpha"),
-        change("remove_alias", "ph1x1", did="15550000009"),
-        change("remove_alias", "ph1x1", did="15550000003"),
-        change("block", "ph1x3"),
-        change("set_name", "ph1x1", from_="A", to="B"),
+        AddAlias("ph1x2", did="15550000002"),
+        AddAlias("ph1x2", did="15550000001"),
+        AddAddon("ph1x1", product="Zeta"),
+        AddAddon("ph1x1", product="Alpha"),
+        RemoveAddon("ph1x1", product="Zeta"),
+        RemoveAddon("ph1x1", product="Alpha"),
+        RemoveAlias("ph1x1", did="15550000009"),
+        RemoveAlias("ph1x1", did="15550000003"),
+        Block("ph1x3"),
+        SetName("ph1x1", from_="A", to="B"),
     ]
-    assert [(c.op, c.account, c.fields) for c in sorted(made, key=Change.sort_key)] == [
-        ("remove_alias", "ph1x1", (("did", "15550000003"),)),
-        ("remove_alias", "ph1x1", (("did", "15550000009"),)),
-        ("remove_addon", "ph1x1", (("product", "Alpha"),)),
-        ("remove_addon", "ph1x1", (("product", "Zeta"),)),
-        ("set_name", "ph1x1", (("from", "A"), ("to", "B"))),
-        ("block", "ph1x3", ()),
-        ("add_addon", "ph1x1", (("product", "Alpha"),)),
-        ("add_addon", "ph1x1", (("product", "Zeta"),)),
-        ("add_alias", "ph1x2", (("did", "15550000001"),)),
-        ("add_alias", "ph1x2", (("did", "15550000002"),)),
+    assert [c.to_dict() for c in sorted(made, key=sort_key)] == [
+        {"op": "remove_alias", "account": "ph1x1", "did": "15550000003"},
+        {"op": "remove_alias", "account": "ph1x1", "did": "15550000009"},
+        {"op": "remove_addon", "account": "ph1x1", "product": "Alpha"},
+        {"op": "remove_addon", "account": "ph1x1", "product": "Zeta"},
+        {"op": "set_name", "account": "ph1x1", "from": "A", "to": "B"},
+        {"op": "block", "account": "ph1x3"},
+        {"op": "add_addon", "account": "ph1x1", "product": "Alpha"},
+        {"op": "add_addon", "account": "ph1x1", "product": "Zeta"},
+        {"op": "add_alias", "account": "ph1x2", "did": "15550000001"},
+        {"op": "add_alias", "account": "ph1x2", "did": "15550000002"},
     ]
 
 
 def test_a_change_survives_its_dict_form_and_names_a_missing_field() -> None:
-    created = change("create_account", "ph1x1", kind="extension", name="N", product="P",
+    created = CreateAccount("ph1x1", kind="extension", name="N", product="P",
                      addons=("A", "B"), blocked=False)
     data = created.to_dict()
     assert data == {"op": "create_account", "account": "ph1x1", "kind": "extension", "name": "N",
                     "product": "P", "addons": ["A", "B"], "blocked": False}
-    assert Change.from_dict(data) == created
-    renamed = change("set_name", "ph1x1", from_="Old", to="New")
-    assert Change.from_dict(renamed.to_dict()) == renamed
+    assert change_from_dict(data) == created
+    renamed = SetName("ph1x1", from_="Old", to="New")
+    assert change_from_dict(renamed.to_dict()) == renamed
     with pytest.raises(KeyError) as missing:
-        renamed.get("did")
+        change_from_dict({"op": "add_alias", "account": "ph1x1"})
     assert missing.value.args == ("did",)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 # AuditEntry lives with the chain rule that hashes it; backends and callers import it from here.
 from reconciler.auditchain import AuditEntry, Stored
-from reconciler.model import Catalogue, Change, CustomerState
+from reconciler.changes import Change
+from reconciler.model import Catalogue, CustomerState
 
 if TYPE_CHECKING:
     from reconciler.backends import BackendSettings, BackendURL

@@ -1,4 +1,4 @@
-"""The embedded backend: billing state in a real SQLite database, shaped the way PortaBilling holds it.
+"""The embedded backend: billing state in a real SQLite database, shaped as PortaBilling holds it.
 
 Reads are per customer (indexed by customer), so planning one customer costs the same whatever
 else the database holds. Apply writes one customer inside one IMMEDIATE transaction: SQLite's
@@ -12,19 +12,31 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import groupby
-from typing import Any
+from typing import Any, assert_never
 
 from reconciler.auditchain import check
 from reconciler.backends import SQLITE, BackendSettings, BackendURL, parse_backend_url
 from reconciler.backends.base import AuditEntry, Backend, Capabilities, CustomerSession
 from reconciler.backends.sqlite_audit import AuditTable
+from reconciler.changes import (
+    AddAddon,
+    AddAlias,
+    Block,
+    Change,
+    CreateAccount,
+    RemoveAddon,
+    RemoveAlias,
+    SetName,
+    SetProduct,
+    TerminateAccount,
+    Unblock,
+)
 from reconciler.errors import BackendError, BackendNotFound, LockTimeout, UsageError
 from reconciler.model import (
     OPEN,
     TERMINATED,
     Account,
     Catalogue,
-    Change,
     Customer,
     CustomerState,
     Product,
@@ -97,7 +109,10 @@ CREATE INDEX IF NOT EXISTS audit_by_customer ON audit (customer_id, seq);
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 _TABLES = frozenset(
-    {"meta", "products", "customers", "agreement", "did_pool", "accounts", "account_addons", "aliases", "audit"}
+    {
+        "meta", "products", "customers", "agreement", "did_pool", "accounts", "account_addons",
+        "aliases", "audit",
+    }
 )
 
 
@@ -119,13 +134,16 @@ class SqliteBackend(Backend):
     capabilities = Capabilities(transactions=True, state_files=True)
     description = "the embedded sqlite backend"
 
-    def __init__(self, url: str, *, create: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+    def __init__(
+        self, url: str, *, create: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    ):
         self.url = url
         self.path = sqlite_path(url)
         self.lock_timeout = lock_timeout
         if not create and not os.path.isfile(self.path):
             raise BackendNotFound(
-                f"{self.path}: no billing database here (create one with `reconciler state load FILE`)"
+                f"{self.path}: no billing database here "
+                "(create one with `reconciler state load FILE`)"
             )
         if create:
             folder = os.path.dirname(os.path.abspath(self.path))
@@ -156,11 +174,13 @@ class SqliteBackend(Backend):
         ).fetchone()
         if row is None or int(row[0]) not in (1, SCHEMA_VERSION):
             raise BackendError(f"{self.path}: not a billing database of this version")
-        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        rows = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {r[0] for r in rows}
         missing = sorted(_TABLES - tables)
         if missing:
             raise BackendError(
-                f"{self.path}: not a usable billing database (missing tables: {', '.join(missing)}); "
+                f"{self.path}: not a usable billing database "
+                f"(missing tables: {', '.join(missing)}); "
                 "load a state with `reconciler state load FILE`"
             )
         if int(row[0]) == 1:
@@ -177,7 +197,9 @@ class SqliteBackend(Backend):
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self._add_audit_chain()
-            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            self.db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
             self.db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             if self.db.in_transaction:
@@ -219,7 +241,10 @@ class SqliteBackend(Backend):
         except sqlite3.OperationalError as exc:
             raise LockTimeout(f"{self.path}: the database is busy ({exc})") from exc
         try:
-            for table in ("aliases", "account_addons", "accounts", "did_pool", "agreement", "customers", "products"):
+            for table in (
+                "aliases", "account_addons", "accounts", "did_pool", "agreement", "customers",
+                "products",
+            ):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
             db.executemany(
                 "INSERT INTO products (id, name, type) VALUES (?, ?, ?)",
@@ -239,9 +264,12 @@ class SqliteBackend(Backend):
                 [(did, c.id) for c in state.customers for did in c.dids],
             )
             db.executemany(
-                "INSERT INTO accounts (id, customer_id, name, product_id, blocked_by, status) VALUES (?, ?, ?, ?, ?, ?)",
+                _INSERT_ACCOUNT,
                 [
-                    (a.id, a.customer, a.name, ids.get(a.product) if a.product else None, a.blocked_by, a.status)
+                    (
+                        a.id, a.customer, a.name, ids.get(a.product) if a.product else None,
+                        a.blocked_by, a.status,
+                    )
                     for a in state.accounts
                 ],
             )
@@ -278,7 +306,8 @@ class SqliteBackend(Backend):
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise LockTimeout(
-                f"{self.path}: another apply holds the database lock; waited {self.lock_timeout:g} s "
+                f"{self.path}: another apply holds the database lock; "
+                f"waited {self.lock_timeout:g} s "
                 f"for customer {customer_id} ({exc})"
             ) from exc
         session = _SqliteSession(self.db, customer_id, catalogue, self.audit_table)
@@ -303,7 +332,9 @@ class SqliteBackend(Backend):
         return [e for e in entries if customer_id is None or e.customer == customer_id]
 
 
-def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogue) -> CustomerState | None:
+def _read_customer(
+    db: sqlite3.Connection, customer_id: int, catalogue: Catalogue
+) -> CustomerState | None:
     row = db.execute(
         "SELECT id, name, block_extensions FROM customers WHERE id = ?", (customer_id,)
     ).fetchone()
@@ -315,14 +346,15 @@ def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogu
         (customer_id,),
     ).fetchall()
     pool = frozenset(
-        r[0] for r in db.execute("SELECT number FROM did_pool WHERE customer_id = ?", (customer_id,))
+        r[0]
+        for r in db.execute("SELECT number FROM did_pool WHERE customer_id = ?", (customer_id,))
     )
     customer = Customer(row[0], row[1], bool(row[2]), tuple((n, q) for n, q in agreement), pool)
 
     addons: dict[str, list[str]] = {}
     for account_id, product_id in db.execute(
-        "SELECT x.account_id, x.product_id FROM account_addons x JOIN accounts a ON a.id = x.account_id "
-        "WHERE a.customer_id = ?",
+        "SELECT x.account_id, x.product_id FROM account_addons x "
+        "JOIN accounts a ON a.id = x.account_id WHERE a.customer_id = ?",
         (customer_id,),
     ):
         product = catalogue.by_id(product_id)
@@ -336,7 +368,8 @@ def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogu
         dids.setdefault(account_id, []).append(did)
     accounts = []
     for account_id, name, product_id, blocked_by, status in db.execute(
-        "SELECT id, name, product_id, blocked_by, status FROM accounts WHERE customer_id = ? ORDER BY id",
+        "SELECT id, name, product_id, blocked_by, status FROM accounts "
+        "WHERE customer_id = ? ORDER BY id",
         (customer_id,),
     ):
         product = catalogue.by_id(product_id) if product_id is not None else None
@@ -373,8 +406,26 @@ def _read_customer(db: sqlite3.Connection, customer_id: int, catalogue: Catalogu
     return CustomerState(customer, tuple(accounts), catalogue, foreign, foreign_dids)
 
 
+# The statements a session writes with (see _SqliteSession._writes).
+_INSERT_ACCOUNT = (
+    "INSERT INTO accounts (id, customer_id, name, product_id, blocked_by, status) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ADDON = "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)"
+_DELETE_ADDON = "DELETE FROM account_addons WHERE account_id = ? AND product_id = ?"
+_SET_PRODUCT = "UPDATE accounts SET product_id = ? WHERE id = ? AND customer_id = ?"
+_SET_NAME = "UPDATE accounts SET name = ? WHERE id = ? AND customer_id = ?"
+_SET_BLOCKED = "UPDATE accounts SET blocked_by = ? WHERE id = ? AND customer_id = ?"
+_INSERT_ALIAS = "INSERT INTO aliases (did, account_id) VALUES (?, ?)"
+_DELETE_ALIAS = "DELETE FROM aliases WHERE did = ? AND account_id = ?"
+_DELETE_ALIASES = "DELETE FROM aliases WHERE account_id = ?"
+_TERMINATE = f"UPDATE accounts SET status = '{TERMINATED}' WHERE id = ? AND customer_id = ?"
+
+
 class _SqliteSession(CustomerSession):
-    def __init__(self, db: sqlite3.Connection, customer_id: int, catalogue: Catalogue, audit: AuditTable) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, customer_id: int, catalogue: Catalogue, audit: AuditTable
+    ) -> None:
         self.db = db
         self.audit = audit
         self.customer_id = customer_id
@@ -388,8 +439,8 @@ class _SqliteSession(CustomerSession):
     def read(self) -> CustomerState | None:
         return _read_customer(self.db, self.customer_id, self.catalogue)
 
-    def _product_id(self, name: str) -> int:
-        product = self.catalogue.by_name(name)
+    def _product_id(self, name: str | None) -> int:
+        product = None if name is None else self.catalogue.by_name(name)
         if product is None:
             raise BackendError(f"no product named {name!r} in billing")
         return product.id
@@ -403,83 +454,54 @@ class _SqliteSession(CustomerSession):
     ) -> None:
         # One transaction per customer: the customer is the unit of writing here, so ``stop``
         # is honoured between customers by the caller, and the audit rows join the transaction.
-        # Runs of the same op are written with one executemany: plans are sorted by op, so a
-        # customer's hundred creations cost one statement, not a hundred.
+        # Runs of the same kind of change are written with one executemany per statement: plans
+        # are sorted by op, so a customer's hundred creations cost one statement, not a hundred.
         try:
-            for op, run in groupby(changes, key=lambda c: c.op):
+            for _kind, run in groupby(changes, key=type):
                 batch = list(run)
-                self.db.executemany(*self._statement(op, batch))
-                if op == "create_account":
-                    self.db.executemany(
-                        "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)",
-                        [(c.account, self._product_id(a)) for c in batch for a in c.get("addons")],
-                    )
-                elif op == "terminate_account":
-                    self.db.executemany(
-                        "DELETE FROM aliases WHERE account_id = ?", [(c.account,) for c in batch]
-                    )
+                statements: dict[str, list[tuple[Any, ...]]] = {}
+                for item in batch:
+                    for sql, rows in self._writes(item):
+                        statements.setdefault(sql, []).extend(rows)
+                for sql, rows in statements.items():
+                    self.db.executemany(sql, rows)
                 self.written.extend(batch)
         except sqlite3.IntegrityError as exc:
-            raise BackendError(f"billing refused a change for customer {self.customer_id}: {exc}") from exc
+            raise BackendError(
+                f"billing refused a change for customer {self.customer_id}: {exc}"
+            ) from exc
 
-    def _statement(self, op: str, batch: list[Change]) -> tuple[str, list[tuple[Any, ...]]]:
-        cid = self.customer_id
-        if op == "create_account":
-            return (
-                "INSERT INTO accounts (id, customer_id, name, product_id, blocked_by, status) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (c.account, cid, c.get("name"), self._product_id(c.get("product")),
-                     "customer" if c.get("blocked") else None, OPEN)
-                    for c in batch
-                ],
-            )
-        if op == "set_product":
-            return (
-                "UPDATE accounts SET product_id = ? WHERE id = ? AND customer_id = ?",
-                [(self._product_id(c.get("to")), c.account, cid) for c in batch],
-            )
-        if op == "set_name":
-            return (
-                "UPDATE accounts SET name = ? WHERE id = ? AND customer_id = ?",
-                [(c.get("to"), c.account, cid) for c in batch],
-            )
-        if op == "add_addon":
-            return (
-                "INSERT INTO account_addons (account_id, product_id) VALUES (?, ?)",
-                [(c.account, self._product_id(c.get("product"))) for c in batch],
-            )
-        if op == "remove_addon":
-            return (
-                "DELETE FROM account_addons WHERE account_id = ? AND product_id = ?",
-                [(c.account, self._product_id(c.get("product"))) for c in batch],
-            )
-        if op == "add_alias":
-            return (
-                "INSERT INTO aliases (did, account_id) VALUES (?, ?)",
-                [(c.get("did"), c.account) for c in batch],
-            )
-        if op == "remove_alias":
-            return (
-                "DELETE FROM aliases WHERE did = ? AND account_id = ?",
-                [(c.get("did"), c.account) for c in batch],
-            )
-        if op == "block":
-            return (
-                "UPDATE accounts SET blocked_by = 'customer' WHERE id = ? AND customer_id = ?",
-                [(c.account, cid) for c in batch],
-            )
-        if op == "unblock":
-            return (
-                "UPDATE accounts SET blocked_by = NULL WHERE id = ? AND customer_id = ?",
-                [(c.account, cid) for c in batch],
-            )
-        if op == "terminate_account":
-            return (
-                f"UPDATE accounts SET status = '{TERMINATED}' WHERE id = ? AND customer_id = ?",
-                [(c.account, cid) for c in batch],
-            )
-        raise BackendError(f"unknown change {op!r}")
+    def _writes(self, item: Change) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """The statements (with their rows) that write ``item``, always the same ones per kind."""
+        cid, account = self.customer_id, item.account
+        match item:
+            case CreateAccount():
+                blocked = "customer" if item.blocked else None
+                product = self._product_id(item.product)
+                return [
+                    (_INSERT_ACCOUNT, [(account, cid, item.name, product, blocked, OPEN)]),
+                    (_INSERT_ADDON, [(account, self._product_id(a)) for a in item.addons]),
+                ]
+            case SetProduct():
+                return [(_SET_PRODUCT, [(self._product_id(item.to), account, cid)])]
+            case SetName():
+                return [(_SET_NAME, [(item.to, account, cid)])]
+            case AddAddon():
+                return [(_INSERT_ADDON, [(account, self._product_id(item.product))])]
+            case RemoveAddon():
+                return [(_DELETE_ADDON, [(account, self._product_id(item.product))])]
+            case AddAlias():
+                return [(_INSERT_ALIAS, [(item.did, account)])]
+            case RemoveAlias():
+                return [(_DELETE_ALIAS, [(item.did, account)])]
+            case Block():
+                return [(_SET_BLOCKED, [("customer", account, cid)])]
+            case Unblock():
+                return [(_SET_BLOCKED, [(None, account, cid)])]
+            case TerminateAccount():
+                return [(_TERMINATE, [(account, cid)]), (_DELETE_ALIASES, [(account,)])]
+            case _:
+                assert_never(item)
 
     def record(self, entries: list[AuditEntry]) -> None:
         # Chained onto the head read inside this transaction (SQLite's write lock is held).

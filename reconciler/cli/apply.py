@@ -153,7 +153,7 @@ def _report(outcomes: list[ApplyOutcome], *, interrupted: bool = False) -> bool:
     is one account of what happened, and all of it goes to standard output, in order.
     """
     from reconciler.apply import APPLIED, INTERRUPTED, NOT_STARTED, NOTHING
-    from reconciler.render.text import describe
+    from reconciler.render.text import describe_change
 
     failed = False
     for outcome in outcomes:
@@ -174,7 +174,7 @@ def _report(outcomes: list[ApplyOutcome], *, interrupted: bool = False) -> bool:
         (err if to_err else out)(line)
         if not outcome.ok:
             for change in outcome.done:
-                (err if to_err else out)(f"    done: {describe(change.to_dict())}")
+                (err if to_err else out)(f"    done: {describe_change(change)}")
     return failed
 
 

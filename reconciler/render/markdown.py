@@ -17,11 +17,24 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
-from reconciler.model import OP_ORDER as MODEL_OP_ORDER
+from reconciler.changes import (
+    OP_ORDER,
+    SYMBOL,
+    AddAddon,
+    AddAlias,
+    Block,
+    CreateAccount,
+    RemoveAddon,
+    RemoveAlias,
+    SetName,
+    SetProduct,
+    TerminateAccount,
+    Unblock,
+)
 from reconciler.render import safe
-from reconciler.render.text import SYMBOL
+from reconciler.render.text import parse_change
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -37,7 +50,6 @@ DEFAULT_LIMIT = 65000
 
 # The plan's own order of operations (the summary counts changes in this order), and the
 # text renderer's symbols: + adds, - removes, ~ changes in place.
-OP_ORDER = MODEL_OP_ORDER
 OP_SYMBOL = SYMBOL
 
 TITLE = "pbx-reconciler plan"
@@ -287,36 +299,39 @@ def _usage_item(usage: Mapping[str, Any]) -> str:
 
 
 def _change_details(change: Mapping[str, Any]) -> str:
-    op = change.get("op")
-    if op == "create_account":
-        kind = str(change.get("kind") or "account").replace("_", " ")
-        text = f"{escape(kind)} &quot;{escape(change.get('name'), _MAX_NAME)}&quot;"
-        text += f", product {escape(change.get('product'), _MAX_NAME)}"
-        addons = change.get("addons") or []
-        if addons:
-            text += ", add-ons " + ", ".join(escape(a, _MAX_NAME) for a in addons)
-        if change.get("blocked"):
-            text += ", blocked"
-        return text
-    if op == "set_product":
-        return (
-            f"product {escape(change.get('from'), _MAX_NAME)} → "
-            f"{escape(change.get('to'), _MAX_NAME)}"
-        )
-    if op == "set_name":
-        return (
-            f"name &quot;{escape(change.get('from'), _MAX_NAME)}&quot; → "
-            f"&quot;{escape(change.get('to'), _MAX_NAME)}&quot;"
-        )
-    if op in ("add_addon", "remove_addon"):
-        return f"add-on {escape(change.get('product'), _MAX_NAME)}"
-    if op in ("add_alias", "remove_alias"):
-        return f"DID {_code(change.get('did'))}"
-    if op in ("block", "unblock", "terminate_account"):
-        return ""
-    # A field this renderer does not know yet is still shown rather than dropped.
-    extra = sorted((k, v) for k, v in change.items() if k not in ("op", "account"))
-    return ", ".join(f"{escape(k, _MAX_ID)} {escape(v, _MAX_NAME)}" for k, v in extra)
+    item = parse_change(change)
+    if item is None:
+        # A change this renderer does not know yet is still shown rather than dropped.
+        extra = sorted((k, v) for k, v in change.items() if k not in ("op", "account"))
+        return ", ".join(f"{escape(k, _MAX_ID)} {escape(v, _MAX_NAME)}" for k, v in extra)
+    match item:
+        case CreateAccount():
+            kind = str(item.kind or "account").replace("_", " ")
+            text = f"{escape(kind)} &quot;{escape(item.name, _MAX_NAME)}&quot;"
+            text += f", product {escape(item.product, _MAX_NAME)}"
+            if item.addons:
+                text += ", add-ons " + ", ".join(escape(a, _MAX_NAME) for a in item.addons)
+            if item.blocked:
+                text += ", blocked"
+            return text
+        case SetProduct():
+            return (
+                f"product {escape(item.from_, _MAX_NAME)} → "
+                f"{escape(item.to, _MAX_NAME)}"
+            )
+        case SetName():
+            return (
+                f"name &quot;{escape(item.from_, _MAX_NAME)}&quot; → "
+                f"&quot;{escape(item.to, _MAX_NAME)}&quot;"
+            )
+        case AddAddon() | RemoveAddon():
+            return f"add-on {escape(item.product, _MAX_NAME)}"
+        case AddAlias() | RemoveAlias():
+            return f"DID {_code(item.did)}"
+        case Block() | Unblock() | TerminateAccount():
+            return ""
+        case _:
+            assert_never(item)
 
 
 def _change_row(change: Mapping[str, Any]) -> str:
@@ -335,7 +350,8 @@ def _customer_section(customer: Mapping[str, Any]) -> _Section:
     changes = list(customer.get("changes") or [])
     errors = list(customer.get("errors") or [])
     warnings = list(customer.get("warnings") or [])
-    stats = [_plural(len(changes), "change") + (" held back (skipped)" if errors and changes else "")]
+    held = " held back (skipped)" if errors and changes else ""
+    stats = [_plural(len(changes), "change") + held]
     if errors:
         stats.append("❌ " + _plural(len(errors), "error"))
     if warnings:
@@ -376,7 +392,8 @@ def _customer_section(customer: Mapping[str, Any]) -> _Section:
         )
     if changes and errors:
         heading = _CHANGES_HEADING.replace(
-            "**Changes**", "**Changes the spec asks for** (none is made until the errors are fixed)")
+            "**Changes**",
+            "**Changes the spec asks for** (none is made until the errors are fixed)")
         groups.append(_Group(heading, tuple(map(_change_row, changes))))
     elif changes:
         groups.append(_Group(_CHANGES_HEADING, tuple(map(_change_row, changes))))

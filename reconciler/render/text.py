@@ -2,38 +2,69 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, assert_never
 
+from reconciler.changes import (
+    SYMBOL,
+    AddAddon,
+    AddAlias,
+    Block,
+    Change,
+    CreateAccount,
+    RemoveAddon,
+    RemoveAlias,
+    SetName,
+    SetProduct,
+    TerminateAccount,
+    Unblock,
+    change_from_dict,
+)
 from reconciler.render import safe
 
-SYMBOL = {
-    "create_account": "+", "add_addon": "+", "add_alias": "+",
-    "remove_alias": "-", "remove_addon": "-", "terminate_account": "-",
-    "set_product": "~", "set_name": "~", "block": "~", "unblock": "~",
-}
 COLOUR = {"+": "green", "-": "red", "~": "yellow"}
 
 
-def describe(change: dict[str, Any]) -> str:
-    """One change as a short sentence-like line (without its symbol)."""
-    op, account = change["op"], change["account"]
-    if op == "create_account":
-        extra = f", add-ons: {', '.join(change['addons'])}" if change["addons"] else ""
-        blocked = ", blocked" if change["blocked"] else ""
-        kind = "auto attendant" if change["kind"] == "auto_attendant" else "extension"
-        return f"create {kind} {account} {change['name']!r} ({change['product']}{extra}{blocked})"
-    if op in ("set_product", "set_name"):
-        what = "product" if op == "set_product" else "name"
-        return f"{account}: {what} {change['from']!r} -> {change['to']!r}"
-    if op in ("add_addon", "remove_addon"):
-        verb = "add" if op == "add_addon" else "remove"
-        return f"{account}: {verb} add-on {change['product']!r}"
-    if op in ("add_alias", "remove_alias"):
-        verb = "add" if op == "add_alias" else "remove"
-        return f"{account}: {verb} DID {change['did']}"
-    if op == "terminate_account":
-        return f"terminate {account}"
-    return f"{op} {account}"
+def describe(change: Mapping[str, Any]) -> str:
+    """One change of a plan's JSON form (or an audit entry's) as a short sentence-like line
+    (without its symbol); an op this version does not know is said as op and account."""
+    item = parse_change(change)
+    if item is None:
+        return f"{change.get('op')} {change.get('account')}"
+    return describe_change(item)
+
+
+def parse_change(change: Mapping[str, Any]) -> Change | None:
+    """The change a JSON form holds, or None if it is not one this version knows."""
+    try:
+        return change_from_dict(dict(change))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def describe_change(item: Change) -> str:
+    account = item.account
+    match item:
+        case CreateAccount():
+            extra = f", add-ons: {', '.join(item.addons)}" if item.addons else ""
+            blocked = ", blocked" if item.blocked else ""
+            kind = "auto attendant" if item.kind == "auto_attendant" else "extension"
+            return f"create {kind} {account} {item.name!r} ({item.product}{extra}{blocked})"
+        case SetProduct() | SetName():
+            what = "product" if isinstance(item, SetProduct) else "name"
+            return f"{account}: {what} {item.from_!r} -> {item.to!r}"
+        case AddAddon() | RemoveAddon():
+            verb = "add" if isinstance(item, AddAddon) else "remove"
+            return f"{account}: {verb} add-on {item.product!r}"
+        case AddAlias() | RemoveAlias():
+            verb = "add" if isinstance(item, AddAlias) else "remove"
+            return f"{account}: {verb} DID {item.did}"
+        case TerminateAccount():
+            return f"terminate {account}"
+        case Block() | Unblock():
+            return f"{item.op} {account}"
+        case _:
+            assert_never(item)
 
 
 def where(problem: dict[str, Any]) -> str:
@@ -48,7 +79,9 @@ def usage_line(usage: list[dict[str, Any]]) -> str:
     parts = []
     for item in usage:
         limit = "unlimited" if item["quantity"] == 0 else str(item["quantity"])
-        arrow = f"{item['in_use']}->{item['planned']}" if item["in_use"] != item["planned"] else str(item["planned"])
+        arrow = str(item["planned"])
+        if item["in_use"] != item["planned"]:
+            arrow = f"{item['in_use']}->{item['planned']}"
         parts.append(f"{item['product']} {arrow}/{limit}")
     return ", ".join(parts)
 
@@ -64,7 +97,9 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
 
     lines: list[str] = []
     for problem in plan.get("errors", []):
-        lines.append(paint(f"error[{problem['code']}] {where(problem)}: {problem['message']}", fg="red"))
+        lines.append(
+            paint(f"error[{problem['code']}] {where(problem)}: {problem['message']}", fg="red")
+        )
     for customer in plan["customers"]:
         title = f"Customer {customer['customer']}"
         if customer.get("name"):
@@ -80,9 +115,11 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
         if not customer["changes"] and not customer["errors"]:
             lines.append("  no changes")
         for problem in customer["errors"]:
-            lines.append(paint(f"  error[{problem['code']}] {where(problem)}: {problem['message']}", fg="red"))
+            line = f"  error[{problem['code']}] {where(problem)}: {problem['message']}"
+            lines.append(paint(line, fg="red"))
         for problem in customer["warnings"]:
-            lines.append(paint(f"  warning[{problem['code']}] {where(problem)}: {problem['message']}", fg="yellow"))
+            line = f"  warning[{problem['code']}] {where(problem)}: {problem['message']}"
+            lines.append(paint(line, fg="yellow"))
         if customer.get("unsafe"):
             lines.append(paint(f"  UNSAFE: {customer['unsafe_reason']}", fg="red", bold=True))
         if customer.get("usage"):
@@ -94,7 +131,8 @@ def render_text(plan: dict[str, Any], *, style: Any = None) -> str:
     held = sum(len(c["changes"]) for c in skipped)
     applicable = sum(len(c["changes"]) for c in plan["customers"] if not c["errors"])
     skip_note = (
-        f" ({len(skipped)} skipped because of errors, {held} change(s) held back)" if skipped else ""
+        f" ({len(skipped)} skipped because of errors, {held} change(s) held back)"
+        if skipped else ""
     )
     lines.append(
         paint(

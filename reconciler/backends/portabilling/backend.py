@@ -32,7 +32,7 @@ from reconciler.backends.portabilling.client import (
     endpoint_of,
 )
 from reconciler.backends.portabilling.config import blocking_roles_from_env
-from reconciler.backends.portabilling.ops import OPS
+from reconciler.backends.portabilling.ops import perform
 from reconciler.backends.portabilling.reads import (
     RawCustomer,
     catalogue_from,
@@ -185,7 +185,7 @@ class PortaBillingBackend(Backend):
             path, self.lock_timeout, f"customer {customer_id} on {self.endpoint.base}"
         ):
             yield PortaBillingSession(
-                self.client, customer_id, catalogue, self.audit, OPS, self.blocking_roles
+                self.client, customer_id, catalogue, self.audit, perform, self.blocking_roles
             )
 
     def history(self, customer_id: int | None = None) -> list[AuditEntry]:

@@ -15,37 +15,54 @@ answer is even looked at.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_never
 
 from reconciler.backends.portabilling import fields as wire
-from reconciler.backends.portabilling.errors import MalformedAnswer, PortaBillingFault, TransportError
-from reconciler.backends.portabilling.writes import Landed, Op, PortaBillingSession, Write, int_or_none
+from reconciler.backends.portabilling.errors import (
+    MalformedAnswer,
+    PortaBillingFault,
+    TransportError,
+)
+from reconciler.backends.portabilling.writes import Landed, PortaBillingSession, Write, int_or_none
+from reconciler.changes import (
+    AddAddon,
+    AddAlias,
+    Block,
+    Change,
+    CreateAccount,
+    RemoveAddon,
+    RemoveAlias,
+    SetName,
+    SetProduct,
+    TerminateAccount,
+    Unblock,
+)
 from reconciler.errors import BackendError
-from reconciler.model import Change, managed_key, managed_kind
+from reconciler.model import managed_key, managed_kind
 
 # ---- creating ---------------------------------------------------------------------------------
 
 
-def create_account(s: PortaBillingSession, item: Change, landed: Landed) -> None:
-    if item.get("kind") == "extension":
+def create_account(s: PortaBillingSession, item: CreateAccount, landed: Landed) -> None:
+    if item.kind == "extension":
         _create_extension(s, item, landed)
     else:
         _create_auto_attendant(s, item)
 
 
-def _create_auto_attendant(s: PortaBillingSession, item: Change) -> None:
+def _create_auto_attendant(s: PortaBillingSession, item: CreateAccount) -> None:
     assert s.raw is not None
-    product_id = s.product_id(item.get("product"))
+    product_id = s.product_id(item.product)
     info: dict[str, Any] = {
         "i_customer": s.customer_id,
         "id": item.account,
         "i_product": product_id,
         "i_account_role": 1,
         "billing_model": 1,
-        "assigned_addons": [{"i_product": s.product_id(name)} for name in item.get("addons")],
-        "firstname": item.get("name"),
+        "assigned_addons": [{"i_product": s.product_id(name)} for name in item.addons],
+        "firstname": item.name,
     }
-    if item.get("blocked"):
+    if item.blocked:
         info.update(wire.block_params(True, marked=s.raw.notes_shown))
     answer = s.writer.perform(
         Write(
@@ -67,7 +84,7 @@ def _create_auto_attendant(s: PortaBillingSession, item: Change) -> None:
         "bill_status": "O",
         wire.ALIAS_LIST: [],
     }
-    if item.get("blocked") and not s.raw.notes_shown:
+    if item.blocked and not s.raw.notes_shown:
         _mark_new_block(s, item.account)
 
 
@@ -104,12 +121,12 @@ def _existing(s: PortaBillingSession, account_id: str, product_id: int) -> dict[
     return {"i_account": found["i_account"], "account_info": found}
 
 
-def _create_extension(s: PortaBillingSession, item: Change, landed: Landed) -> None:
+def _create_extension(s: PortaBillingSession, item: CreateAccount, landed: Landed) -> None:
     assert s.raw is not None
     key = managed_key(item.account)
     assert key is not None
-    number, name = key[1], item.get("name")
-    product_id = s.product_id(item.get("product"))
+    number, name = key[1], item.name
+    product_id = s.product_id(item.product)
 
     def confirm() -> dict[str, Any] | None:
         # A lost answer or a fault: the extension is in billing when the list has it, with an
@@ -119,11 +136,17 @@ def _create_extension(s: PortaBillingSession, item: Change, landed: Landed) -> N
         i_account = int_or_none(extension.get("i_account")) if extension is not None else None
         if extension is None or i_account is None:
             found = _existing(s, item.account, product_id)
-            return None if found is None else {"account_info": found["account_info"], "extension": None}
+            if found is None:
+                return None
+            return {"account_info": found["account_info"], "extension": None}
         info = s.account_info(i_account=i_account)
-        if info is None or wire.is_terminated(info) or int_or_none(info.get("i_product")) != product_id:
+        product = int_or_none(info.get("i_product")) if info is not None else None
+        if info is None or wire.is_terminated(info) or product != product_id:
             return None
-        return {wire.ANSWER_I_C_EXT: extension.get("i_c_ext"), "extension": extension, "account_info": info}
+        return {
+            wire.ANSWER_I_C_EXT: extension.get("i_c_ext"), "extension": extension,
+            "account_info": info,
+        }
 
     answer = s.writer.perform(
         Write(
@@ -144,11 +167,11 @@ def _create_extension(s: PortaBillingSession, item: Change, landed: Landed) -> N
     else:
         s.raw.extensions[i_account] = extension
     fields: dict[str, Any] = {}
-    if item.get("addons"):
+    if item.addons:
         fields[wire.ASSIGNED_ADDONS] = [
-            {"i_product": s.product_id(n)} for n in item.get("addons")
+            {"i_product": s.product_id(n)} for n in item.addons
         ]
-    if item.get("blocked"):
+    if item.blocked:
         marked = s.raw.notes_shown or wire.NOTE in info
         fields.update(wire.block_params(True, info.get(wire.NOTE), marked=marked))
     if fields:
@@ -250,11 +273,11 @@ def _same_field(
     return str(value if value is not None else "") == str(wanted)
 
 
-def set_product(s: PortaBillingSession, item: Change, landed: Landed) -> None:
+def set_product(s: PortaBillingSession, item: SetProduct, landed: Landed) -> None:
     _update(
         s,
         item.account,
-        {"i_product": s.product_id(item.get("to"))},
+        {"i_product": s.product_id(item.to)},
         f"setting the product of {item.account}",
     )
 
@@ -267,34 +290,34 @@ def _kept_addons(s: PortaBillingSession, account_id: str, without: int) -> list[
     return [wire.addon_to_send(a) for a in active if int(a["i_product"]) != without]
 
 
-def add_addon(s: PortaBillingSession, item: Change, landed: Landed) -> None:
-    wanted = s.product_id(item.get("product"))
+def add_addon(s: PortaBillingSession, item: AddAddon, landed: Landed) -> None:
+    wanted = s.product_id(item.product)
     addons = [*_kept_addons(s, item.account, wanted), {"i_product": wanted}]
     _update(
         s,
         item.account,
         {wire.ASSIGNED_ADDONS: addons},
-        f"adding add-on {item.get('product')} to {item.account}",
+        f"adding add-on {item.product} to {item.account}",
     )
 
 
-def remove_addon(s: PortaBillingSession, item: Change, landed: Landed) -> None:
-    addons = _kept_addons(s, item.account, s.product_id(item.get("product")))
+def remove_addon(s: PortaBillingSession, item: RemoveAddon, landed: Landed) -> None:
+    addons = _kept_addons(s, item.account, s.product_id(item.product))
     _update(
         s,
         item.account,
         {wire.ASSIGNED_ADDONS: addons},
-        f"removing add-on {item.get('product')} from {item.account}",
+        f"removing add-on {item.product} from {item.account}",
     )
 
 
-def block(s: PortaBillingSession, item: Change, landed: Landed) -> None:
+def block(s: PortaBillingSession, item: Block, landed: Landed) -> None:
     known, note = _note(s, item.account)
     fields = wire.block_params(True, note, marked=known)
     _update(s, item.account, fields, f"blocking {item.account}")
 
 
-def unblock(s: PortaBillingSession, item: Change, landed: Landed) -> None:
+def unblock(s: PortaBillingSession, item: Unblock, landed: Landed) -> None:
     known, note = _note(s, item.account)
     fields = wire.block_params(False, note, marked=known)
     _update(s, item.account, fields, f"unblocking {item.account}")
@@ -318,9 +341,9 @@ def _note(s: PortaBillingSession, account_id: str) -> tuple[bool, Any]:
     return False, None
 
 
-def set_name(s: PortaBillingSession, item: Change, landed: Landed) -> None:
+def set_name(s: PortaBillingSession, item: SetName, landed: Landed) -> None:
     assert s.raw is not None
-    name = item.get("to")
+    name = item.to
     if managed_kind(item.account, s.customer_id) != "extension":
         _update(s, item.account, {"firstname": name}, f"renaming {item.account}")
         return
@@ -344,10 +367,10 @@ def set_name(s: PortaBillingSession, item: Change, landed: Landed) -> None:
 # ---- DIDs and termination -----------------------------------------------------------------------
 
 
-def add_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
+def add_alias(s: PortaBillingSession, item: AddAlias, landed: Landed) -> None:
     info = s.account(item.account)
     i_account = int(info["i_account"])
-    did = item.get("did")
+    did = item.did
 
     def confirm() -> dict[str, Any] | None:
         i_alias = s.aliases(i_account).get(did)
@@ -373,11 +396,14 @@ def add_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
     aliases.append({wire.ALIAS_I_ACCOUNT: i_alias, wire.ALIAS_ID: did})
 
 
-def remove_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
+def remove_alias(s: PortaBillingSession, item: RemoveAlias, landed: Landed) -> None:
     info = s.account(item.account)
     i_account = int(info["i_account"])
-    did = item.get("did")
-    held = {str(a[wire.ALIAS_ID]): int_or_none(a.get(wire.ALIAS_I_ACCOUNT)) for a in info.get(wire.ALIAS_LIST) or []}
+    did = item.did
+    held = {
+        str(a[wire.ALIAS_ID]): int_or_none(a.get(wire.ALIAS_I_ACCOUNT))
+        for a in info.get(wire.ALIAS_LIST) or []
+    }
     if did not in held:
         raise BackendError(f"DID {did} is not an alias of {item.account} in billing")
     i_alias = held[did] if held[did] is not None else s.aliases(i_account).get(did)
@@ -400,7 +426,7 @@ def remove_alias(s: PortaBillingSession, item: Change, landed: Landed) -> None:
     ]
 
 
-def terminate_account(s: PortaBillingSession, item: Change, landed: Landed) -> None:
+def terminate_account(s: PortaBillingSession, item: TerminateAccount, landed: Landed) -> None:
     info = s.account(item.account)
     i_account = int(info["i_account"])
 
@@ -419,15 +445,28 @@ def terminate_account(s: PortaBillingSession, item: Change, landed: Landed) -> N
     info["bill_status"] = "C"
 
 
-OPS: dict[str, Op] = {
-    "create_account": create_account,
-    "set_product": set_product,
-    "set_name": set_name,
-    "add_addon": add_addon,
-    "remove_addon": remove_addon,
-    "block": block,
-    "unblock": unblock,
-    "add_alias": add_alias,
-    "remove_alias": remove_alias,
-    "terminate_account": terminate_account,
-}
+def perform(s: PortaBillingSession, item: Change, landed: Landed) -> None:
+    """Write one change of a plan to billing (the session's ``perform``)."""
+    match item:
+        case CreateAccount():
+            create_account(s, item, landed)
+        case SetProduct():
+            set_product(s, item, landed)
+        case SetName():
+            set_name(s, item, landed)
+        case AddAddon():
+            add_addon(s, item, landed)
+        case RemoveAddon():
+            remove_addon(s, item, landed)
+        case Block():
+            block(s, item, landed)
+        case Unblock():
+            unblock(s, item, landed)
+        case AddAlias():
+            add_alias(s, item, landed)
+        case RemoveAlias():
+            remove_alias(s, item, landed)
+        case TerminateAccount():
+            terminate_account(s, item, landed)
+        case _:
+            assert_never(item)

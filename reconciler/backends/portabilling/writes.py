@@ -9,13 +9,14 @@ as it is in billing, so apply audits it before the next write starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.backends.portabilling import fields as wire
 from reconciler.backends.base import AuditEntry, CustomerSession
+from reconciler.backends.portabilling import fields as wire
 from reconciler.backends.portabilling.audit import AuditLog
+from reconciler.backends.portabilling.client import PortaBillingClient
 from reconciler.backends.portabilling.errors import (
     BillingReadOnly,
     MalformedAnswer,
@@ -30,12 +31,12 @@ from reconciler.backends.portabilling.reads import (
     account_info,
     fetch_customer,
 )
+from reconciler.changes import Change, CreateAccount
 from reconciler.errors import BackendError, ReconcilerError
-from reconciler.model import Catalogue, Change, CustomerState
-from reconciler.backends.portabilling.client import PortaBillingClient
+from reconciler.model import Catalogue, CustomerState
 
 Landed = Callable[[], None]
-# One plan op as PortaBilling calls: (session, change, landed) -> None (see portabilling/ops.py).
+# Writes one change as PortaBilling calls: (session, change, landed) -> None (portabilling/ops.py).
 Op = Callable[["PortaBillingSession", Change, Landed], None]
 
 
@@ -92,8 +93,8 @@ class SafeWriter:
             if confirmed is not None:
                 return confirmed
             raise BackendError(
-                f"{write.what}: the outcome is unknown ({again.reason}, twice) and billing does not "
-                "show the change; stopped so that nothing is written twice. Plan again to see "
+                f"{write.what}: the outcome is unknown ({again.reason}, twice) and billing does "
+                "not show the change; stopped so that nothing is written twice. Plan again to see "
                 "billing's state."
             ) from None
         except (BillingReadOnly, PortaBillingAuthError):
@@ -129,14 +130,14 @@ class PortaBillingSession(CustomerSession):
         customer_id: int,
         catalogue: Catalogue,
         audit: AuditLog,
-        ops: Mapping[str, Op],
+        perform: Op,
         blocking_roles: frozenset[int] | None = None,
     ) -> None:
         self.client = client
         self.customer_id = customer_id
         self.catalogue = catalogue
         self.audit = audit
-        self.ops = ops
+        self.perform = perform
         self.blocking_roles = blocking_roles
         self.writer = SafeWriter(client)
         self.raw: RawCustomer | None = None
@@ -165,18 +166,15 @@ class PortaBillingSession(CustomerSession):
         for item in changes:
             if stop is not None and stop():
                 return
-            op = self.ops.get(item.op)
-            if op is None:
-                raise BackendError(f"unknown change {item.op!r}")
             landed = _Landing(item, self.written, on_written)
             self.writer.on_landed = landed
             try:
-                op(self, item, landed)
+                self.perform(self, item, landed)
             except ReconcilerError as exc:
                 if landed.done and not isinstance(exc, BillingReadOnly):
                     made = (
                         f"{item.account} was created in billing"
-                        if item.op == "create_account"
+                        if isinstance(item, CreateAccount)
                         else f"{item.op} of {item.account} was made in billing"
                     )
                     raise BackendError(
@@ -199,8 +197,8 @@ class PortaBillingSession(CustomerSession):
             )
         return info
 
-    def product_id(self, name: str) -> int:
-        product = self.catalogue.by_name(name)
+    def product_id(self, name: str | None) -> int:
+        product = None if name is None else self.catalogue.by_name(name)
         if product is None:
             raise BackendError(f"no product named {name!r} in billing")
         return product.id
