@@ -32,7 +32,8 @@ from typing import Any
 
 from reconciler.errors import ReconcilerError
 
-__all__ = ["APPLY", "APPLY_UNSAFE", "Merge", "Verdict", "GateResult", "GateError", "gate", "files_changed_by"]
+__all__ = ["APPLY", "APPLY_UNSAFE", "Merge", "Verdict", "GateResult", "GateError", "gate",
+           "files_changed_by"]
 
 # Verdicts. The first three let the customer through (or have nothing to do); the rest refuse it.
 APPLY = "apply"
@@ -80,7 +81,8 @@ class Verdict:
 @dataclass
 class GateResult:
     safe: list[dict[str, Any]] = field(default_factory=list)  # fresh customer entries to apply
-    unsafe: list[dict[str, Any]] = field(default_factory=list)  # ... to apply with --force, approved
+    # ... to apply with --force, approved
+    unsafe: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
 
     @property
@@ -93,8 +95,9 @@ class GateResult:
 
 def _git(args: list[str], cwd: str | None) -> str:
     try:
-        result = subprocess.run(["git", "-c", "core.quotepath=off", *args], cwd=cwd, capture_output=True,
-                                text=True, encoding="utf-8", errors="surrogateescape", check=False)
+        result = subprocess.run(["git", "-c", "core.quotepath=off", *args], cwd=cwd,
+                                capture_output=True, text=True, encoding="utf-8",
+                                errors="surrogateescape", check=False)
     except OSError as exc:
         raise GateError(f"cannot run git: {exc.strerror or exc}") from None
     if result.returncode != 0:
@@ -111,10 +114,11 @@ def files_changed_by(commit: str, cwd: str | None = None) -> frozenset[str]:
     """
     parents = _git(["rev-list", "--parents", "-n", "1", "--end-of-options", commit], cwd).split()
     if len(parents) > 1:
-        out = _git(["diff-tree", "-r", "--name-only", "-z", "--no-renames", parents[1], parents[0]], cwd)
+        out = _git(["diff-tree", "-r", "--name-only", "-z", "--no-renames", parents[1], parents[0]],
+                   cwd)
     else:
-        out = _git(["diff-tree", "-r", "--root", "--no-commit-id", "--name-only", "-z", "--no-renames",
-                    commit], cwd)
+        out = _git(["diff-tree", "-r", "--root", "--no-commit-id", "--name-only", "-z",
+                    "--no-renames", commit], cwd)
     return frozenset(path for path in out.split("\0") if path)
 
 
@@ -162,22 +166,29 @@ def _judge(entry: Mapping[str, Any], merges: list[Merge], fresh_backend: str) ->
     if merge is None:
         return verdict(NO_REVIEW, None, "no merged commit since the last apply changed this file")
     if merge.pull_request is None:
-        return verdict(NO_REVIEW, None, f"commit {merge.commit[:12]} changed this file without a pull request")
+        return verdict(NO_REVIEW, None,
+                       f"commit {merge.commit[:12]} changed this file without a pull request")
     if merge.plan is None:
-        return verdict(NO_REVIEW, pull_request, "no trusted plan of the pull request's head commit was found")
+        return verdict(NO_REVIEW, pull_request,
+                       "no trusted plan of the pull request's head commit was found")
     if merge.plan.get("backend") != fresh_backend:
-        return verdict(NO_REVIEW, pull_request, "the reviewed plan was made against another backend")
+        return verdict(NO_REVIEW, pull_request,
+                       "the reviewed plan was made against another backend")
     reviewed = _reviewed_entry(merge.plan, int(customer), path) if customer is not None else None
     if reviewed is None:
-        return verdict(NO_REVIEW, pull_request, "the pull request's plan does not show this customer")
+        return verdict(NO_REVIEW, pull_request,
+                       "the pull request's plan does not show this customer")
     if reviewed.get("fingerprint") != entry.get("fingerprint"):
-        return verdict(STALE, pull_request, "billing changed since the pull request's plan was made: "
-                       "nothing applied; open a new pull request to review a fresh plan")
+        return verdict(STALE, pull_request,
+                       "billing changed since the pull request's plan was made: nothing applied; "
+                       "open a new pull request to review a fresh plan")
     if list(reviewed.get("changes", [])) != changes:
         return verdict(NOT_REVIEWED, pull_request, "the changes differ from the reviewed plan ("
-                       f"{_describe_difference(changes, list(reviewed.get('changes', [])))}): nothing applied")
+                       f"{_describe_difference(changes, list(reviewed.get('changes', [])))}): "
+                       "nothing applied")
     if entry.get("unsafe"):
-        return verdict(APPLY_UNSAFE, pull_request, f"unsafe: {entry.get('unsafe_reason') or 'many removals'}")
+        return verdict(APPLY_UNSAFE, pull_request,
+                       f"unsafe: {entry.get('unsafe_reason') or 'many removals'}")
     return verdict(APPLY, pull_request, f"{len(changes)} change(s) as reviewed")
 
 
@@ -186,8 +197,8 @@ def gate(fresh: Mapping[str, Any], merges: Iterable[Merge]) -> GateResult:
     ordered = list(merges)
     result = GateResult()
     for problem in fresh.get("errors", []):
-        result.verdicts.append(Verdict(None, problem.get("file"), ERRORS, None,
-                                       str(problem.get("message", "a problem that belongs to no customer"))))
+        message = str(problem.get("message", "a problem that belongs to no customer"))
+        result.verdicts.append(Verdict(None, problem.get("file"), ERRORS, None, message))
     for entry in fresh.get("customers", []):
         verdict = _judge(entry, ordered, str(fresh.get("backend")))
         result.verdicts.append(verdict)
@@ -227,9 +238,15 @@ def read_manifest(path: str, cwd: str | None = None) -> list[Merge]:
     for number, item in enumerate(items, start=1):
         commit = item.get("commit") if isinstance(item, dict) else None
         pull = item.get("pull_request") if isinstance(item, dict) else None
-        if not isinstance(commit, str) or not commit or (pull is not None and not isinstance(pull, int)):
-            raise GateError(f"{path}: item {number} needs a commit (text) and a pull_request (number or null)")
-        merges.append(Merge(commit, pull, _reviewed_plan(item.get("plan")), files_changed_by(commit, cwd)))
+        if (
+            not isinstance(commit, str)
+            or not commit
+            or (pull is not None and not isinstance(pull, int))
+        ):
+            raise GateError(f"{path}: item {number} needs a commit (text) and a pull_request "
+                            "(number or null)")
+        merges.append(Merge(commit, pull, _reviewed_plan(item.get("plan")),
+                            files_changed_by(commit, cwd)))
     return merges
 
 
@@ -276,7 +293,8 @@ def report_markdown(result: GateResult, commit: str) -> str:
     lines += ["| customer | file | pull request | verdict | detail |", "|---|---|---|---|---|"]
     lines += [_row(v) for v in result.verdicts]
     safe, unsafe, refused = len(result.safe), len(result.unsafe), len(result.refused)
-    lines += ["", f"{safe} customer(s) to apply, {unsafe} unsafe (need approval), {refused} refused."]
+    lines += ["",
+              f"{safe} customer(s) to apply, {unsafe} unsafe (need approval), {refused} refused."]
     return "\n".join(lines) + "\n"
 
 
@@ -299,7 +317,8 @@ def pull_request_comments(result: GateResult, commit: str) -> dict[int, str]:
             "|---|---|---|---|",
         ]
         lines += [_row(v, with_pull=False) for v in verdicts]
-        lines += ["", "To apply them, open a new pull request that touches the spec (a comment will do): "
-                  "its plan shows billing as it is now, and is applied after that merge."]
+        lines += ["", "To apply them, open a new pull request that touches the spec (a comment "
+                      "will do): its plan shows billing as it is now, and is applied after that "
+                      "merge."]
         comments[pull] = "\n".join(lines) + "\n"
     return comments

@@ -191,7 +191,7 @@ class SpecEditor:
     def _add(self, start: int, end: int, text: str) -> None:
         self._edits.append(_Edit(start, end, text, len(self._edits)))
 
-    def _line(self, text: str, at: int = -1) -> str:
+    def _line(self, text: str) -> str:
         """``text`` as a new line, to be inserted at a line start."""
         return text + self.newline
 
@@ -248,7 +248,7 @@ class SpecEditor:
                 self._add(start, end, "")
         _, last_end, dash = self._item_range(items[-1])
         if new:
-            lines = "".join(self._line(" " * dash + "- " + text, last_end) for text in new)
+            lines = "".join(self._line(" " * dash + "- " + text) for text in new)
             self._add(last_end, last_end, lines)
         elif not keep:
             colon = self._colon(key_node)
@@ -276,7 +276,7 @@ class SpecEditor:
             return
         column = mapping.value[0][0].start_mark.column
         at = self._line_end(max(after - 1, key_node.start_mark.index))
-        self._add(at, at, self._line(" " * column + f"{key}: {rendered}", at))
+        self._add(at, at, self._line(" " * column + f"{key}: {rendered}"))
 
     def remove_entry(self, section: str, index: int) -> None:
         self._sections.setdefault(section, _Section()).removed.add(index)
@@ -298,14 +298,14 @@ class SpecEditor:
                 return dash, item.start_mark.column, bool(getattr(item, "flow_style", False))
         return None
 
-    def _block_entry(self, entry: NewEntry, dash: int, column: int, flow: bool, at: int) -> str:
+    def _block_entry(self, entry: NewEntry, dash: int, column: int, flow: bool) -> str:
         if flow:
             body = "{" + ", ".join(f"{k}: {v}" for k, v in entry.fields) + "}"
-            return self._line(" " * dash + "- " + body, at)
+            return self._line(" " * dash + "- " + body)
         lines = []
         for number, (key, value) in enumerate(entry.fields):
             lead = " " * dash + "-" + " " * (column - dash - 1) if number == 0 else " " * column
-            lines.append(self._line(lead + f"{key}: {value}", at))
+            lines.append(self._line(lead + f"{key}: {value}"))
         return "".join(lines)
 
     def _finish_section(self, name: str, section: _Section) -> None:
@@ -316,9 +316,8 @@ class SpecEditor:
                 return
             dash, column, flow = style or (2, 4, False)
             at = len(self.text)
-            text = self._line(f"{name}:", at)
-            # A new section at the end: the lines after the first need no leading line break.
-            text += "".join(self._block_entry(e, dash, column, flow, -1) for e in section.appended)
+            text = self._line(f"{name}:")
+            text += "".join(self._block_entry(e, dash, column, flow) for e in section.appended)
             self._add(at, at, text)
             return
         key_node, node = pair
@@ -332,8 +331,9 @@ class SpecEditor:
             column = first.start_mark.column
             flow = bool(getattr(first, "flow_style", False))
             if section.appended:
-                text = "".join(self._block_entry(e, dash, column, flow, last_end)
-                               for e in section.appended)
+                text = "".join(
+                    self._block_entry(e, dash, column, flow) for e in section.appended
+                )
                 self._add(last_end, last_end, text)
             elif len(section.removed) == len(items):
                 colon = self._colon(key_node)
@@ -362,7 +362,7 @@ class SpecEditor:
             dash = key_node.start_mark.column + 2
             column, flow = dash + 2, False
         at = self._line_end(colon)
-        text = "".join(self._block_entry(e, dash, column, flow, at) for e in section.appended)
+        text = "".join(self._block_entry(e, dash, column, flow) for e in section.appended)
         self._add(at, at, text)
 
     def result(self) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.model import Account, Catalogue, Customer, CustomerState, Product
 from reconciler.diff import fingerprint, plan_customer
+from reconciler.model import Account, Catalogue, Customer, CustomerState, Product
 from reconciler.plan import CustomerPlan, PlanOptions
 from reconciler.spec import load_spec
 from tests.helpers import marked_line
@@ -85,7 +85,7 @@ def codes(problems: list[Any]) -> list[str]:
     return [p.code for p in problems]
 
 
-# ---- safety: more than 25% of at least 8 open managed accounts --------------------------------------
+# ---- safety: more than 25% of at least 8 open managed accounts -----------------------------------
 
 
 def fleet_plan(tmp_path: Path, managed: int, terminated: int, blocked: int,
@@ -124,7 +124,10 @@ def test_unsafe_means_more_than_a_quarter_of_at_least_eight_managed_accounts(
     tmp_path: Path, managed: int, terminated: int, blocked: int, unsafe: bool
 ) -> None:
     plan = fleet_plan(tmp_path, managed, terminated, blocked)
-    assert sorted(c.op for c in plan.changes) == ["block"] * blocked + ["terminate_account"] * terminated
+    assert (
+        sorted(c.op for c in plan.changes)
+        == ["block"] * blocked + ["terminate_account"] * terminated
+    )
     assert plan.errors == []
     assert plan.unsafe is unsafe
     if not unsafe:
@@ -154,18 +157,22 @@ def test_only_open_managed_accounts_count_towards_the_eight(tmp_path: Path) -> N
 
 def test_unblocking_and_renaming_are_not_drastic(tmp_path: Path) -> None:
     accounts = [ext(n, blocked_by="customer" if n <= 4 else None) for n in range(1, 9)]
-    entries = [f"{{extension: '{n}', name: Renamed {n}, product: Cloud PBX service, blocked: false}}"
+    entries = [f"{{extension: '{n}', name: Renamed {n}, product: Cloud PBX service, "
+               f"blocked: false}}"
                for n in range(1, 9)]
     plan = plan_text(tmp_path, spec_of(entries), state_of(*accounts))
     assert sorted(c.op for c in plan.changes) == ["set_name"] * 8 + ["unblock"] * 4
     assert plan.unsafe is False
 
 
-def test_blocking_an_account_that_is_already_blocked_is_no_change_and_not_counted(tmp_path: Path) -> None:
+def test_blocking_an_account_that_is_already_blocked_is_no_change_and_not_counted(
+    tmp_path: Path,
+) -> None:
     accounts = [ext(n, blocked_by="customer" if n <= 4 else None) for n in range(1, 9)]
     entries = [f"{{extension: '{n}', name: User {n}, product: Cloud PBX service, blocked: true}}"
                for n in range(1, 5)] + \
-              [f"{{extension: '{n}', name: User {n}, product: Cloud PBX service}}" for n in range(5, 9)]
+              [f"{{extension: '{n}', name: User {n}, product: Cloud PBX service}}"
+               for n in range(5, 9)]
     plan = plan_text(tmp_path, spec_of(entries), state_of(*accounts))
     assert plan.changes == [] and plan.unsafe is False
 
@@ -188,7 +195,7 @@ def test_default_safety_options_are_a_quarter_and_eight() -> None:
     assert PlanOptions() == PlanOptions(unsafe_share=0.25, unsafe_min_accounts=8)
 
 
-# ---- self-care: block and unblock -------------------------------------------------------------------
+# ---- self-care: block and unblock ----------------------------------------------------------------
 
 
 BLOCKED_ALICE = ext(1, name="Alice", blocked_by="customer")
@@ -198,7 +205,8 @@ BLOCKED_ALICE = ext(1, name="Alice", blocked_by="customer")
 def test_unblock_needs_the_self_care_role(tmp_path: Path, permitted: bool) -> None:
     text = spec_of(["{extension: '1', name: Alice, product: Cloud PBX service,",
                     "  blocked: false}  # <-"])
-    plan = plan_text(tmp_path, text, state_of(BLOCKED_ALICE, customer=acme(block_extensions=permitted)))
+    plan = plan_text(tmp_path, text,
+                     state_of(BLOCKED_ALICE, customer=acme(block_extensions=permitted)))
     assert ops(plan) == [("unblock", "ph100x1")]
     if permitted:
         assert plan.errors == []
@@ -238,9 +246,12 @@ def test_creating_an_unblocked_account_needs_no_self_care_role(tmp_path: Path) -
     assert plan.errors == []
 
 
-def test_unblocking_an_admin_block_is_admin_blocked_not_a_self_care_question(tmp_path: Path) -> None:
+def test_unblocking_an_admin_block_is_admin_blocked_not_a_self_care_question(
+    tmp_path: Path,
+) -> None:
     text = spec_of(["{extension: '1', name: Alice, product: Cloud PBX service, blocked: false}"])
-    state = state_of(ext(1, name="Alice", blocked_by="admin"), customer=acme(block_extensions=False))
+    state = state_of(ext(1, name="Alice", blocked_by="admin"),
+                     customer=acme(block_extensions=False))
     plan = plan_text(tmp_path, text, state)
     assert [(p.code, p.message) for p in plan.errors] == [(
         "admin_blocked",
@@ -256,7 +267,7 @@ def test_blocked_omitted_leaves_the_block_as_it_is(tmp_path: Path) -> None:
     assert plan.changes == [] and plan.errors == []
 
 
-# ---- the fingerprint covers everything the plan reads ----------------------------------------------
+# ---- the fingerprint covers everything the plan reads --------------------------------------------
 
 
 FINGERPRINT_BASE = state_of(
@@ -285,7 +296,8 @@ def _catalogue(state: CustomerState, products: tuple[Product, ...]) -> CustomerS
 FINGERPRINT_CHANGES: dict[str, Callable[[CustomerState], CustomerState]] = {
     "account blocked by the customer": lambda s: _account(s, "ph100x1", blocked_by="customer"),
     "account blocked by the administrator": lambda s: _account(s, "ph100x1", blocked_by="admin"),
-    "customer block turned into an admin block": lambda s: _account(s, "ph100x2", blocked_by="admin"),
+    "customer block turned into an admin block": lambda s: _account(s, "ph100x2",
+                                                                    blocked_by="admin"),
     "account unblocked": lambda s: _account(s, "ph100x2", blocked_by=None),
     "account terminated": lambda s: _account(s, "ph100x1", status="terminated"),
     "account reopened": lambda s: _account(s, "ph100x3", status="open"),
@@ -310,12 +322,15 @@ FINGERPRINT_CHANGES: dict[str, Callable[[CustomerState], CustomerState]] = {
     "DID left the pool": lambda s: _customer(s, dids=POOL - {"15550000005"}),
     "DID joined the pool": lambda s: _customer(s, dids=POOL | {"15550000010"}),
     "catalogue product renamed": lambda s: _catalogue(
-        s, tuple(dataclasses.replace(p, name="Recording") if p.id == 3 else p for p in CATALOGUE.products)),
+        s, tuple(dataclasses.replace(p, name="Recording") if p.id == 3 else p
+                 for p in CATALOGUE.products)),
     "catalogue product type changed": lambda s: _catalogue(
-        s, tuple(dataclasses.replace(p, type="addon") if p.id == 5 else p for p in CATALOGUE.products)),
+        s, tuple(dataclasses.replace(p, type="addon") if p.id == 5 else p
+                 for p in CATALOGUE.products)),
     "catalogue product id changed": lambda s: _catalogue(
         s, tuple(dataclasses.replace(p, id=50) if p.id == 5 else p for p in CATALOGUE.products)),
-    "catalogue product added": lambda s: _catalogue(s, CATALOGUE.products + (Product(6, "Voicemail", "addon"),)),
+    "catalogue product added": lambda s: _catalogue(s, CATALOGUE.products
+                                                    + (Product(6, "Voicemail", "addon"),)),
     "catalogue product removed": lambda s: _catalogue(s, CATALOGUE.products[:-1]),
     "another customer took a managed ID": lambda s: dataclasses.replace(
         s, foreign_ids=s.foreign_ids | {"ph100x78"}),
@@ -380,7 +395,7 @@ def test_the_plan_carries_the_fingerprint_of_the_state_it_was_computed_from(tmp_
     assert plan.name == "Acme"
 
 
-# ---- changes: what each difference becomes, in the contract's order ---------------------------------
+# ---- changes: what each difference becomes, in the contract's order ------------------------------
 
 
 def test_creating_accounts_lists_every_field_and_adds_their_aliases_after(tmp_path: Path) -> None:
@@ -388,12 +403,14 @@ def test_creating_accounts_lists_every_field_and_adds_their_aliases_after(tmp_pa
                      " addons: [Call recording, Fax to email], dids: ['15550000002']}")])
             + "auto_attendants:\n"
             "  - {number: 1, name: Main menu, product: Auto attendant, dids: ['15550000003']}\n")
-    plan = plan_text(tmp_path, text, state_of(customer=acme(agreement=AGREEMENT + (("Fax to email", 0),))))
+    plan = plan_text(tmp_path, text,
+                     state_of(customer=acme(agreement=AGREEMENT + (("Fax to email", 0),))))
     assert [c.to_dict() for c in plan.changes] == [
-        {"op": "create_account", "account": "ph100aa1", "kind": "auto_attendant", "name": "Main menu",
-         "product": "Auto attendant", "addons": [], "blocked": False},
+        {"op": "create_account", "account": "ph100aa1", "kind": "auto_attendant",
+         "name": "Main menu", "product": "Auto attendant", "addons": [], "blocked": False},
         {"op": "create_account", "account": "ph100x466", "kind": "extension", "name": "John Doe",
-         "product": "Cloud PBX service", "addons": ["Call recording", "Fax to email"], "blocked": False},
+         "product": "Cloud PBX service", "addons": ["Call recording", "Fax to email"],
+         "blocked": False},
         {"op": "add_alias", "account": "ph100aa1", "did": "15550000003"},
         {"op": "add_alias", "account": "ph100x466", "did": "15550000002"},
     ]
@@ -404,7 +421,8 @@ def test_updating_an_account_changes_only_what_differs(tmp_path: Path) -> None:
     existing = ext(1, name="Alice", addons=("Fax to email",), dids=("15550000001", "15550000002"))
     text = spec_of([("{extension: '1', name: Alicia, product: Hotdesk, addons: [Call recording],"
                     " dids: ['15550000002', '15550000003']}")])
-    state = state_of(existing, customer=acme(agreement=AGREEMENT + (("Fax to email", 0), ("Hotdesk", 0))))
+    state = state_of(existing,
+                     customer=acme(agreement=AGREEMENT + (("Fax to email", 0), ("Hotdesk", 0))))
     plan = plan_text(tmp_path, text, state)
     assert [c.to_dict() for c in plan.changes] == [
         {"op": "remove_alias", "account": "ph100x1", "did": "15550000001"},
@@ -428,7 +446,8 @@ def test_a_matching_spec_plans_nothing(tmp_path: Path) -> None:
 def test_a_did_moves_between_accounts_remove_before_add(tmp_path: Path) -> None:
     state = state_of(ext(1, dids=("15550000001",)), ext(2))
     text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service}",
-                    "{extension: '2', name: User 2, product: Cloud PBX service, dids: ['15550000001']}"])
+                    "{extension: '2', name: User 2, product: Cloud PBX service, dids: "
+                    "['15550000001']}"])
     plan = plan_text(tmp_path, text, state)
     assert [c.to_dict() for c in plan.changes] == [
         {"op": "remove_alias", "account": "ph100x1", "did": "15550000001"},
@@ -440,9 +459,11 @@ def test_a_did_moves_between_accounts_remove_before_add(tmp_path: Path) -> None:
 def test_prune_terminates_after_removing_aliases_and_leaves_unmanaged_and_terminated_alone(
     tmp_path: Path,
 ) -> None:
-    state = state_of(ext(1), ext(2, dids=("15550000002", "15550000001")), ext(3, status="terminated"),
+    state = state_of(ext(1), ext(2, dids=("15550000002", "15550000001")),
+                     ext(3, status="terminated"),
                      Account("trunk-1", 100, "Trunk", "Cloud PBX service"))
-    plan = plan_text(tmp_path, spec_of(["{extension: '1', name: User 1, product: Cloud PBX service}"],
+    plan = plan_text(tmp_path,
+                     spec_of(["{extension: '1', name: User 1, product: Cloud PBX service}"],
                                        prune=True), state)
     assert [c.to_dict() for c in plan.changes] == [
         {"op": "remove_alias", "account": "ph100x2", "did": "15550000001"},
@@ -452,7 +473,9 @@ def test_prune_terminates_after_removing_aliases_and_leaves_unmanaged_and_termin
     assert plan.errors == [] and plan.warnings == []
 
 
-def test_without_prune_an_account_not_in_the_spec_is_a_warning_at_the_customer_id(tmp_path: Path) -> None:
+def test_without_prune_an_account_not_in_the_spec_is_a_warning_at_the_customer_id(
+    tmp_path: Path,
+) -> None:
     state = state_of(Account("trunk-1", 100, "Trunk", "Cloud PBX service"), ext(1), ext(2),
                      ext(3, status="terminated"), ext(4))
     text = "version: 1\ncustomer:\n  id: 100  # <-\n  name: Acme\nextensions:\n" \
@@ -461,18 +484,19 @@ def test_without_prune_an_account_not_in_the_spec_is_a_warning_at_the_customer_i
     assert plan.changes == [] and plan.errors == []
     assert [(w.code, w.message, w.line, w.column) for w in plan.warnings] == [
         ("not_in_spec",
-         "ph100x2 (User 2) is in billing but not in the spec; it is kept (set prune: true to terminate it)",
-         3, 7),
+         "ph100x2 (User 2) is in billing but not in the spec; it is kept (set prune: "
+         "true to terminate it)", 3, 7),
         ("not_in_spec",
-         "ph100x4 (User 4) is in billing but not in the spec; it is kept (set prune: true to terminate it)",
-         3, 7),
+         "ph100x4 (User 4) is in billing but not in the spec; it is kept (set prune: "
+         "true to terminate it)", 3, 7),
     ]
 
 
 def test_prune_goes_past_unmanaged_and_terminated_accounts_listed_first(tmp_path: Path) -> None:
-    state = state_of(Account("trunk-1", 100, "Trunk", "Cloud PBX service"), ext(3, status="terminated"),
-                     ext(1), ext(2))
-    plan = plan_text(tmp_path, spec_of(["{extension: '1', name: User 1, product: Cloud PBX service}"],
+    state = state_of(Account("trunk-1", 100, "Trunk", "Cloud PBX service"),
+                     ext(3, status="terminated"), ext(1), ext(2))
+    plan = plan_text(tmp_path,
+                     spec_of(["{extension: '1', name: User 1, product: Cloud PBX service}"],
                                        prune=True), state)
     assert ops(plan) == [("terminate_account", "ph100x2")]
 
@@ -491,7 +515,9 @@ def test_prune_refuses_to_terminate_an_admin_blocked_account(tmp_path: Path) -> 
     )]
 
 
-def test_admin_blocked_account_reports_one_problem_naming_every_change_asked_for(tmp_path: Path) -> None:
+def test_admin_blocked_account_reports_one_problem_naming_every_change_asked_for(
+    tmp_path: Path,
+) -> None:
     state = state_of(ext(2, name="Bob", blocked_by="admin"))
     text = spec_of(["{extension: '2',  # <-",
                     "   name: Robert, product: Hotdesk, addons: [Fax to email], blocked: false}"])
@@ -541,12 +567,12 @@ def test_an_account_id_of_another_customer_cannot_be_managed(tmp_path: Path) -> 
     assert plan.changes == []
     assert [(p.code, p.message, p.line, p.column) for p in plan.errors] == [(
         "account_id_taken",
-        "account ID ph100x7 belongs to another customer in billing; it cannot be managed from this spec",
-        5, column(tmp_path, 5, "'7'"),
+        "account ID ph100x7 belongs to another customer in billing; "
+        "it cannot be managed from this spec", 5, column(tmp_path, 5, "'7'"),
     )]
 
 
-# ---- a spec with errors: checked from what could be read ---------------------------------------------
+# ---- a spec with errors: checked from what could be read -----------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -557,17 +583,23 @@ def test_an_account_id_of_another_customer_cannot_be_managed(tmp_path: Path) -> 
 def test_a_value_that_cannot_be_read_is_not_taken_for_a_change(tmp_path: Path, broken: str) -> None:
     # The account is blocked by the administrator, so any change planned for it is an error: a
     # broken name or list must not read as "rename to nothing" or "remove them all".
-    existing = ext(1, name="Alice", addons=("Call recording",), dids=("15550000001",), blocked_by="admin")
-    fields = {"name": "name: Alice", "addons": "addons: [Call recording]", "dids": "dids: ['15550000001']"}
+    existing = ext(1, name="Alice", addons=("Call recording",), dids=("15550000001",),
+                   blocked_by="admin")
+    fields = {"name": "name: Alice", "addons": "addons: [Call recording]",
+              "dids": "dids: ['15550000001']"}
     key, value = broken.split(": ")
     fields[key] = broken  # the one value that cannot be read
-    text = spec_of([f"{{extension: '1', product: Cloud PBX service, {', '.join(fields.values())}}}"])
+    text = spec_of(
+        [f"{{extension: '1', product: Cloud PBX service, {', '.join(fields.values())}}}"]
+    )
     plan = plan_text(tmp_path, text, state_of(existing), loads=False)
     assert located(plan.errors) == [("schema", 5, column(tmp_path, 5, value))]
     assert plan.changes == [] and plan.warnings == []
 
 
-def test_a_wrong_customer_name_is_reported_in_line_order_with_the_spec_s_own_errors(tmp_path: Path) -> None:
+def test_a_wrong_customer_name_is_reported_in_line_order_with_the_spec_s_own_errors(
+    tmp_path: Path,
+) -> None:
     text = ("version: 1\ncustomer: {colour: red, id: 100, name: Acne}\nextensions:\n"
             "  - {extension: '1a', name: A, product: Cloud PBX service}\n")
     plan = plan_text(tmp_path, text, state_of(), loads=False)
@@ -578,7 +610,7 @@ def test_a_wrong_customer_name_is_reported_in_line_order_with_the_spec_s_own_err
     ]
 
 
-# ---- DIDs --------------------------------------------------------------------------------------------
+# ---- DIDs ----------------------------------------------------------------------------------------
 
 
 def test_did_problems_point_at_the_did_and_say_why(tmp_path: Path) -> None:
@@ -604,7 +636,8 @@ def test_did_problems_point_at_the_did_and_say_why(tmp_path: Path) -> None:
         ("did_not_owned", "DID 19990000000 is not in the customer's DID pool", 7,
          column(tmp_path, 7, "'19990000000'")),
         ("did_in_use", ("DID 15550000009 is held by trunk-1 (Trunk), "
-                       "an account the reconciler does not manage"), 8, column(tmp_path, 8, "'15550000009'")),
+                       "an account the reconciler does not manage"), 8,
+         column(tmp_path, 8, "'15550000009'")),
         ("did_in_use", ("DID 15550000001 is held by ph100x1 (Alice), "
                        "an account the spec does not list (kept because prune is false)"), 9,
          column(tmp_path, 9, "'15550000001'")),
@@ -618,8 +651,8 @@ def test_did_problems_point_at_the_did_and_say_why(tmp_path: Path) -> None:
 
 def test_a_did_of_a_pruned_or_listed_account_may_be_taken(tmp_path: Path) -> None:
     state = state_of(ext(1, dids=("15550000001",)), ext(2, dids=("15550000002",)))
-    text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service, dids: ['15550000003']}",
-                    ("{extension: '3', name: New, product: Cloud PBX service,"
+    text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service, dids: "
+                    "['15550000003']}", ("{extension: '3', name: New, product: Cloud PBX service,"
                     " dids: ['15550000001', '15550000002']}")], prune=True)
     plan = plan_text(tmp_path, text, state)
     assert plan.errors == []
@@ -650,10 +683,11 @@ def test_a_normalised_did_is_planned_as_digits_with_a_warning(tmp_path: Path) ->
     assert [c.to_dict() for c in plan.changes][1:] == [
         {"op": "add_alias", "account": "ph100x1", "did": "15550000004"}]
     assert [(p.code, p.message) for p in plan.warnings] == [
-        ("did_normalised", "DID '+1 555-000-0004' is read as 15550000004; `reconciler fmt` writes it that way")]
+        ("did_normalised",
+         "DID '+1 555-000-0004' is read as 15550000004; `reconciler fmt` writes it that way")]
 
 
-# ---- products ----------------------------------------------------------------------------------------
+# ---- products ------------------------------------------------------------------------------------
 
 
 def test_product_problems_point_at_the_value_and_say_what_is_allowed(tmp_path: Path) -> None:
@@ -675,14 +709,18 @@ def test_product_problems_point_at_the_value_and_say_what_is_allowed(tmp_path: P
         ("product_not_in_agreement", 10, column(tmp_path, 10, "Fax to email")),
     ]
     assert [(p.code, p.message, p.line) for p in plan.errors] == [
-        ("unknown_product", "no product named 'Cloud PBX servce'; did you mean 'Cloud PBX service'? "
-                            "(other main products in billing: Hotdesk, Auto attendant)", 5),
-        ("unknown_product", "no product named 'Xylophone' "
-                            "(main products in billing: Hotdesk, Cloud PBX service, Auto attendant)", 6),
-        ("wrong_product_type", "'Call recording' is an add-on product; `product` needs a main product", 7),
-        ("wrong_product_type", "'Hotdesk' is a main product; `addons` takes add-on products only", 8),
-        ("product_not_in_agreement",
-         "'Hotdesk' is not in the customer's agreement (allowed: Auto attendant, Cloud PBX service)", 9),
+        ("unknown_product",
+         "no product named 'Cloud PBX servce'; did you mean 'Cloud PBX service'? "
+         "(other main products in billing: Hotdesk, Auto attendant)", 5),
+        ("unknown_product",
+         "no product named 'Xylophone' "
+         "(main products in billing: Hotdesk, Cloud PBX service, Auto attendant)", 6),
+        ("wrong_product_type",
+         "'Call recording' is an add-on product; `product` needs a main product", 7),
+        ("wrong_product_type",
+         "'Hotdesk' is a main product; `addons` takes add-on products only", 8),
+        ("product_not_in_agreement", "'Hotdesk' is not in the customer's agreement "
+                                     "(allowed: Auto attendant, Cloud PBX service)", 9),
         ("product_not_in_agreement",
          "'Fax to email' is not in the customer's agreement (allowed: Call recording)", 10),
     ]
@@ -707,7 +745,8 @@ def test_changing_an_existing_account_to_products_outside_the_agreement_is_an_er
     text = spec_of(["{extension: '1', name: User 1, product: Hotdesk,",
                     "   addons: [Call recording, Fax to email]}"])
     plan = plan_text(tmp_path, text, state)
-    assert ops(plan) == [("set_product", "ph100x1"), ("add_addon", "ph100x1"), ("add_addon", "ph100x1")]
+    assert ops(plan) == [("set_product", "ph100x1"), ("add_addon", "ph100x1"),
+                         ("add_addon", "ph100x1")]
     assert located(plan.errors) == [
         ("product_not_in_agreement", 5, column(tmp_path, 5, "Hotdesk")),
         ("product_not_in_agreement", 6, column(tmp_path, 6, "Fax to email")),
@@ -726,13 +765,16 @@ def test_adding_a_did_to_an_existing_account_is_checked_where_it_is_written(tmp_
 
 
 def test_an_agreement_without_add_ons_says_so_without_a_list(tmp_path: Path) -> None:
-    text = spec_of(["{extension: '1', name: A, product: Cloud PBX service, addons: [Call recording]}"])
+    text = spec_of(["{extension: '1', name: A, product: Cloud PBX service, addons: "
+                    "[Call recording]}"])
     plan = plan_text(tmp_path, text, state_of(customer=acme(agreement=(("Cloud PBX service", 0),))))
     assert [(p.code, p.message) for p in plan.errors] == [
         ("product_not_in_agreement", "'Call recording' is not in the customer's agreement")]
 
 
-def test_a_kept_assignment_outside_the_agreement_is_a_warning_a_new_one_an_error(tmp_path: Path) -> None:
+def test_a_kept_assignment_outside_the_agreement_is_a_warning_a_new_one_an_error(
+    tmp_path: Path,
+) -> None:
     state = state_of(ext(1, product="Hotdesk", addons=("Fax to email",)),
                      ext(3, product="Legacy PBX", addons=("Hotdesk",)),
                      ext(4, product="Call recording"))
@@ -752,7 +794,7 @@ def test_a_kept_assignment_outside_the_agreement_is_a_warning_a_new_one_an_error
     assert ops(plan) == [("create_account", "ph100x2")]
 
 
-# ---- quantities --------------------------------------------------------------------------------------
+# ---- quantities ----------------------------------------------------------------------------------
 
 
 def test_quantity_counts_every_open_account_after_the_plan(tmp_path: Path) -> None:
@@ -760,15 +802,16 @@ def test_quantity_counts_every_open_account_after_the_plan(tmp_path: Path) -> No
     # does not count. Giving it to Bob makes three.
     state = state_of(ext(1, name="Alice", addons=("Call recording",)), ext(2, name="Bob"),
                      ext(3, addons=("Call recording",), status="terminated"),
-                     Account("trunk-1", 100, "Trunk", "Cloud PBX service", addons=("Call recording",)))
-    text = spec_of(["{extension: '1', name: Alice, product: Cloud PBX service, addons: [Call recording]}",
-                    "{extension: '2', name: Bob, product: Cloud PBX service,",
+                     Account("trunk-1", 100, "Trunk", "Cloud PBX service",
+                             addons=("Call recording",)))
+    text = spec_of(["{extension: '1', name: Alice, product: Cloud PBX service, addons: "
+                    "[Call recording]}", "{extension: '2', name: Bob, product: Cloud PBX service,",
                     "   addons: [Call recording]}  # <-"])
     plan = plan_text(tmp_path, text, state)
     assert [(p.code, p.message, p.line) for p in plan.errors] == [(
         "quantity_exceeded",
-        "'Call recording': the spec wants 3 accounts to use it, the agreement allows 2, 2 use it now",
-        7,
+        "'Call recording': the spec wants 3 accounts to use it, the agreement allows 2, "
+        "2 use it now", 7,
     )]
     assert plan.usage == [
         {"product": "Auto attendant", "in_use": 0, "planned": 0, "quantity": 1},
@@ -789,8 +832,10 @@ def test_quantity_exactly_reached_is_fine_and_zero_is_unlimited(tmp_path: Path) 
 
 def test_pruning_frees_quantity_for_a_new_account(tmp_path: Path) -> None:
     state = state_of(ext(1, addons=("Call recording",)), ext(2, addons=("Call recording",)))
-    text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service, addons: [Call recording]}",
-                    "{extension: '3', name: New, product: Cloud PBX service, addons: [Call recording]}"],
+    text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service, addons: "
+                    "[Call recording]}",
+                    "{extension: '3', name: New, product: Cloud PBX service, addons: "
+                    "[Call recording]}"],
                    prune=True)
     plan = plan_text(tmp_path, text, state)
     assert plan.errors == []
@@ -799,10 +844,13 @@ def test_pruning_frees_quantity_for_a_new_account(tmp_path: Path) -> None:
 
 def test_a_kept_account_not_in_the_spec_still_counts(tmp_path: Path) -> None:
     state = state_of(ext(1, addons=("Call recording",)), ext(2, addons=("Call recording",)))
-    text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service, addons: [Call recording]}",
-                    "{extension: '3', name: New, product: Cloud PBX service, addons: [Call recording]}"])
+    text = spec_of(["{extension: '1', name: User 1, product: Cloud PBX service, addons: "
+                    "[Call recording]}",
+                    "{extension: '3', name: New, product: Cloud PBX service, addons: "
+                    "[Call recording]}"])
     plan = plan_text(tmp_path, text, state)
-    assert located(plan.errors) == [("quantity_exceeded", 6, column(tmp_path, 6, "Call recording]"))]
+    assert located(plan.errors) == [("quantity_exceeded", 6,
+                                     column(tmp_path, 6, "Call recording]"))]
 
 
 def test_every_kept_account_not_in_the_spec_counts_once(tmp_path: Path) -> None:
@@ -818,7 +866,8 @@ def test_every_kept_account_not_in_the_spec_counts_once(tmp_path: Path) -> None:
 
 def test_an_agreement_shrunk_below_use_warns_until_a_new_use_is_planned(tmp_path: Path) -> None:
     accounts = [ext(n, addons=("Call recording",)) for n in (1, 2, 3)]
-    keep = [f"{{extension: '{n}', name: User {n}, product: Cloud PBX service, addons: [Call recording]}}"
+    keep = [f"{{extension: '{n}', name: User {n}, product: Cloud PBX service, addons: "
+            f"[Call recording]}}"
             for n in (1, 2, 3)]
     text = "version: 1\ncustomer:\n  id: 100  # <-\n  name: Acme\nextensions:\n" + \
            "".join(f"  - {e}\n" for e in keep)
@@ -826,7 +875,8 @@ def test_an_agreement_shrunk_below_use_warns_until_a_new_use_is_planned(tmp_path
     assert plan.errors == []
     assert [(p.code, p.message, p.line) for p in plan.warnings] == [(
         "quantity_exceeded",
-        ("'Call recording': the spec wants 3 accounts to use it, the agreement allows 2, 3 use it now "
+        ("'Call recording': the spec wants 3 accounts to use it, the agreement allows 2, "
+         "3 use it now "
         "(no new use is planned)"),
         3,
     )]
@@ -835,10 +885,15 @@ def test_an_agreement_shrunk_below_use_warns_until_a_new_use_is_planned(tmp_path
     # not more use than now: still only a warning.
     moved = text.replace("'3', name: User 3, product: Cloud PBX service, addons: [Call recording]",
                          "'3', name: User 3, product: Cloud PBX service")
-    moved += "  - {extension: '4', name: New, product: Cloud PBX service, addons: [Call recording]}\n"
+    moved += (
+        "  - {extension: '4', name: New, product: Cloud PBX service, addons: [Call recording]}\n"
+    )
     plan = plan_text(tmp_path, moved, state_of(*accounts))
     assert plan.errors == [] and codes(plan.warnings) == ["quantity_exceeded"]
-    grown = text + "  - {extension: '4', name: New, product: Cloud PBX service, addons: [Call recording]}\n"
+    grown = (
+        text
+        + "  - {extension: '4', name: New, product: Cloud PBX service, addons: [Call recording]}\n"
+    )
     plan = plan_text(tmp_path, grown, state_of(*accounts))
     assert [(p.code, p.line) for p in plan.errors] == [("quantity_exceeded", 9)]
 
@@ -846,7 +901,8 @@ def test_an_agreement_shrunk_below_use_warns_until_a_new_use_is_planned(tmp_path
 def test_a_refused_product_is_not_counted_but_the_rest_of_its_entry_is(tmp_path: Path) -> None:
     # Cloud PBX service is no add-on: that assignment is refused and never happens, so it uses
     # no quantity; the same entry's Auto attendant (1 allowed) still counts, with the menu's.
-    text = (spec_of(["{extension: '3', name: C, product: Auto attendant, addons: [Cloud PBX service]}"])
+    text = (spec_of(["{extension: '3', name: C, product: Auto attendant, addons: "
+                     "[Cloud PBX service]}"])
             + "auto_attendants:\n  - {number: 1, name: Menu, product: Auto attendant}\n")
     plan = plan_text(tmp_path, text, state_of())
     assert located(plan.errors) == [
@@ -854,7 +910,8 @@ def test_a_refused_product_is_not_counted_but_the_rest_of_its_entry_is(tmp_path:
         ("wrong_product_type", 5, column(tmp_path, 5, "Cloud PBX service]")),
     ]
     assert plan.usage[0] == {"product": "Auto attendant", "in_use": 0, "planned": 2, "quantity": 1}
-    assert plan.usage[2] == {"product": "Cloud PBX service", "in_use": 0, "planned": 0, "quantity": 0}
+    assert plan.usage[2] == {"product": "Cloud PBX service", "in_use": 0, "planned": 0,
+                             "quantity": 0}
 
 
 def test_a_kept_wrong_product_type_is_a_warning_and_still_counts(tmp_path: Path) -> None:
@@ -862,10 +919,13 @@ def test_a_kept_wrong_product_type_is_a_warning_and_still_counts(tmp_path: Path)
     # account uses Call recording (2 allowed) all the same: two new uses make three.
     state = state_of(ext(1, product="Call recording"))
     text = spec_of(["{extension: '1', name: User 1, product: Call recording}",
-                    "{extension: '2', name: B, product: Cloud PBX service, addons: [Call recording]}",
-                    "{extension: '3', name: C, product: Cloud PBX service, addons: [Call recording]}"])
+                    "{extension: '2', name: B, product: Cloud PBX service, addons: "
+                    "[Call recording]}",
+                    "{extension: '3', name: C, product: Cloud PBX service, addons: "
+                    "[Call recording]}"])
     plan = plan_text(tmp_path, text, state)
-    assert located(plan.warnings) == [("wrong_product_type", 5, column(tmp_path, 5, "Call recording"))]
+    assert located(plan.warnings) == [("wrong_product_type", 5,
+                                       column(tmp_path, 5, "Call recording"))]
     assert located(plan.errors) == [("quantity_exceeded", 6, column(tmp_path, 6, "Call recording"))]
     assert plan.usage[1] == {"product": "Call recording", "in_use": 1, "planned": 3, "quantity": 2}
 
@@ -877,10 +937,11 @@ def test_quantity_points_at_the_first_entry_that_newly_uses_the_product(tmp_path
             "  - {number: 2, name: Night, product: Auto attendant}\n")
     plan = plan_text(tmp_path, text, state_of())
     line = marked_line(tmp_path / "acme.yaml")
-    assert located(plan.errors) == [("quantity_exceeded", line, column(tmp_path, line, "Auto attendant}"))]
+    assert located(plan.errors) == [("quantity_exceeded", line,
+                                     column(tmp_path, line, "Auto attendant}"))]
 
 
-# ---- customer ---------------------------------------------------------------------------------------
+# ---- customer ------------------------------------------------------------------------------------
 
 
 def test_unknown_customer_and_name_mismatch(tmp_path: Path) -> None:
@@ -898,7 +959,7 @@ def test_unknown_customer_and_name_mismatch(tmp_path: Path) -> None:
     assert wrong.fingerprint == fingerprint(state_of())
 
 
-# ---- the plan's dict form round-trips -----------------------------------------------------------------
+# ---- the plan's dict form round-trips ------------------------------------------------------------
 
 
 def test_a_customer_plan_survives_its_dict_form(tmp_path: Path) -> None:
@@ -913,7 +974,8 @@ def test_a_customer_plan_survives_its_dict_form(tmp_path: Path) -> None:
     assert data["customer"] == 100 and data["file"] == str(tmp_path / "acme.yaml")
     again = CustomerPlan.from_dict(data)
     assert again == plan
-    old = {k: v for k, v in data.items() if k not in ("warnings", "usage", "unsafe", "unsafe_reason",
+    old = {k: v for k, v in data.items()
+           if k not in ("warnings", "usage", "unsafe", "unsafe_reason",
                                                       "name", "fingerprint")}
     minimal = CustomerPlan.from_dict(old)
     assert (minimal.warnings, minimal.usage, minimal.unsafe, minimal.unsafe_reason, minimal.name,

@@ -82,10 +82,12 @@ class AuditTable:
         if self._last is not None and self.chain.problem is None:
             # The last row verified must still be there as it was: a cheap guard against a
             # rewrite behind this run's back (the full check is `history --verify`).
-            row = self.db.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq = ?", (self._seq,)).fetchone()  # noqa: S608
+            query = f"SELECT {_COLUMNS} FROM audit WHERE seq = ?"  # noqa: S608
+            row = self.db.execute(query, (self._seq,)).fetchone()
             if row is None or _stored(row) != self._last:
                 self.chain.problem = Problem(self._last.where, self._last.label(),
-                                             "was changed or removed while this run was using the log")
+                                             "was changed or removed while this run was "
+                                             "using the log")
         for seq, record in self._rows(self._seq):
             self.chain.feed(record)
             self._seq, self._last = seq, record
@@ -132,8 +134,8 @@ class AuditTable:
     def _insert(self, entries: list[AuditEntry]) -> None:
         encode = _AUDIT_JSON.encode
         self.db.executemany(
-            "INSERT INTO audit (time, customer_id, op, account, change, fingerprint, git_commit, prev, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (time, customer_id, op, account, change, fingerprint, git_commit, "
+            "prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (e.time, e.customer, e.op, e.account, encode(e.change), e.fingerprint, e.git_commit,
                  e.prev, e.hash)

@@ -146,8 +146,8 @@ def emit_plan(plan_dict: dict[str, Any], fmt: str) -> None:
 
 
 class Context:
-    def __init__(self, backend_url: str, settings: BackendSettings, *, owners_file: str | None = None,
-                 require_owners: bool = False) -> None:
+    def __init__(self, backend_url: str, settings: BackendSettings, *,
+                 owners_file: str | None = None, require_owners: bool = False) -> None:
         self.backend_url = backend_url
         self.settings = settings
         self.owners_file = owners_file
@@ -167,9 +167,10 @@ pass_context = click.make_pass_decorator(Context)
 
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path())
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
-    help="text for people; json for tools (standard output holds the document alone); markdown "
-    "for a pull-request comment.",
+    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+    show_default=True,
+    help="text for people; json for tools (standard output holds the document alone); "
+    "markdown for a pull-request comment.",
 )
 
 
@@ -188,7 +189,8 @@ class CustomerId(click.ParamType):
             except ValueError:
                 number = 0
         if number < 1:
-            self.fail(f"{value!r} is not a customer id (i_customer: a whole number, 1 or more)", param, ctx)
+            self.fail(f"{value!r} is not a customer id (i_customer: a whole number, 1 or more)",
+                      param, ctx)
         return number
 
 
@@ -215,7 +217,7 @@ def safety_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--customer ID`` (repeatable) and ``--shard I/N``, handed to the command as ``selection``."""
+    """``--customer ID`` (repeatable) and ``--shard I/N``, given to the command as ``selection``."""
     import functools
 
     from reconciler.selection import Selection

@@ -33,14 +33,21 @@ _MAX_WARNINGS = 10
 
 
 @click.command(short_help="List the applied changes (the audit log) and verify its hash chain.")
-@click.option("--customer", "customer_id", type=CUSTOMER_ID, help="Only this customer's changes (i_customer).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text for people; json: a list of the entries (with --verify: the verdict), for tools.")
-@click.option("--verify", is_flag=True, help="Check the hash chain: exit 1 naming the first bad entry.")
+@click.option("--customer", "customer_id", type=CUSTOMER_ID,
+              help="Only this customer's changes (i_customer).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True,
+              help="text for people; json: a list of the entries (with --verify: "
+                   "the verdict), for tools.")
+@click.option("--verify", is_flag=True,
+              help="Check the hash chain: exit 1 naming the first bad entry.")
 @click.option("--expect-head", metavar="HASH",
-              help="With --verify (implied): also exit 1 unless the head is HASH (kept from an earlier run).")
-@click.option("--head", "show_head", is_flag=True, help="Print only the head hash (after verifying the chain).")
-@click.option("--new-chain", is_flag=True, help="Start a new chain over a broken one (needs --reason).")
+              help="With --verify (implied): also exit 1 unless the head is HASH "
+                   "(kept from an earlier run).")
+@click.option("--head", "show_head", is_flag=True,
+              help="Print only the head hash (after verifying the chain).")
+@click.option("--new-chain", is_flag=True,
+              help="Start a new chain over a broken one (needs --reason).")
 @click.option("--reason", help="Why the chain is restarted; recorded in the log.")
 @pass_context
 def history(obj: Context, customer_id: int | None, fmt: str, verify: bool, expect_head: str | None,
@@ -66,14 +73,16 @@ def history(obj: Context, customer_id: int | None, fmt: str, verify: bool, expec
             return
         location = backend.audit_location()
         exists = backend.audit_exists()
-        chain, entries, unreadable = check(backend.audit_records()) if exists else (ChainCheck(), [], [])
+        chain, entries, unreadable = (check(backend.audit_records()) if exists
+                                      else (ChainCheck(), [], []))
     if exists:
         err(f"audit log: {location}")
     else:
         err(
-            f"no audit log at {location}: nothing has been applied through it. A PortaBilling audit "
-            "log is a local file written by apply, relative to the working directory apply ran in "
-            "unless RECONCILER_AUDIT_LOG names it; point RECONCILER_AUDIT_LOG at that file to read it."
+            f"no audit log at {location}: nothing has been applied through it. A PortaBilling "
+            "audit log is a local file written by apply, relative to the working directory apply "
+            "ran in unless RECONCILER_AUDIT_LOG names it; point RECONCILER_AUDIT_LOG at that file "
+            "to read it."
         )
     verdict = chain.verdict()
     if show_head:
@@ -82,15 +91,17 @@ def history(obj: Context, customer_id: int | None, fmt: str, verify: bool, expec
         _verify(chain, verdict, expect_head, fmt)
     else:
         _warn(verdict, [(r.where, r.why_unreadable()) for r in unreadable])
-        _list([e for e in entries if customer_id is None or e.customer == customer_id], customer_id, fmt)
+        chosen = [e for e in entries if customer_id is None or e.customer == customer_id]
+        _list(chosen, customer_id, fmt)
 
 
 def _restart(backend: Backend, reason: str) -> None:
     entry = backend.new_chain(reason)
     err(f"audit log: {backend.audit_location()}")
     out(
-        f"new chain started: it replaces the head {entry.change['replaces']} (the old chain broke at "
-        f"{entry.change['problem']}); the restart is entry {entry.change['entries'] + 1}, head {entry.hash}"
+        f"new chain started: it replaces the head {entry.change['replaces']} "
+        f"(the old chain broke at {entry.change['problem']}); the restart is entry "
+        f"{entry.change['entries'] + 1}, head {entry.hash}"
     )
 
 
@@ -122,8 +133,8 @@ def _verify(chain: ChainCheck, verdict: Verdict, expect_head: str | None, fmt: s
                        f"{verdict.entries - found[1]} entries follow it; head now {verdict.head}")
         else:
             failure = (f"the expected head {expect_head} is not in the audit log (head now "
-                       f"{verdict.head}, {verdict.entries} entries): entries were cut from its end, "
-                       "or this is another log")
+                       f"{verdict.head}, {verdict.entries} entries): "
+                       "entries were cut from its end, or this is another log")
     if fmt == "json":
         data = verdict.to_dict()
         data["expected_head"] = expect_head

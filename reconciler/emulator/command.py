@@ -48,7 +48,8 @@ def run_emulator(
     environment when set, else login ``emulator`` with password ``emulator``. The settings of
     ENV_SETTINGS (page_cap, token_ttl_calls, token_ttl_seconds, fault_scope, fault_kinds,
     timeout_s, db_path) come as keywords, or from their RECONCILER_EMULATOR_* variables when a
-    keyword is left out or None; the command line has an option for each but timeout_s.
+    keyword is left out or None. The command line has an option for each but timeout_s, and
+    always passes page_cap, fault_scope and fault_kinds (their defaults included).
     ``read_only`` and ``legacy_blocking_field`` come as keywords. ``wire`` ("v2" or "v3") and
     the wire variants (profile.VARIANTS: blocked_by, tokens, …) choose how answers look; None
     keeps the profile's. ``host`` must be a loopback address.

@@ -8,7 +8,8 @@ from reconciler.render import safe
 from reconciler.render.markdown import escape
 from reconciler.render.text import where
 
-_LABEL = {"name": "name", "product": "product", "addons": "add-ons", "dids": "DIDs", "blocked": "blocked"}
+_LABEL = {"name": "name", "product": "product", "addons": "add-ons", "dids": "DIDs",
+          "blocked": "blocked"}
 
 
 def _value(value: Any) -> str:
@@ -31,7 +32,8 @@ def describe(change: dict[str, Any]) -> tuple[str, str]:
         return "+", f"{account}: added{reason}: {after['name']!r} ({after['product']}{extra})"
     if what == "removed":
         return "-", f"{account}: removed{reason}"
-    return "~", f"{account}: {_LABEL[what]} {_value(change['before'])} -> {_value(change['after'])}{reason}"
+    old, new = _value(change["before"]), _value(change["after"])
+    return "~", f"{account}: {_LABEL[what]} {old} -> {new}{reason}"
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, int]:
@@ -58,7 +60,8 @@ def render_text(results: list[dict[str, Any]]) -> str:
             for problem in result["errors"]:
                 lines.append(f"  error[{problem['code']}] {where(problem)}: {problem['message']}")
         elif result["changed"]:
-            lines.append(f"{_title(result)}: {len(result['changes'])} change(s) adopted from billing")
+            lines.append(f"{_title(result)}: {len(result['changes'])} change(s) "
+                         "adopted from billing")
             for change in result["changes"]:
                 symbol, text = describe(change)
                 lines.append(f"  {symbol} {text}")
@@ -102,13 +105,14 @@ def render_markdown(results: list[dict[str, Any]]) -> str:
         lines.append("### Left as they are")
         lines.append("")
         for result, problem in problems:
-            lines.append(f"- <code>{escape(where(problem) or result['file'], 300)}</code> {escape(problem['code'])}: "
-                         f"{escape(problem['message'])}")
+            lines.append(f"- <code>{escape(where(problem) or result['file'], 300)}</code> "
+                         f"{escape(problem['code'])}: {escape(problem['message'])}")
         lines.append("")
     if not lines:
         lines.append("No drift: billing matches the specs.")
     total = summary(results)
     lines.append(
-        f"<sub>reconciler adopt: {total['rewritten']} spec file(s) rewritten, {total['changes']} change(s).</sub>"
+        f"<sub>reconciler adopt: {total['rewritten']} spec file(s) rewritten, "
+        f"{total['changes']} change(s).</sub>"
     )
     return "\n".join(lines)

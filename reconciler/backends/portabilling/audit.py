@@ -71,7 +71,8 @@ def _stored(line: bytes, number: int) -> Stored:
     """One line of the file as a chain record (``line N``, counted from 1)."""
     where = f"line {number}"
     if not line.endswith(b"\n"):
-        return Stored(where, None, None, "it is cut short (no end of line): a write that did not finish")
+        return Stored(where, None, None,
+                      "it is cut short (no end of line): a write that did not finish")
     if not line.strip():
         return Stored(where, None, None, "it is empty")
     try:
@@ -144,7 +145,7 @@ class AuditLog:
         _chain, entries, _unreadable = check(self.records())
         return [e for e in entries if customer_id is None or e.customer == customer_id]
 
-    # ---- the chain as this run knows it -----------------------------------------------------------
+    # ---- the chain as this run knows it ----------------------------------------------------------
 
     @contextmanager
     def _locked(self, *, create: bool) -> Iterator[int | None]:
@@ -171,8 +172,9 @@ class AuditLog:
         if size < self._offset:
             if chain.problem is None:
                 chain.problem = Problem(f"line {chain.count}", f"line {chain.count}",
-                                        f"the file is shorter than when this run read it ({size} bytes, "
-                                        f"{self._offset} before): entries were cut from its end")
+                                        "the file is shorter than when this run read it "
+                                        f"({size} bytes, {self._offset} before): "
+                                        "entries were cut from its end")
             return chain
         if handle is None:
             return chain
@@ -241,7 +243,8 @@ class AuditLog:
 
     def _write(self, handle: int, entries: list[AuditEntry]) -> None:
         text = "".join(
-            json.dumps({**e.to_dict(), "prev": e.prev, "hash": e.hash}, sort_keys=True, ensure_ascii=False)
+            json.dumps({**e.to_dict(), "prev": e.prev, "hash": e.hash}, sort_keys=True,
+                       ensure_ascii=False)
             + "\n"
             for e in entries
         ).encode("utf-8")

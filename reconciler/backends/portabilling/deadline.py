@@ -135,7 +135,8 @@ class _Watchdog:
         with self._cond:
             heapq.heappush(self._heap, entry)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="request-deadlines", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="request-deadlines",
+                                                daemon=True)
                 self._thread.start()
             if self._heap[0] is entry:
                 self._cond.notify()  # a new earliest deadline: wake the sleeper to wait less

@@ -16,8 +16,8 @@ Evidence is public code written against real servers, cited as ``repository path
   ``app/bss/adapters/portaswitch/failover.py``, ``app/bss/async_http_api.py`` and
   ``tests/test_45_portaswitch_addon_alias.py``;
 - [scripts] JustJoshing19/PortaOnePyScripts ``PortaOneCustomer/SingleTaskScripts/...``;
-- [n8n] digital-boss/n8n-nodes-portaone ``nodes/PortaOne/descriptions/CustomerExtensionDescription.ts``
-  and ``AccountDescription.ts``.
+- [n8n] digital-boss/n8n-nodes-portaone
+  ``nodes/PortaOne/descriptions/CustomerExtensionDescription.ts`` and ``AccountDescription.ts``.
 
 ¹ marks what none of these show (unevidenced): an assumption to check against a server
 (``reconciler doctor`` reports, for every such field, whether the server returned it; the table
@@ -239,7 +239,8 @@ def agreement_quantities(conditions: list[dict[str, Any]]) -> list[tuple[int, in
 def aliases_of(account_info: dict[str, Any]) -> list[tuple[int | None, str]]:
     """(alias i_account, DID) for each alias of an account (None: not known yet)."""
     return [
-        (None if alias.get(ALIAS_I_ACCOUNT) in (None, "") else int(alias[ALIAS_I_ACCOUNT]), str(alias[ALIAS_ID]))
+        (None if alias.get(ALIAS_I_ACCOUNT) in (None, "") else int(alias[ALIAS_I_ACCOUNT]),
+         str(alias[ALIAS_ID]))
         for alias in account_info.get(ALIAS_LIST) or []
     ]
 

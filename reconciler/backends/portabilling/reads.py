@@ -14,6 +14,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from reconciler.backends.portabilling import fields as wire
+from reconciler.backends.portabilling.client import PortaBillingClient, object_in
 from reconciler.backends.portabilling.errors import MalformedAnswer, PortaBillingFault
 from reconciler.model import (
     OPEN,
@@ -26,7 +27,6 @@ from reconciler.model import (
     extension_account_id,
     managed_kind,
 )
-from reconciler.backends.portabilling.client import PortaBillingClient, object_in
 
 PRODUCTS_METHOD = "Product/get_product_list"
 CUSTOMER_METHOD = "Customer/get_customer_info"
@@ -239,7 +239,9 @@ def managed_ids(
     for billing_id, row in by_id.items():
         if managed_kind(billing_id, customer_id) is not None:
             continue
-        extension = linked.get(int(row["i_account"])) if row.get("i_account") not in (None, "") else None
+        extension = (
+            linked.get(int(row["i_account"])) if row.get("i_account") not in (None, "") else None
+        )
         number = str(extension.get("id") or "") if extension is not None else ""
         wanted = extension_account_id(customer_id, number)
         if not number or managed_kind(wanted, customer_id) != "extension" or wanted in managed:

@@ -121,7 +121,11 @@ class Grant:
         refresh = answer.get(wire.REFRESH_TOKEN)
         if not isinstance(refresh, str) or not refresh:
             # A refresh answer may leave it out: the one just used is still the one to use.
-            refresh = previous.refresh_token if previous is not None and method == REFRESH_METHOD else None
+            refresh = (
+                previous.refresh_token
+                if previous is not None and method == REFRESH_METHOD
+                else None
+            )
         told: dict[str, float | None] = {
             wire.EXPIRES_IN: _seconds(answer.get(wire.EXPIRES_IN)),
             wire.EXPIRES_AT: _until(answer.get(wire.EXPIRES_AT), wall, zone),
@@ -134,7 +138,8 @@ class Grant:
         }
         seconds = min(believed.values()) if believed else None
         expires_at = (
-            None if seconds is None else now + seconds - min(RENEW_MARGIN_MAX, RENEW_SHARE * seconds)
+            None if seconds is None
+            else now + seconds - min(RENEW_MARGIN_MAX, RENEW_SHARE * seconds)
         )
         session_id = answer.get(wire.SESSION_ID)
         return cls(
