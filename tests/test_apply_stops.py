@@ -255,3 +255,26 @@ def test_a_saved_plan_edited_to_reach_another_customer_is_refused(
     assert line.startswith("customer 46170: refused: the plan holds changes this customer may "
                            f"not make: {change['op']} {moved}: not a managed account"), line
     assert sqlite_billing.dump() == before
+
+
+def test_a_saved_plan_with_many_forged_changes_names_the_first_five(
+        sqlite_billing: Billing, workdir: Path) -> None:
+    """Six changes moved to accounts of another customer: the refusal names the first five, one
+    after the other, says nothing of the sixth, and writes nothing."""
+    sqlite_billing.load(DEMO_STATE)
+    saved = workdir / "plan.json"
+    assert sqlite_billing.cli("plan", ABC, "--out", str(saved)).code == 0
+    data = json.loads(saved.read_text())
+    forged = [{"op": "block", "account": f"ph46171x{n}"} for n in range(1, 7)]
+    data["customers"][0]["changes"] = forged
+    saved.write_text(json.dumps(data))
+    before = sqlite_billing.dump()
+    result = sqlite_billing.cli("apply", "--plan", str(saved))
+    assert result.code == 1, result
+    line = next(x for x in result.err.splitlines() if x.startswith("customer 46170: "))
+    named = "; ".join(
+        f"block ph46171x{n}: not a managed account of customer 46170" for n in range(1, 6))
+    assert line == ("customer 46170: refused: the plan holds changes this customer may not make: "
+                    + named), line
+    assert "ph46171x6" not in result.err
+    assert sqlite_billing.dump() == before
