@@ -13,8 +13,6 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
 from reconciler.backends import resolve_backend_url
 from reconciler.changes import Change, change_from_dict
 from reconciler.errors import UsageError
@@ -203,6 +201,8 @@ def check_plan_backend(plan: Plan, backend: Backend) -> None:
 
 def read_plan_file(path: str) -> Plan:
     """A saved plan, checked against schemas/plan.schema.json."""
+    import jsonschema  # only a saved plan needs it: planning never pays for its import
+
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
