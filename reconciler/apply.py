@@ -376,9 +376,8 @@ def out_of_bounds(changes: list[Change], state: CustomerState) -> list[str]:
             found.append(f"{where}: the self-care role does not allow blocking")
         for use in item.assigns:
             if product_fault(use.product, use.type, state.catalogue, customer) is not None:
-                found.append(
-                    f"{where}: {use.product!r} is not a {use.type} product of the agreement"
-                )
+                a_type = "an add-on" if use.type == "addon" else "a main"
+                found.append(f"{where}: {use.product!r} is not {a_type} product of the agreement")
     found.extend(over_quantity(changes, state))
     return found
 

@@ -278,3 +278,47 @@ def test_a_saved_plan_with_many_forged_changes_names_the_first_five(
                     + named), line
     assert "ph46171x6" not in result.err
     assert sqlite_billing.dump() == before
+
+
+# Customer 51234: its self-care role allows no blocks; the administrator blocked ph51234x202.
+NORTHWIND = "specs/customers/northwind-dental.yaml"
+_NAMED = {"name": "Forged", "product": "Basic extension", "addons": [], "blocked": False}
+
+
+@pytest.mark.parametrize(("forged", "reason"), [
+    ({"op": "create_account", "account": "ph51234x201", "kind": "extension", **_NAMED},
+     "create_account ph51234x201: the account exists already or its kind is not extension"),
+    ({"op": "create_account", "account": "ph51234aa5", "kind": "extension", **_NAMED},
+     "create_account ph51234aa5: the account exists already or its kind is not auto_attendant"),
+    ({"op": "set_name", "account": "ph51234x999", "from": "Nobody", "to": "Forged"},
+     "set_name ph51234x999: no such account of customer 51234"),
+    ({"op": "set_name", "account": "ph51234x202", "from": "Front desk", "to": "Forged"},
+     "set_name ph51234x202: blocked by the administrator"),
+    ({"op": "add_alias", "account": "ph51234x201", "did": "12094555948"},
+     "add_alias ph51234x201: DID 12094555948 is not in the customer's pool"),
+    ({"op": "block", "account": "ph51234x201"},
+     "block ph51234x201: the self-care role does not allow blocking"),
+    ({"op": "add_addon", "account": "ph51234x201", "product": "Call recording"},
+     "add_addon ph51234x201: 'Call recording' is not an add-on product of the agreement"),
+    ({"op": "set_product", "account": "ph51234x201", "from": "Basic extension",
+      "to": "Voicemail to email"},
+     "set_product ph51234x201: 'Voicemail to email' is not a main product of the agreement"),
+], ids=["create-existing", "create-wrong-kind", "no-such-account", "admin-blocked",
+        "did-of-another-pool", "block-without-self-care", "addon-not-agreed", "main-of-wrong-type"])
+def test_each_forged_change_is_refused_with_its_reason(
+        sqlite_billing: Billing, workdir: Path, forged: dict[str, object], reason: str) -> None:
+    """Each rule apply holds a saved plan to, broken alone: the customer is refused with the
+    rule's reason, and billing is left as it was."""
+    sqlite_billing.load(DEMO_STATE)
+    saved = workdir / "plan.json"
+    assert sqlite_billing.cli("plan", NORTHWIND, "--out", str(saved)).code == 0
+    data = json.loads(saved.read_text())
+    data["customers"][0]["changes"] = [forged]
+    saved.write_text(json.dumps(data))
+    before = sqlite_billing.dump()
+    result = sqlite_billing.cli("apply", "--plan", str(saved))
+    assert result.code == 1, result
+    line = next(x for x in result.err.splitlines() if x.startswith("customer 51234: "))
+    assert line == ("customer 51234: refused: the plan holds changes this customer may not make: "
+                    + reason), line
+    assert sqlite_billing.dump() == before
