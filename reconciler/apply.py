@@ -42,6 +42,10 @@ INTERRUPTED, NOT_STARTED = "interrupted", "not started (interrupted)"
 
 @dataclass
 class ApplyOutcome:
+    """What became of one customer. ``done``: the changes that reached billing. ``planned``: how
+    many the plan held, where the report says how far a customer got (stopped or not started, or
+    failed partway); 0 where it would say nothing."""
+
     customer: int
     status: str
     message: str = ""
@@ -196,7 +200,6 @@ class _Run:
 
 def _apply_customer(customer_plan: CustomerPlan, run: _Run) -> ApplyOutcome:
     cid = customer_plan.customer
-    planned = len(customer_plan.changes)
     skipped = _not_applied(customer_plan, run)
     if skipped is not None:
         return skipped
@@ -217,18 +220,17 @@ def _apply_customer(customer_plan: CustomerPlan, run: _Run) -> ApplyOutcome:
 
             return run.writes.write(session, customer_plan, record, run)
     except ReconcilerError as exc:
-        return ApplyOutcome(cid, FAILED, f"{exc}{run.writes.failed_suffix}", planned=planned)
+        return ApplyOutcome(cid, FAILED, f"{exc}{run.writes.failed_suffix}")
 
 
 def _not_applied(customer_plan: CustomerPlan, run: _Run) -> ApplyOutcome | None:
     """The outcome of a customer that is not even locked: problems, unsafe, nothing, stopping."""
     cid = customer_plan.customer
-    planned = len(customer_plan.changes)
     if customer_plan.errors:
         problems = f"{len(customer_plan.errors)} problem(s) in the plan"
-        return ApplyOutcome(cid, SKIPPED, problems, planned=planned)
+        return ApplyOutcome(cid, SKIPPED, problems)
     if customer_plan.unsafe and not run.force:
-        return ApplyOutcome(cid, UNSAFE, f"{customer_plan.unsafe_reason}", planned=planned)
+        return ApplyOutcome(cid, UNSAFE, f"{customer_plan.unsafe_reason}")
     if not customer_plan.changes:
         return ApplyOutcome(cid, NOTHING)
     if run.stop():
@@ -249,7 +251,6 @@ def _refused(customer_plan: CustomerPlan, state: CustomerState | None) -> ApplyO
     """STALE if billing changed since the plan, REFUSED if the plan oversteps (the state read
     under the lock); None if the changes may be written."""
     cid = customer_plan.customer
-    planned = len(customer_plan.changes)
     if state is None or fingerprint(state) != customer_plan.fingerprint:
         from reconciler.staleness import explain_stale
 
@@ -259,7 +260,6 @@ def _refused(customer_plan: CustomerPlan, state: CustomerState | None) -> ApplyO
             STALE,
             "billing state changed since the plan was made; plan again"
             + "".join(f"\n    {line}" for line in changed),
-            planned=planned,
         )
     refused = out_of_bounds(customer_plan.changes, state)
     if refused:
@@ -267,7 +267,6 @@ def _refused(customer_plan: CustomerPlan, state: CustomerState | None) -> ApplyO
             cid,
             REFUSED,
             "the plan holds changes this customer may not make: " + "; ".join(refused[:5]),
-            planned=planned,
         )
     return None
 
@@ -293,8 +292,7 @@ def _write_whole(
     commit, or neither (a failure propagates and the session rolls the customer back)."""
     session.execute(customer_plan.changes)
     record(customer_plan.changes)
-    changes = list(customer_plan.changes)
-    return ApplyOutcome(customer_plan.customer, APPLIED, done=changes, planned=len(changes))
+    return ApplyOutcome(customer_plan.customer, APPLIED, done=list(customer_plan.changes))
 
 
 def _write_each(
@@ -333,9 +331,8 @@ def _write_each(
         # Only a stop request makes a session return early without an error.
         if not done:
             return _not_started(customer_plan)
-        return ApplyOutcome(cid, INTERRUPTED, f"stopped after {len(done)} of {planned} change(s)",
-                            done=done, planned=planned)
-    return ApplyOutcome(cid, APPLIED, done=done, planned=planned)
+        return ApplyOutcome(cid, INTERRUPTED, done=done, planned=planned)
+    return ApplyOutcome(cid, APPLIED, done=done)
 
 
 WHOLE = Writes(_write_whole, failed_suffix="; nothing was changed for this customer")
