@@ -66,6 +66,18 @@ def test_fmt_writes_the_canonical_layout_keeping_comments_and_entry_order(tmp_pa
     assert spec.read_text() == CANONICAL
 
 
+def test_fmt_writes_a_did_as_digits_only_where_it_reads_as_one() -> None:
+    """A DID with separators becomes its digits; one that is not a DID stays as written, for
+    validate to point at (rewritten, it would become a different mistake)."""
+    from reconciler.fmt import format_text
+
+    text = ("version: 1\ncustomer: {id: 100, name: Acme}\nextensions:\n"
+            "  - {extension: '1', name: A, product: P,\n"
+            "     dids: ['+1 555 000-0001', '(555) 12', '15550000002', ' 1 (555) 000.0003']}\n")
+    assert format_text(text, "acme.yaml").text.endswith(
+        '    dids: ["15550000001", "(555) 12", "15550000002", "15550000003"]\n')
+
+
 def test_fmt_is_idempotent(tmp_path: Path) -> None:
     spec = tmp_path / "acme.yaml"
     spec.write_text(MESSY)

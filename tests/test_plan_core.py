@@ -597,6 +597,101 @@ def test_a_value_that_cannot_be_read_is_not_taken_for_a_change(tmp_path: Path, b
     assert plan.changes == [] and plan.warnings == []
 
 
+_ADMIN_BLOCKED = ext(1, name="Alice", addons=("Call recording",), dids=("15550000001",),
+                     blocked_by="admin")
+_AS_BILLING_HAS_IT = {"name": "name: Alice", "product": "product: Cloud PBX service",
+                      "addons": "addons: [Call recording]", "dids": "dids: ['15550000001']"}
+
+
+def _with_an_error_elsewhere(tmp_path: Path, value: str) -> CustomerPlan:
+    """The plan of a spec whose only entry is Alice (blocked by the administrator) as billing has
+    her but for ``value``, in a file with an unrelated mistake (an unknown key at the end): every
+    entry is then read as in a spec with errors, value by value."""
+    key = value.split(":")[0]
+    fields = dict(_AS_BILLING_HAS_IT, **{key: value})
+    text = spec_of([f"{{extension: '1', {', '.join(fields.values())}}}"]) + "colour: red\n"
+    plan = plan_text(tmp_path, text, state_of(_ADMIN_BLOCKED), loads=False)
+    assert plan.changes == []  # a spec with errors is never planned for apply
+    return plan
+
+
+_UNKNOWN_KEY = ("schema", 6, 1)
+
+
+@pytest.mark.parametrize(("value", "asked"), [
+    ("name: Alice Smith", "set_name"),
+    ("product: Hotdesk", "set_product"),
+    ("addons: []", "remove_addon"),
+    ("dids: []", "remove_alias"),
+    ("blocked: false", "unblock"),
+])
+def test_in_a_spec_with_errors_each_value_that_can_be_read_still_counts(
+        tmp_path: Path, value: str, asked: str) -> None:
+    # What the readable value asks of an account the customer cannot manage is still refused,
+    # at the entry's extension, beside the file's own mistake.
+    plan = _with_an_error_elsewhere(tmp_path, value)
+    assert [(p.code, p.line, p.column, p.message) for p in plan.errors] == [
+        ("admin_blocked", 5, column(tmp_path, 5, "'1'"),
+         "ph100x1 is blocked by the administrator; the customer cannot change it "
+         f"(the spec asks for: {asked})"),
+        ("schema", 6, 1,
+         "colour: unknown key 'colour' (allowed: auto_attendants, customer, extensions, prune, "
+         "version)"),
+    ]
+    assert plan.warnings == []
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("name: ''", "1st extension, name: must not be empty"),
+    ("name: 7", ('1st extension, name: 7 is read by YAML as the number 7, not as text; to mean '
+                 'the text, quote it: name: "7"')),
+    ("product: ''", "1st extension, product: must not be empty"),
+    ("addons: ['']", "1st extension, 1st add-on: must not be empty"),
+    ("dids: ['12']",
+     "1st extension, 1st DID: '12' is not a DID: it must be 7-15 digits (E.164 without +)"),
+    ("blocked: 'yes'",
+     "1st extension, blocked: write true or false (without quotes), not text 'yes'"),
+])
+def test_in_a_spec_with_errors_a_broken_value_asks_for_nothing(
+        tmp_path: Path, value: str, message: str) -> None:
+    # Text that breaks the schema (empty, or not a DID) is as unreadable as a value of the wrong
+    # type: not a rename to "", a product named "", the removal of what billing has, an unblock.
+    plan = _with_an_error_elsewhere(tmp_path, value)
+    broken = value.split(": ", 1)[1].split("[")[-1].rstrip("]")
+    assert [(p.code, p.line, p.column, p.message) for p in plan.errors] == [
+        ("schema", 5, column(tmp_path, 5, broken), message),
+        (*_UNKNOWN_KEY, "colour: unknown key 'colour' (allowed: auto_attendants, customer, "
+         "extensions, prune, version)"),
+    ]
+    assert plan.warnings == []
+
+
+def test_an_entry_whose_extension_cannot_be_read_still_has_every_did_checked(
+        tmp_path: Path) -> None:
+    text = spec_of(["{extension: '4 66', name: B, product: '', dids: "
+                    "['12', '+1 555-000-0003', '15550000003', '19990000000']}"])
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+
+    def at(written: str) -> int:
+        return column(tmp_path, 5, written)
+
+    assert [(p.code, p.column, p.message) for p in plan.errors] == [
+        ("schema", at("'4 66'"),
+         "1st extension, extension: '4 66' is not an extension (1-15 digits)"),
+        ("schema", at("''"), "1st extension, product: must not be empty"),
+        ("schema", at("'12'"),
+         "1st extension, 1st DID: '12' is not a DID: it must be 7-15 digits (E.164 without +)"),
+        ("did_duplicate", at("'15550000003'"),
+         "DID 15550000003 is listed twice for this extension (first at line 5); say it once"),
+        ("did_not_owned", at("'19990000000'"), "DID 19990000000 is not in the customer's DID pool"),
+    ]
+    assert [(p.code, p.column, p.message) for p in plan.warnings] == [
+        ("did_normalised", at("'+1 555-000-0003'"),
+         "DID '+1 555-000-0003' is read as 15550000003; `reconciler fmt` writes it that way"),
+    ]
+    assert {p.line for p in plan.errors + plan.warnings} == {5} and plan.changes == []
+
+
 def test_a_wrong_customer_name_is_reported_in_line_order_with_the_spec_s_own_errors(
     tmp_path: Path,
 ) -> None:
