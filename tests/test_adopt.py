@@ -404,3 +404,140 @@ def test_shard_option_adopts_only_that_shards_customers(acme: Billing) -> None:
         assert acme.cli("adopt", "own/", "--shard", f"{index}/3").code == 0
         assert (SPEC_PATH.read_text() != SPEC) == (index >= acme_shard)
         assert (Path("own/beta.yaml").read_text() != BETA) == (index >= beta_shard)
+
+
+def test_two_files_for_one_customer_name_each_other(acme: Billing) -> None:
+    write("own/acme-copy.yaml", SPEC)
+    _drift(acme, _rename)
+    result = acme.cli("adopt", "own/", "--format", "json")
+    assert result.code == 1, result
+    files = result.json["files"]
+    assert [(f["file"], f["customer"], f["changed"], f["changes"], f["errors"]) for f in files] == [
+        ("own/acme-copy.yaml", 100, False, [], [{
+            "code": "duplicate_customer", "file": "own/acme-copy.yaml", "line": None,
+            "column": None, "message": "customer 100 is also described by own/acme.yaml"}]),
+        ("own/acme.yaml", 100, False, [], [{
+            "code": "duplicate_customer", "file": "own/acme.yaml", "line": 5, "column": 7,
+            "message": ("customer 100 is also described by own/acme-copy.yaml; "
+                        "neither file is adopted")}]),
+    ]
+
+
+def test_an_account_created_with_lists_is_written_whole_and_reported_as_billing_has_it(
+        acme: Billing) -> None:
+    def created(state: dict[str, Any]) -> None:
+        state["accounts"].append({
+            "id": "ph100x7", "customer": 100, "name": "Zed", "product": "Cloud PBX service",
+            "addons": ["Call recording", "Fax to email"], "dids": ["15550000007", "15550000008"],
+            "blocked_by": "admin"})
+
+    _drift(acme, created)
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 0, result
+    assert result.json["files"][0]["changes"] == [{
+        "account": "ph100x7", "what": "added", "before": None, "reason": "created in billing",
+        "after": {"name": "Zed", "product": "Cloud PBX service",
+                  "addons": ["Call recording", "Fax to email"],
+                  "dids": ["15550000007", "15550000008"], "blocked": True}}]
+    assert SPEC_PATH.read_text() == _edited((
+        "      - 15550000003   # main line\n",
+        ("      - 15550000003   # main line\n"
+         '  - extension: "7"\n'
+         "    name: Zed\n"
+         "    product: Cloud PBX service\n"
+         "    addons: [Call recording, Fax to email]\n"
+         '    dids: ["15550000007", "15550000008"]\n'
+         "    blocked: true\n"),
+    ))
+    assert _plan_is_empty(acme, "own/acme.yaml")
+
+
+def test_a_spec_whose_customer_cannot_be_read_is_left_alone(acme: Billing) -> None:
+    broken = SPEC.replace("  id: 100\n", "  id: [100]\n")
+    write(SPEC_PATH, broken)
+    _drift(acme, _rename)
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 1, result
+    [file] = result.json["files"]
+    assert (file["file"], file["customer"], file["changed"]) == ("own/acme.yaml", None, False)
+    assert [(e["code"], e["line"]) for e in file["errors"]] == [("schema", 5)]
+    assert SPEC_PATH.read_text() == broken
+
+
+def test_a_layout_adopt_cannot_edit_is_named_and_left_alone(acme: Billing) -> None:
+    flow = ("{version: 1, customer: {id: 100, name: Acme}, extensions: ["
+            "{extension: '1', name: Alice, product: Cloud PBX service, addons: [Call recording],"
+            " dids: ['15550000001'], blocked: false},"
+            " {extension: '3', name: Dan, product: Cloud PBX service, dids: ['15550000003']}],"
+            " auto_attendants: [{number: 1, name: Main menu, product: Auto attendant,"
+            " dids: ['15550000002']}]}\n")
+    write(SPEC_PATH, flow)
+    assert _plan_is_empty(acme, "own/acme.yaml")
+    _drift(acme, _rename)
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 1, result
+    [file] = result.json["files"]
+    assert (file["changed"], file["changes"]) == (False, [])
+    assert file["errors"] == [{
+        "code": "adopt_layout", "file": "own/acme.yaml", "line": None, "column": None,
+        "message": ("cannot rewrite this layout: the spec is not a block mapping at the top "
+                    "level; left as it is")}]
+    assert SPEC_PATH.read_text() == flow
+
+
+@pytest.mark.parametrize(("rewritten", "reason"), [
+    ("version: 1\ncustomer: [\n",
+     "invalid YAML: while parsing a flow node did not find expected node content"),
+    (SPEC + "colour: red\n",
+     "colour: unknown key 'colour' (allowed: auto_attendants, customer, extensions, prune, "
+     "version)"),
+    (SPEC.replace("extension: '3'", "extension: '1'"),
+     "extension 1 is listed twice (first at line 9)"),
+    (SPEC, "ph100x1 name"),
+], ids=["not-yaml", "schema", "duplicate-extension", "still-drifting"])
+def test_a_rewrite_that_would_not_describe_billing_is_never_written(
+        acme: Billing, monkeypatch: pytest.MonkeyPatch, rewritten: str, reason: str) -> None:
+    """The rewritten text is read back as plan reads it and compared with billing before it is
+    written: whatever went wrong in the edit, the file is left as it was and the reason said."""
+    from reconciler.specedit import SpecEditor
+
+    monkeypatch.setattr(SpecEditor, "result", lambda self: rewritten)
+    _drift(acme, _rename)
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 1, result
+    [file] = result.json["files"]
+    assert (file["changed"], file["changes"]) == (False, [])
+    assert [(e["code"], e["file"], e["message"]) for e in file["errors"]] == [(
+        "adopt_failed", "own/acme.yaml",
+        f"the rewritten spec would still differ from billing ({reason}); left as it is")]
+    assert SPEC_PATH.read_text() == SPEC
+
+
+def test_a_product_the_catalogue_does_not_name_is_kept_or_not_added_and_said(
+        tmp_path: Path) -> None:
+    """PortaBilling can hold an account whose product the catalogue does not list: adopt keeps
+    what the spec says of it, and does not write a new entry it could not describe."""
+    from reconciler.adopt import adopt_customer
+    from reconciler.model import Account, Catalogue, Customer, CustomerState, Product
+    from reconciler.spec import load_spec
+
+    path = write(tmp_path / "acme.yaml", SPEC)
+    loaded = load_spec(str(path))
+    catalogue = Catalogue(tuple(Product(p["id"], p["name"], p["type"]) for p in STATE["products"]))
+    customer = Customer(100, "Acme", True, (("Cloud PBX service", 0),),
+                        frozenset(STATE["customers"][0]["dids"]))
+    state = CustomerState(customer, (
+        Account("ph100x1", 100, "Alice Smith", None, ("Call recording",), ("15550000001",)),
+        Account("ph100x3", 100, "Dan", "Cloud PBX service", (), ("15550000003",)),
+        Account("ph100aa1", 100, "Main menu", "Auto attendant", (), ("15550000002",)),
+        Account("ph100x5", 100, "Eve", None),
+    ), catalogue)
+    adopted = adopt_customer(loaded, state)
+    assert [(w.code, w.message, w.file) for w in adopted.warnings] == [
+        ("unknown_product", "ph100x1 has a product the catalogue does not name; kept as written",
+         str(path)),
+        ("unknown_product", ("ph100x5 was created in billing with a product the catalogue does "
+                             "not name; not added to the spec"), str(path)),
+    ]
+    assert [(c.account, c.what) for c in adopted.changes] == [("ph100x1", "name")]
+    assert adopted.new_text == _edited(*STORIES["rename"][1])
