@@ -541,3 +541,59 @@ def test_a_product_the_catalogue_does_not_name_is_kept_or_not_added_and_said(
     ]
     assert [(c.account, c.what) for c in adopted.changes] == [("ph100x1", "name")]
     assert adopted.new_text == _edited(*STORIES["rename"][1])
+
+
+def _change(account: str, what: str, before: Any = None, after: Any = None,
+            reason: str | None = None) -> dict[str, Any]:
+    return {"account": account, "what": what, "before": before, "after": after, "reason": reason}
+
+
+REPORTED = {
+    "rename": [_change("ph100x1", "name", "Alice", "Alice Smith")],
+    "product": [_change("ph100x3", "product", "Cloud PBX service", "Hotdesk")],
+    "addon-added": [_change("ph100x1", "addons", ["Call recording"],
+                            ["Call recording", "Fax to email"])],
+    "addon-removed": [_change("ph100x1", "addons", ["Call recording"], [])],
+    "addon-added-where-none": [_change("ph100x3", "addons", [], ["Fax to email"])],
+    "did-added": [_change("ph100x3", "dids", ["15550000003"], ["15550000003", "15550000004"])],
+    "did-removed": [_change("ph100aa1", "dids", ["15550000002"], [])],
+    "did-moved": [_change("ph100x1", "dids", ["15550000001"], []),
+                  _change("ph100x3", "dids", ["15550000003"], ["15550000003", "15550000001"])],
+    "blocked-by-customer": [_change("ph100x1", "blocked", False, True, "by the customer")],
+    "blocked-by-admin": [_change("ph100x1", "blocked", False, True, "by the administrator")],
+    "created-in-billing": [_change("ph100x5", "added", None, {
+        "name": "Eve O'Neil", "product": "Cloud PBX service", "addons": ["Fax to email"],
+        "dids": ["15550000005"], "blocked": True}, "created in billing")],
+    "terminated-in-billing": [_change("ph100x3", "removed", reason="terminated in billing")],
+}
+
+
+@pytest.mark.parametrize("story", list(STORIES))
+def test_the_json_report_says_what_billing_changed_before_and_after(
+        acme: Billing, story: str) -> None:
+    _drift(acme, STORIES[story][0])
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 0, result
+    [file] = result.json["files"]
+    assert (file["changed"], file["errors"], file["warnings"]) == (True, [], [])
+    assert file["changes"] == REPORTED[story]
+
+
+def test_an_account_gone_from_billing_is_removed_and_one_of_another_customer_is_left(
+        acme: Billing) -> None:
+    def change(state: dict[str, Any]) -> None:
+        state["accounts"].remove(_account(state, "ph100x3"))  # deleted outright
+        _account(state, "ph100aa1")["customer"] = 200  # now another customer's
+        _rename(state)
+
+    _drift(acme, change)
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 0, result
+    [file] = result.json["files"]
+    assert file["changes"] == [_change("ph100x1", "name", "Alice", "Alice Smith"),
+                               _change("ph100x3", "removed", reason="not in billing")]
+    assert file["warnings"] == [{
+        "code": "account_id_taken", "file": "own/acme.yaml", "line": None, "column": None,
+        "message": "ph100aa1 belongs to another customer in billing; its entry is left as it is"}]
+    text = SPEC_PATH.read_text()
+    assert "name: Alice Smith" in text and "extension: '3'" not in text and "number: 1" in text
