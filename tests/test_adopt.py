@@ -597,3 +597,36 @@ def test_an_account_gone_from_billing_is_removed_and_one_of_another_customer_is_
         "message": "ph100aa1 belongs to another customer in billing; its entry is left as it is"}]
     text = SPEC_PATH.read_text()
     assert "name: Alice Smith" in text and "extension: '3'" not in text and "number: 1" in text
+
+
+def test_accounts_created_in_billing_are_appended_in_export_order(acme: Billing) -> None:
+    # Extensions by number (9 before 10 before 100), then auto attendants, whatever order
+    # billing lists them in.
+    def created(state: dict[str, Any]) -> None:
+        state["customers"][0]["agreement"][1]["quantity"] = 2
+        for account_id in ("ph100aa2", "ph100x100", "ph100x10", "ph100x9"):
+            state["accounts"].append({"id": account_id, "customer": 100, "name": account_id,
+                                      "product": ("Auto attendant" if "aa" in account_id
+                                                  else "Cloud PBX service")})
+
+    _drift(acme, created)
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 0, result
+    [file] = result.json["files"]
+    assert [(c["account"], c["what"]) for c in file["changes"]] == [
+        ("ph100x9", "added"), ("ph100x10", "added"), ("ph100x100", "added"),
+        ("ph100aa2", "added")]
+    text = SPEC_PATH.read_text()
+    assert text.index('extension: "9"') < text.index('extension: "10"') < text.index(
+        'extension: "100"') < text.index("number: 2")
+    assert _plan_is_empty(acme, "own/acme.yaml")
+
+
+def test_a_spec_naming_its_customer_otherwise_is_reported_with_billings_name(
+        acme: Billing) -> None:
+    write(SPEC_PATH, SPEC.replace("  name: Acme   # must match billing", "  name: Acme Corp"))
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 1, result
+    [file] = result.json["files"]
+    assert (file["customer"], file["name"], file["changed"]) == (100, "Acme", False)
+    assert [e["code"] for e in file["errors"]] == ["customer_mismatch"]
