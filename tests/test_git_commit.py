@@ -8,6 +8,7 @@ In process and fast: the mutation run of reconciler/apply.py runs these once per
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -96,3 +97,25 @@ def test_without_git_no_commit_is_recorded_and_nothing_fails(
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     assert git_commit([str(specs / "specs")]) is None
+
+
+def test_a_git_that_hangs_on_head_costs_apply_ten_seconds_not_the_run(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A git that never answers (a credential prompt, a stuck filesystem) is given up on after
+    10 s: the write goes ahead, recorded without a commit."""
+    import time
+
+    specs = _repo(tmp_path / "specs-repo")
+    real_git = shutil.which("git")
+    stuck = tmp_path / "stuck-git"
+    stuck.mkdir()
+    (stuck / "git").write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *--show-toplevel*) exec "{real_git}" "$@";; esac\n'
+        "exec sleep 60\n"
+    )
+    (stuck / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stuck}:{os.environ['PATH']}")
+    started = time.monotonic()
+    assert git_commit([str(specs / "specs")]) is None
+    assert 9 < time.monotonic() - started < 30
