@@ -493,7 +493,7 @@ def test_a_layout_adopt_cannot_edit_is_named_and_left_alone(acme: Billing) -> No
      "version)"),
     (SPEC.replace("extension: '3'", "extension: '1'"),
      "extension 1 is listed twice (first at line 9)"),
-    (SPEC, "ph100x1 name"),
+    (SPEC, "ph100x1 name, ph100x3 product"),
 ], ids=["not-yaml", "schema", "duplicate-extension", "still-drifting"])
 def test_a_rewrite_that_would_not_describe_billing_is_never_written(
         acme: Billing, monkeypatch: pytest.MonkeyPatch, rewritten: str, reason: str) -> None:
@@ -502,7 +502,7 @@ def test_a_rewrite_that_would_not_describe_billing_is_never_written(
     from reconciler.specedit import SpecEditor
 
     monkeypatch.setattr(SpecEditor, "result", lambda self: rewritten)
-    _drift(acme, _rename)
+    _drift(acme, lambda state: (_rename(state), _product(state)))
     result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
     assert result.code == 1, result
     [file] = result.json["files"]
@@ -582,21 +582,72 @@ def test_the_json_report_says_what_billing_changed_before_and_after(
 def test_an_account_gone_from_billing_is_removed_and_one_of_another_customer_is_left(
         acme: Billing) -> None:
     def change(state: dict[str, Any]) -> None:
+        _account(state, "ph100x1")["customer"] = 200  # now another customer's
         state["accounts"].remove(_account(state, "ph100x3"))  # deleted outright
-        _account(state, "ph100aa1")["customer"] = 200  # now another customer's
-        _rename(state)
+        _account(state, "ph100aa1")["name"] = "Main menu 2"
 
     _drift(acme, change)
     result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
     assert result.code == 0, result
     [file] = result.json["files"]
-    assert file["changes"] == [_change("ph100x1", "name", "Alice", "Alice Smith"),
-                               _change("ph100x3", "removed", reason="not in billing")]
     assert file["warnings"] == [{
         "code": "account_id_taken", "file": "own/acme.yaml", "line": None, "column": None,
-        "message": "ph100aa1 belongs to another customer in billing; its entry is left as it is"}]
+        "message": "ph100x1 belongs to another customer in billing; its entry is left as it is"}]
+    # The entries after the one left alone are adopted all the same.
+    assert file["changes"] == [_change("ph100x3", "removed", reason="not in billing"),
+                               _change("ph100aa1", "name", "Main menu", "Main menu 2")]
     text = SPEC_PATH.read_text()
-    assert "name: Alice Smith" in text and "extension: '3'" not in text and "number: 1" in text
+    assert "    name: Alice          # reception\n" in text and "extension: '3'" not in text
+    assert "    name: Main menu 2\n" in text
+
+
+def test_a_block_billing_lifted_is_written_false_and_reported_without_a_reason(
+        acme: Billing) -> None:
+    write(SPEC_PATH, _edited(("    blocked: false\n", "    blocked: true\n")))
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 0, result
+    assert result.json["files"][0]["changes"] == [_change("ph100x1", "blocked", True, False)]
+    assert SPEC_PATH.read_text() == SPEC
+    assert _plan_is_empty(acme, "own/acme.yaml")
+
+
+def test_a_kept_add_on_keeps_its_line_and_comment_in_a_block_list(acme: Billing) -> None:
+    block = _edited(("    addons: [Call recording]\n",
+                     "    addons:\n      - Call recording   # ordered by the CFO\n"))
+    write(SPEC_PATH, block)
+    assert _plan_is_empty(acme, "own/acme.yaml")
+    _drift(acme, _addon_added)
+    _adopt(acme)
+    assert SPEC_PATH.read_text() == block.replace(
+        "      - Call recording   # ordered by the CFO\n",
+        "      - Call recording   # ordered by the CFO\n      - Fax to email\n")
+    assert _plan_is_empty(acme, "own/acme.yaml")
+
+
+def test_a_byte_order_mark_is_kept(acme: Billing) -> None:
+    SPEC_PATH.write_bytes(b"\xef\xbb\xbf" + SPEC.encode())
+    _drift(acme, _rename)
+    _adopt(acme)
+    assert SPEC_PATH.read_bytes() == b"\xef\xbb\xbf" + _edited(*STORIES["rename"][1]).encode()
+
+
+def test_a_rewrite_the_editor_refuses_at_the_end_is_named_and_left(
+        acme: Billing, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.specedit import SpecEditError, SpecEditor
+
+    def refuse(self: SpecEditor) -> str:
+        raise SpecEditError("two edits overlap")
+
+    monkeypatch.setattr(SpecEditor, "result", refuse)
+    _drift(acme, _rename)
+    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 1, result
+    [file] = result.json["files"]
+    assert (file["changed"], file["changes"]) == (False, [])
+    assert file["errors"] == [{
+        "code": "adopt_layout", "file": "own/acme.yaml", "line": None, "column": None,
+        "message": "cannot rewrite this layout: two edits overlap; left as it is"}]
+    assert SPEC_PATH.read_text() == SPEC
 
 
 def test_accounts_created_in_billing_are_appended_in_export_order(acme: Billing) -> None:
