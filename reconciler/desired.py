@@ -165,7 +165,7 @@ def _unplaced(
     """An entry whose account cannot be known, read for the checks that do not need it."""
     # Any key builds the entry (every value is checked as in a spec with errors); no account ID.
     read = _desired_account(loaded, broken or {()}, entry, path, kind, "0", None, errors, warnings)
-    return replace(read, id="", key="")
+    return replace(read, id="")
 
 
 def _one_account_per_did(
@@ -225,16 +225,13 @@ def _desired_account(
         else auto_attendant_account_id(cid, int(key))
     )
     if broken:
-        return _partly_read_account(
-            loaded, broken, entry, path, kind, key, account_id, errors, warnings
-        )
+        return _partly_read_account(loaded, broken, entry, path, kind, account_id, errors, warnings)
     written = entry.get("dids") or ()
     dids, did_at = _dids(loaded, written, _NONE, path, kind, errors, warnings)
     complete = len(did_at) == len(written)
     return DesiredAccount(
         id=account_id,
         kind=kind,  # type: ignore[arg-type]
-        key=key,
         name=entry["name"],
         product=entry["product"],
         addons=tuple(entry.get("addons") or ()),
@@ -252,7 +249,6 @@ def _partly_read_account(
     entry: dict[str, Any],
     path: Path,
     kind: str,
-    key: str,
     account_id: str,
     errors: list[Problem],
     warnings: list[Problem],
@@ -285,7 +281,6 @@ def _partly_read_account(
     return DesiredAccount(
         id=account_id,
         kind=kind,  # type: ignore[arg-type]
-        key=key,
         name=name,
         product=product,
         addons=addons,
@@ -304,9 +299,9 @@ def _readable_list(
 ) -> tuple[Any, set[int]]:
     """An entry's list of text items in a spec with schema errors, and the indexes of the items
     that cannot be read; a list that cannot be read at all is empty and named in ``unreadable``."""
-    written = entry.get(key) or ()
+    written = entry.get(key, [])  # left out, a list is empty, as in a spec without errors
     if _is_broken(broken, path + (key,)) or not isinstance(written, list):
-        written = ()
+        written = []
         unreadable.add(key)
     skip = {i for i, item in enumerate(written)
             if not isinstance(item, str) or _is_broken(broken, path + (key, i))}

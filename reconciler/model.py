@@ -145,7 +145,6 @@ class DesiredAccount:
 
     id: str
     kind: Kind
-    key: str  # extension digits, or the auto attendant number as text
     name: str
     product: str | None  # None only in a spec with errors, when the product could not be read
     addons: tuple[str, ...]

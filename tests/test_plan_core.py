@@ -604,18 +604,19 @@ _AS_BILLING_HAS_IT = {"name": "name: Alice", "product": "product: Cloud PBX serv
 
 
 def _with_an_error_elsewhere(tmp_path: Path, value: str) -> CustomerPlan:
-    """The plan of a spec whose only entry is Alice (blocked by the administrator) as billing has
-    her but for ``value``, in a file with an unrelated mistake (an unknown key at the end): every
-    entry is then read as in a spec with errors, value by value."""
+    """The plan of a spec whose first entry is Alice (blocked by the administrator) as billing
+    has her but for ``value``, and whose second entry has an empty name: with a value of the file
+    broken, every entry is read as in a spec with errors, value by value."""
     key = value.split(":")[0]
     fields = dict(_AS_BILLING_HAS_IT, **{key: value})
-    text = spec_of([f"{{extension: '1', {', '.join(fields.values())}}}"]) + "colour: red\n"
+    text = spec_of([f"{{extension: '1', {', '.join(fields.values())}}}",
+                    "{extension: '2', name: '', product: Cloud PBX service}"])
     plan = plan_text(tmp_path, text, state_of(_ADMIN_BLOCKED), loads=False)
     assert plan.changes == []  # a spec with errors is never planned for apply
     return plan
 
 
-_UNKNOWN_KEY = ("schema", 6, 1)
+_EMPTY_NAME = ("schema", 6, 28, "2nd extension, name: must not be empty")
 
 
 @pytest.mark.parametrize(("value", "asked"), [
@@ -634,9 +635,7 @@ def test_in_a_spec_with_errors_each_value_that_can_be_read_still_counts(
         ("admin_blocked", 5, column(tmp_path, 5, "'1'"),
          "ph100x1 is blocked by the administrator; the customer cannot change it "
          f"(the spec asks for: {asked})"),
-        ("schema", 6, 1,
-         "colour: unknown key 'colour' (allowed: auto_attendants, customer, extensions, prune, "
-         "version)"),
+        _EMPTY_NAME,
     ]
     assert plan.warnings == []
 
@@ -660,8 +659,7 @@ def test_in_a_spec_with_errors_a_broken_value_asks_for_nothing(
     broken = value.split(": ", 1)[1].split("[")[-1].rstrip("]")
     assert [(p.code, p.line, p.column, p.message) for p in plan.errors] == [
         ("schema", 5, column(tmp_path, 5, broken), message),
-        (*_UNKNOWN_KEY, "colour: unknown key 'colour' (allowed: auto_attendants, customer, "
-         "extensions, prune, version)"),
+        _EMPTY_NAME,
     ]
     assert plan.warnings == []
 

@@ -18,7 +18,7 @@ def test_extension_and_dids_keep_the_text_written(tmp_path: Path) -> None:
                              "    dids: [12094555948, 0012094555949]\n")
     assert loaded.errors == []
     account = loaded.spec.accounts[0]  # type: ignore[union-attr]
-    assert account.key == "0466" and account.id == "ph46170x0466"
+    assert account.id == "ph46170x0466"  # the extension as written: 0466, not 466
     assert account.dids == ("12094555948", "0012094555949")
 
 

@@ -295,11 +295,11 @@ def test_a_valid_spec_reads_as_its_desired_accounts(tmp_path: Path) -> None:
     assert (spec.file, spec.customer_id, spec.customer_name, spec.prune) == (
         str(tmp_path / "acme.yaml"), 100, "Acme", False)
     [ext, menu] = spec.accounts
-    assert (ext.id, ext.kind, ext.key, ext.name, ext.product, ext.addons, ext.dids, ext.blocked,
-            ext.path) == ("ph100x0466", "extension", "0466", "John", "P", ("R",), ("12094555949",),
+    assert (ext.id, ext.kind, ext.name, ext.product, ext.addons, ext.dids, ext.blocked,
+            ext.path) == ("ph100x0466", "extension", "John", "P", ("R",), ("12094555949",),
                           True, ("extensions", 0))
-    assert (menu.id, menu.kind, menu.key, menu.addons, menu.dids, menu.blocked, menu.path) == (
-        "ph100aa2", "auto_attendant", "2", (), (), None, ("auto_attendants", 0))
+    assert (menu.id, menu.kind, menu.addons, menu.dids, menu.blocked, menu.path) == (
+        "ph100aa2", "auto_attendant", (), (), None, ("auto_attendants", 0))
     assert load(tmp_path, HEAD + "prune: true\n", "p.yaml").spec.prune is True  # type: ignore[union-attr]
 
 
