@@ -112,7 +112,8 @@ def schema_problems(
     broken: set[Path] = set()
     # A misspelt key and the required key it stands for are one mistake, said once.
     suggested: set[Path] = set()
-    required: list[tuple[Path, str]] = []
+    # One problem per missing key: each `required` error lists every key its object requires.
+    required: dict[tuple[Path, str], None] = {}
     for error in errors:
         path = tuple(error.absolute_path)
         validator = error.validator
@@ -135,7 +136,7 @@ def schema_problems(
         if validator == "required":
             for name in error.validator_value:
                 if isinstance(error.instance, dict) and name not in error.instance:
-                    required.append((path, name))
+                    required[(path, name)] = None
                     broken.add(path + (name,))
             continue
         if validator == "uniqueItems" and isinstance(error.instance, list):

@@ -88,6 +88,17 @@ def test_messages_speak_to_a_person_editing_yaml(backend: str) -> None:
     assert "required key 'extension'" not in out
 
 
+def test_each_missing_key_is_said_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, _spec("extensions:\n  - {extension: '1'}\n"))
+    result = run_cli("validate", "--offline", str(path))
+    assert result.code == 1
+    missing = [line for line in result.out.splitlines() if "is missing" in line]
+    assert missing == [
+        f"error[schema] {path}:6:5: 1st extension: the required key 'name' is missing",
+        f"error[schema] {path}:6:5: 1st extension: the required key 'product' is missing",
+    ]
+
+
 def test_a_tab_in_the_indentation_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, _spec("extensions:\n  - extension: '1'\n\tname: Tab\n"))
     result = run_cli("validate", "--offline", str(path))
