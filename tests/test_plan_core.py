@@ -607,8 +607,10 @@ def _with_an_error_elsewhere(tmp_path: Path, value: str) -> CustomerPlan:
     """The plan of a spec whose first entry is Alice (blocked by the administrator) as billing
     has her but for ``value``, and whose second entry has an empty name: with a value of the file
     broken, every entry is read as in a spec with errors, value by value."""
-    key = value.split(":")[0]
+    key = value.split(":")[0].lstrip("-")
     fields = dict(_AS_BILLING_HAS_IT, **{key: value})
+    if value.startswith("-"):  # left out
+        del fields[key]
     text = spec_of([f"{{extension: '1', {', '.join(fields.values())}}}",
                     "{extension: '2', name: '', product: Cloud PBX service}"])
     plan = plan_text(tmp_path, text, state_of(_ADMIN_BLOCKED), loads=False)
@@ -623,7 +625,9 @@ _EMPTY_NAME = ("schema", 6, 28, "2nd extension, name: must not be empty")
     ("name: Alice Smith", "set_name"),
     ("product: Hotdesk", "set_product"),
     ("addons: []", "remove_addon"),
+    ("-addons", "remove_addon"),
     ("dids: []", "remove_alias"),
+    ("-dids", "remove_alias"),
     ("blocked: false", "unblock"),
 ])
 def test_in_a_spec_with_errors_each_value_that_can_be_read_still_counts(
@@ -664,10 +668,13 @@ def test_in_a_spec_with_errors_a_broken_value_asks_for_nothing(
     assert plan.warnings == []
 
 
+_TOO_LONG = "1" * 33  # a DID too long for the schema: broken, so not read
+
+
 def test_an_entry_whose_extension_cannot_be_read_still_has_every_did_checked(
         tmp_path: Path) -> None:
     text = spec_of(["{extension: '4 66', name: B, product: '', dids: "
-                    "['12', '+1 555-000-0003', '15550000003', '19990000000']}"])
+                    f"['{_TOO_LONG}', '12', '+1 555-000-0003', '15550000003', '19990000000']}}"])
     plan = plan_text(tmp_path, text, state_of(), loads=False)
 
     def at(written: str) -> int:
@@ -677,8 +684,10 @@ def test_an_entry_whose_extension_cannot_be_read_still_has_every_did_checked(
         ("schema", at("'4 66'"),
          "1st extension, extension: '4 66' is not an extension (1-15 digits)"),
         ("schema", at("''"), "1st extension, product: must not be empty"),
+        ("schema", at(f"'{_TOO_LONG}'"),
+         "1st extension, 1st DID: is 33 characters long, over the limit of 32"),
         ("schema", at("'12'"),
-         "1st extension, 1st DID: '12' is not a DID: it must be 7-15 digits (E.164 without +)"),
+         "1st extension, 2nd DID: '12' is not a DID: it must be 7-15 digits (E.164 without +)"),
         ("did_duplicate", at("'15550000003'"),
          "DID 15550000003 is listed twice for this extension (first at line 5); say it once"),
         ("did_not_owned", at("'19990000000'"), "DID 19990000000 is not in the customer's DID pool"),
@@ -688,6 +697,41 @@ def test_an_entry_whose_extension_cannot_be_read_still_has_every_did_checked(
          "DID '+1 555-000-0003' is read as 15550000003; `reconciler fmt` writes it that way"),
     ]
     assert {p.line for p in plan.errors + plan.warnings} == {5} and plan.changes == []
+
+
+def test_an_entry_with_nothing_but_a_broken_extension_still_has_its_dids_checked(
+        tmp_path: Path) -> None:
+    text = spec_of(["{extension: '4 66', dids: ['19990000000']}"])
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+    assert [(p.code, p.message) for p in plan.errors] == [
+        ("schema", "1st extension: the required key 'name' is missing"),
+        ("schema", "1st extension: the required key 'product' is missing"),
+        ("schema", "1st extension, extension: '4 66' is not an extension (1-15 digits)"),
+        ("did_not_owned", "DID 19990000000 is not in the customer's DID pool"),
+    ]
+
+
+def test_an_extension_the_schema_lets_through_but_is_not_digits_still_has_its_dids_checked(
+        tmp_path: Path) -> None:
+    # JSON Schema's `$` matches before a final line break: "7\n" passes the pattern.
+    text = spec_of(['{extension: "7\\n", name: S, product: Cloud PBX service, '
+                    "dids: ['19990000000']}"])
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+    assert [(p.code, p.message) for p in plan.errors] == [
+        ("schema", "1st extension, extension: '7\\n' is not an extension (1-15 digits)"),
+        ("did_not_owned", "DID 19990000000 is not in the customer's DID pool"),
+    ]
+
+
+def test_a_did_twice_in_an_auto_attendant_points_at_both_lines(tmp_path: Path) -> None:
+    text = spec_of([]) + ("auto_attendants:\n  - number: 1\n    name: Menu\n"
+                          "    product: Auto attendant\n    dids:\n"
+                          "      - '15550000002'\n      - '15550000002'\n")
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+    assert [(p.code, p.line, p.message) for p in plan.errors] == [(
+        "did_duplicate", 11,
+        "DID 15550000002 is listed twice for this auto attendant (first at line 10); say it once",
+    )]
 
 
 def test_a_wrong_customer_name_is_reported_in_line_order_with_the_spec_s_own_errors(
