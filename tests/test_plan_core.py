@@ -734,6 +734,39 @@ def test_a_did_twice_in_an_auto_attendant_points_at_both_lines(tmp_path: Path) -
     )]
 
 
+def test_a_did_that_is_not_one_leaves_the_others_checked_where_they_are_written(
+        tmp_path: Path) -> None:
+    # No schema error: only the DID check finds '12'. The DID after it is still checked and
+    # pointed at where it is written; the list is unreadable, so Alice's DID is not taken for a
+    # removal (which, on her administrator-blocked account, would be admin_blocked).
+    text = spec_of(["{extension: '1', name: Alice, product: Cloud PBX service, "
+                    "addons: [Call recording], dids: ['12', '19990000000']}"])
+    plan = plan_text(tmp_path, text, state_of(_ADMIN_BLOCKED), loads=False)
+    assert [(p.code, p.column) for p in plan.errors] == [
+        ("schema", column(tmp_path, 5, "'12'")),
+        ("did_not_owned", column(tmp_path, 5, "'19990000000'")),
+    ]
+
+
+@pytest.mark.parametrize("name", ["''", "7"])
+def test_a_customer_name_that_cannot_be_read_is_not_compared_with_billing(
+        tmp_path: Path, name: str) -> None:
+    text = spec_of([]).replace("name: Acme}", f"name: {name}}}")
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+    assert [p.code for p in plan.errors] == ["schema"]  # no customer_mismatch beside it
+
+
+@pytest.mark.parametrize("customer", ["{id: 0, name: Acme}", "{id: true, name: Acme}",
+                                      "{id: '100', name: Acme}", "Acme"])
+def test_a_customer_that_cannot_be_read_makes_a_spec_of_no_customer(
+        tmp_path: Path, customer: str) -> None:
+    spec = tmp_path / "acme.yaml"
+    spec.write_text(spec_of([]).replace("customer: {id: 100, name: Acme}", f"customer: {customer}"))
+    loaded = load_spec(str(spec))
+    assert loaded.spec is None and loaded.checkable is None
+    assert [p.code for p in loaded.errors] == ["schema"]
+
+
 def test_a_wrong_customer_name_is_reported_in_line_order_with_the_spec_s_own_errors(
     tmp_path: Path,
 ) -> None:
