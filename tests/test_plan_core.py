@@ -723,6 +723,18 @@ def test_an_extension_the_schema_lets_through_but_is_not_digits_still_has_its_di
     ]
 
 
+def test_an_auto_attendant_number_the_schema_lets_through_is_named_as_a_number(
+        tmp_path: Path) -> None:
+    text = spec_of([]) + ('auto_attendants:\n  - {number: "1\\n", name: Menu, '
+                          "product: Auto attendant, dids: ['15550000002', '15550000002']}\n")
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+    assert [(p.code, p.message) for p in plan.errors] == [
+        ("schema", "1st auto attendant, number: '1\\n' is not a positive whole number"),
+        ("did_duplicate",
+         "DID 15550000002 is listed twice for this auto attendant (first at line 6); say it once"),
+    ]
+
+
 def test_a_did_twice_in_an_auto_attendant_points_at_both_lines(tmp_path: Path) -> None:
     text = spec_of([]) + ("auto_attendants:\n  - number: 1\n    name: Menu\n"
                           "    product: Auto attendant\n    dids:\n"
