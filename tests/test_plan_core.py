@@ -737,12 +737,12 @@ def test_an_auto_attendant_number_the_schema_lets_through_is_named_as_a_number(
 
 def test_a_did_twice_in_an_auto_attendant_points_at_both_lines(tmp_path: Path) -> None:
     text = spec_of([]) + ("auto_attendants:\n  - number: 1\n    name: Menu\n"
-                          "    product: Auto attendant\n    dids:\n"
+                          "    product: Auto attendant\n    dids:\n      - '15550000001'\n"
                           "      - '15550000002'\n      - '15550000002'\n")
     plan = plan_text(tmp_path, text, state_of(), loads=False)
     assert [(p.code, p.line, p.message) for p in plan.errors] == [(
-        "did_duplicate", 11,
-        "DID 15550000002 is listed twice for this auto attendant (first at line 10); say it once",
+        "did_duplicate", 12,
+        "DID 15550000002 is listed twice for this auto attendant (first at line 11); say it once",
     )]
 
 
