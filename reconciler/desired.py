@@ -219,11 +219,13 @@ def _desired_account(
 ) -> DesiredAccount:
     """One entry's desired account. Without schema errors (``broken`` empty, the common case)
     every value has its schema type, and the checks of what is broken are skipped."""
-    cid = customer_id or 0
-    account_id = (
-        extension_account_id(cid, key) if kind == "extension"
-        else auto_attendant_account_id(cid, int(key))
-    )
+    if customer_id is None:
+        # Nothing is planned from such a spec: its messages name the entry, not an account ID.
+        account_id = f"extension {key}" if kind == "extension" else f"auto attendant {key}"
+    elif kind == "extension":
+        account_id = extension_account_id(customer_id, key)
+    else:
+        account_id = auto_attendant_account_id(customer_id, int(key))
     if broken:
         return _partly_read_account(loaded, broken, entry, path, kind, account_id, errors, warnings)
     written = entry.get("dids") or ()

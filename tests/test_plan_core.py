@@ -746,6 +746,49 @@ def test_a_did_twice_in_an_auto_attendant_points_at_both_lines(tmp_path: Path) -
     )]
 
 
+def test_every_did_given_twice_is_named_at_its_second_holder(tmp_path: Path) -> None:
+    text = spec_of([
+        "{extension: '1', name: A, product: Cloud PBX service, dids: [15550000001, 15550000002]}",
+        "{extension: '2', name: B, product: Cloud PBX service, dids: [15550000001, 15550000002]}",
+    ])
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+    assert [(p.code, p.line, p.message) for p in plan.errors] == [
+        ("did_duplicate", 6, f"DID {did} is given to both ph100x1 and ph100x2 (first at line 5)")
+        for did in ("15550000001", "15550000002")
+    ]
+
+
+def test_a_did_taken_by_an_earlier_entry_is_not_asked_of_its_second_holder(
+        tmp_path: Path) -> None:
+    # The second holder is blocked by the administrator: had the dropped DID been kept, or the
+    # rest of its list been taken as complete, the spec would ask it for an alias change.
+    blocked = ext(2, name="B", dids=("15550000002", "15550000003"), blocked_by="admin")
+    text = spec_of([
+        "{extension: '1', name: A, product: Cloud PBX service, dids: ['15550000001']}",
+        "{extension: '2', name: B, product: Cloud PBX service, dids: [15550000001, 15550000002]}",
+    ])
+    plan = plan_text(tmp_path, text, state_of(blocked), loads=False)
+    assert [(p.code, p.message) for p in plan.errors] == [(
+        "did_duplicate", "DID 15550000001 is given to both ph100x1 and ph100x2 (first at line 5)",
+    )]
+
+
+def test_a_did_kept_after_dropped_ones_is_pointed_at_where_it_is_written(
+        tmp_path: Path) -> None:
+    # '12' is not a DID and 15550000001 is the first entry's: the DID left is the third written.
+    text = spec_of([
+        "{extension: '1', name: A, product: Cloud PBX service, dids: [15550000001]}",
+        "{extension: '2', name: B, product: Cloud PBX service, dids: ['12', 15550000001, "
+        "19990000000]}",
+    ])
+    plan = plan_text(tmp_path, text, state_of(), loads=False)
+    assert [(p.code, p.column) for p in plan.errors] == [
+        ("schema", column(tmp_path, 6, "'12'")),
+        ("did_duplicate", column(tmp_path, 6, "15550000001")),
+        ("did_not_owned", column(tmp_path, 6, "19990000000")),
+    ]
+
+
 def test_a_did_that_is_not_one_leaves_the_others_checked_where_they_are_written(
         tmp_path: Path) -> None:
     # No schema error: only the DID check finds '12'. The DID after it is still checked and
@@ -777,6 +820,21 @@ def test_a_customer_that_cannot_be_read_makes_a_spec_of_no_customer(
     loaded = load_spec(str(spec))
     assert loaded.spec is None and loaded.checkable is None
     assert [p.code for p in loaded.errors] == ["schema"]
+
+
+def test_a_did_given_twice_in_a_spec_of_no_customer_names_the_two_entries(
+        tmp_path: Path) -> None:
+    text = spec_of([
+        "{extension: '1', name: A, product: Cloud PBX service, dids: [15550000001]}",
+    ]).replace("customer: {id: 100, name: Acme}", "customer: {id: '100', name: Acme}")
+    text += "auto_attendants:\n  - {number: 1, name: Menu, product: Cloud PBX service, " \
+            "dids: [15550000001]}\n"
+    spec = tmp_path / "acme.yaml"
+    spec.write_text(text)
+    assert [(p.code, p.message) for p in load_spec(str(spec)).errors][1:] == [(
+        "did_duplicate",
+        "DID 15550000001 is given to both extension 1 and auto attendant 1 (first at line 5)",
+    )]
 
 
 def test_a_wrong_customer_name_is_reported_in_line_order_with_the_spec_s_own_errors(
