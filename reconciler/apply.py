@@ -57,6 +57,11 @@ class ApplyOutcome:
         return self.status in (APPLIED, NOTHING)
 
 
+# How long apply waits for `git rev-parse HEAD` (a credential prompt, a stuck filesystem) before
+# it records the write without a commit.
+GIT_TIMEOUT_SECONDS = 10.0
+
+
 def git_commit(paths: list[str]) -> str | None:
     """The commit the specs come from: GITHUB_SHA in CI, else HEAD of the specs' repository.
 
@@ -71,7 +76,7 @@ def git_commit(paths: list[str]) -> str | None:
         toplevel = repository_of(paths)
         result = subprocess.run(
             ["git", "-C", toplevel, "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True, text=True, timeout=GIT_TIMEOUT_SECONDS, check=False,
         )
     except (OSError, subprocess.SubprocessError, GitChangesError):
         return None

@@ -99,11 +99,16 @@ def test_without_git_no_commit_is_recorded_and_nothing_fails(
     assert git_commit([str(specs / "specs")]) is None
 
 
-def test_a_git_that_hangs_on_head_costs_apply_ten_seconds_not_the_run(
+def test_a_git_that_hangs_on_head_costs_apply_its_time_limit_not_the_run(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A git that never answers (a credential prompt, a stuck filesystem) is given up on after
-    10 s: the write goes ahead, recorded without a commit."""
+    the limit (10 s; 1 s here): the write goes ahead, recorded without a commit."""
     import time
+
+    from reconciler import apply
+
+    assert apply.GIT_TIMEOUT_SECONDS == 10  # what docs/interrupts.md promises
+    monkeypatch.setattr(apply, "GIT_TIMEOUT_SECONDS", 1.0)
 
     specs = _repo(tmp_path / "specs-repo")
     real_git = shutil.which("git")
@@ -118,4 +123,4 @@ def test_a_git_that_hangs_on_head_costs_apply_ten_seconds_not_the_run(
     monkeypatch.setenv("PATH", f"{stuck}:{os.environ['PATH']}")
     started = time.monotonic()
     assert git_commit([str(specs / "specs")]) is None
-    assert 9 < time.monotonic() - started < 30
+    assert 1 <= time.monotonic() - started < 5  # not the fake git's 60 s
