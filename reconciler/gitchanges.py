@@ -26,6 +26,11 @@ class GitChangesError(ReconcilerError):
     """The changed files cannot be worked out: no git, not a repository, unknown ref."""
 
 
+class _GitUnusable(GitChangesError):
+    """git itself cannot be used (not installed, cannot be started, does not answer): whatever
+    the folder is, this is the message."""
+
+
 @dataclass(frozen=True)
 class SpecChanges:
     """Spec files under the given paths, relative to the working directory.
@@ -38,6 +43,11 @@ class SpecChanges:
     deleted: list[str]
 
 
+# How long one git command may take before the run gives up on it (a credential prompt, a stuck
+# network filesystem): a plan in CI fails with a message instead of hanging until the job's limit.
+GIT_TIMEOUT_SECONDS = 120.0
+
+
 def _git(args: list[str], cwd: str) -> str:
     try:
         result = subprocess.run(
@@ -47,12 +57,17 @@ def _git(args: list[str], cwd: str) -> str:
             text=True,
             encoding="utf-8",
             errors="surrogateescape",
+            timeout=GIT_TIMEOUT_SECONDS,
             check=False,
         )
+    except subprocess.TimeoutExpired:
+        raise _GitUnusable(
+            f"git {args[0]} did not answer within {GIT_TIMEOUT_SECONDS:g} s"
+        ) from None
     except (FileNotFoundError, NotADirectoryError):
-        raise GitChangesError("git is not installed (needed for --changed-since)") from None
+        raise _GitUnusable("git is not installed (needed for --changed-since)") from None
     except OSError as error:
-        raise GitChangesError(f"cannot run git: {error.strerror}") from None
+        raise _GitUnusable(f"cannot run git: {error.strerror}") from None
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()
         message = detail[-1] if detail else f"exit code {result.returncode}"
@@ -63,9 +78,9 @@ def _git(args: list[str], cwd: str) -> str:
 def _toplevel(folder: str, spec_path: str | None = None) -> str:
     try:
         return _git(["rev-parse", "--show-toplevel"], folder).strip()
-    except GitChangesError as error:
-        if "git is not installed" in str(error):
-            raise
+    except _GitUnusable:
+        raise
+    except GitChangesError:
         holds = f" (the folder of the spec path {spec_path})" if spec_path is not None else ""
         raise GitChangesError(f"not a git repository: {folder}{holds}") from None
 

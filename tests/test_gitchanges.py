@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -138,3 +139,24 @@ def test_git_missing(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PATH", str(empty))
     with pytest.raises(GitChangesError, match="git is not installed"):
         changed_spec_files("HEAD", ["specs"], cwd=str(repo))
+
+
+def test_a_git_that_hangs_is_given_up_on_with_a_message(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A git that never answers (a credential prompt, a stuck filesystem) fails the command after
+    the limit (120 s; 1 s here) instead of hanging it until the CI job is killed."""
+    import time
+
+    from reconciler import gitchanges
+
+    assert gitchanges.GIT_TIMEOUT_SECONDS == 120  # what docs/interrupts.md promises
+    monkeypatch.setattr(gitchanges, "GIT_TIMEOUT_SECONDS", 1.0)
+    stuck = tmp_path / "stuck-git"
+    stuck.mkdir()
+    (stuck / "git").write_text("#!/bin/sh\nexec sleep 60\n")
+    (stuck / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stuck}:{os.environ['PATH']}")
+    started = time.monotonic()
+    with pytest.raises(GitChangesError, match=r"^git rev-parse did not answer within 1 s$"):
+        changed_spec_files("HEAD", ["specs"], cwd=str(repo))
+    assert time.monotonic() - started < 5  # not the fake git's 60 s
