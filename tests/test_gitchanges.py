@@ -160,3 +160,13 @@ def test_a_git_that_hangs_is_given_up_on_with_a_message(
     with pytest.raises(GitChangesError, match=r"^git rev-parse did not answer within 1 s$"):
         changed_spec_files("HEAD", ["specs"], cwd=str(repo))
     assert time.monotonic() - started < 5  # not the fake git's 60 s
+
+
+def test_a_git_that_cannot_be_started_is_named_as_such(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "broken-bin"
+    broken.mkdir()
+    (broken / "git").write_text("#!/bin/sh\n")  # not executable
+    monkeypatch.setenv("PATH", str(broken))
+    with pytest.raises(GitChangesError, match=r"^cannot run git: Permission denied$"):
+        changed_spec_files("HEAD", ["specs"], cwd=str(repo))
