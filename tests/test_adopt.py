@@ -464,6 +464,17 @@ def test_a_spec_whose_customer_cannot_be_read_is_left_alone(acme: Billing) -> No
     assert SPEC_PATH.read_text() == broken
 
 
+def _assert_layout_refused(billing: Billing, reason: str) -> None:
+    """adopt of own/acme.yaml exits 1, changes nothing and names ``reason`` in its JSON report."""
+    result = billing.cli("adopt", "own/acme.yaml", "--format", "json")
+    assert result.code == 1, result
+    [file] = result.json["files"]
+    assert (file["changed"], file["changes"]) == (False, [])
+    assert file["errors"] == [{
+        "code": "adopt_layout", "file": "own/acme.yaml", "line": None, "column": None,
+        "message": f"cannot rewrite this layout: {reason}; left as it is"}]
+
+
 def test_a_layout_adopt_cannot_edit_is_named_and_left_alone(acme: Billing) -> None:
     flow = ("{version: 1, customer: {id: 100, name: Acme}, extensions: ["
             "{extension: '1', name: Alice, product: Cloud PBX service, addons: [Call recording],"
@@ -474,14 +485,7 @@ def test_a_layout_adopt_cannot_edit_is_named_and_left_alone(acme: Billing) -> No
     write(SPEC_PATH, flow)
     assert _plan_is_empty(acme, "own/acme.yaml")
     _drift(acme, _rename)
-    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
-    assert result.code == 1, result
-    [file] = result.json["files"]
-    assert (file["changed"], file["changes"]) == (False, [])
-    assert file["errors"] == [{
-        "code": "adopt_layout", "file": "own/acme.yaml", "line": None, "column": None,
-        "message": ("cannot rewrite this layout: the spec is not a block mapping at the top "
-                    "level; left as it is")}]
+    _assert_layout_refused(acme, "the spec is not a block mapping at the top level")
     assert SPEC_PATH.read_text() == flow
 
 
@@ -640,13 +644,7 @@ def test_a_rewrite_the_editor_refuses_at_the_end_is_named_and_left(
 
     monkeypatch.setattr(SpecEditor, "result", refuse)
     _drift(acme, _rename)
-    result = acme.cli("adopt", "own/acme.yaml", "--format", "json")
-    assert result.code == 1, result
-    [file] = result.json["files"]
-    assert (file["changed"], file["changes"]) == (False, [])
-    assert file["errors"] == [{
-        "code": "adopt_layout", "file": "own/acme.yaml", "line": None, "column": None,
-        "message": "cannot rewrite this layout: two edits overlap; left as it is"}]
+    _assert_layout_refused(acme, "two edits overlap")
     assert SPEC_PATH.read_text() == SPEC
 
 
